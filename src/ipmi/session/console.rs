@@ -1,0 +1,862 @@
+//! The console (client) side of RMCP+: the gateway logging in to a BMC and
+//! then exchanging commands in the established session.
+//!
+//! Login order (reference §2.1, §2.7), each step a state named for what it
+//! waits for: [`ExpectAuthCaps`] → [`ExpectOpenSessionResponse`] →
+//! [`ExpectRakp2`] → [`ExpectRakp4`] → (if above USER)
+//! [`ExpectPrivilegeResponse`] → [`ActiveSession`]. No IPMI command can be
+//! sent before the RAKP 2 HMAC and the RAKP 4 ICV have verified, because only
+//! `ExpectRakp4` can build an `ActiveSession`.
+//!
+//! Never does: propose suite 0, accept an algorithm other than the one it
+//! proposed, accept a packet before its MAC verified, move the replay window
+//! on an unauthenticated packet, or keep a password in an error or log.
+
+use std::collections::VecDeque;
+
+use rand::{CryptoRng, RngCore};
+
+use super::window::{SeqWindow, WindowError};
+use super::Privilege;
+use crate::ipmi::cmd::app::{
+    ChannelAuthCapabilities, APP_CLOSE_SESSION, APP_GET_CHANNEL_AUTH_CAPS,
+    APP_SET_SESSION_PRIVILEGE,
+};
+use crate::ipmi::crypto::integrity::{open, seal};
+use crate::ipmi::crypto::keys::{self, RakpInputs, SessionKeys, MAX_PASSWORD_LEN};
+use crate::ipmi::crypto::{CipherSuite, CryptoError};
+use crate::ipmi::wire::message::{CompletionCode, NetFn, Request, Response};
+use crate::ipmi::wire::rakp::{
+    AlgorithmTriple, OpenSessionRequest, OpenSessionResponse, Rakp1, Rakp2, Rakp3, Rakp4,
+    RmcpPlusStatus, MAX_USERNAME_LEN, ROLE_NAME_ONLY_LOOKUP,
+};
+use crate::ipmi::wire::rmcp::{RmcpClass, RmcpHeader};
+use crate::ipmi::wire::session::{
+    emit_v15_sessionless, PayloadKind, PayloadType, RmcpPlusHeader, RmcpPlusPacket, SessionPacket,
+};
+use crate::ipmi::wire::WireError;
+use crate::secret::SecretBytes;
+
+/// A cryptographically secure RNG the session may keep.
+pub trait SessionRng: RngCore + CryptoRng + Send {}
+impl<T: RngCore + CryptoRng + Send> SessionRng for T {}
+
+/// What the console needs to log in. Built by the caller, checked by
+/// [`ConsoleConfig::validate`] before any packet leaves.
+#[derive(Debug, Clone)]
+pub struct ConsoleConfig {
+    /// BMC user name (1..=16 bytes).
+    pub username: Vec<u8>,
+    /// BMC password, Kuid (at most 20 bytes).
+    pub password: SecretBytes,
+    /// Optional BMC key Kg (at most 20 bytes).
+    pub kg: Option<SecretBytes>,
+    /// Privilege the session is raised to after login.
+    pub privilege: Privilege,
+    /// Suites to propose, best first (default 17, then 3).
+    pub cipher_suites: Vec<CipherSuite>,
+    /// Allows suites without integrity or confidentiality (1, 2, 15, 16).
+    /// Off by default; the name says what turning it on means.
+    pub insecure_allow_weak_suites: bool,
+}
+
+impl ConsoleConfig {
+    /// A configuration with the default suites (17, then 3).
+    pub fn new(username: &[u8], password: SecretBytes, privilege: Privilege) -> ConsoleConfig {
+        ConsoleConfig {
+            username: username.to_vec(),
+            password,
+            kg: None,
+            privilege,
+            cipher_suites: CipherSuite::DEFAULT.to_vec(),
+            insecure_allow_weak_suites: false,
+        }
+    }
+
+    /// Checks lengths and the suite list. Errors never include the secret.
+    pub fn validate(&self) -> Result<(), SessionError> {
+        if self.username.is_empty() {
+            return Err(SessionError::EmptyUsername);
+        }
+        if self.username.len() > MAX_USERNAME_LEN {
+            return Err(SessionError::UsernameTooLong(self.username.len()));
+        }
+        if self.password.len() > MAX_PASSWORD_LEN {
+            return Err(SessionError::PasswordTooLong(self.password.len()));
+        }
+        if let Some(kg) = &self.kg {
+            if kg.len() > keys::KG_LEN {
+                return Err(SessionError::KgTooLong(kg.len()));
+            }
+        }
+        if self.cipher_suites.is_empty() {
+            return Err(SessionError::NoCipherSuites);
+        }
+        if let Some(weak) = self.cipher_suites.iter().find(|s| !s.is_secure()) {
+            if !self.insecure_allow_weak_suites {
+                return Err(SessionError::InsecureSuite(weak.id()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why a login or a session failed. Each variant says whose fault it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    /// Config: no user name given.
+    #[error("user name is empty (anonymous logins are refused)")]
+    EmptyUsername,
+    /// Config: user name over 16 bytes.
+    #[error("user name is {0} bytes long; RMCP+ allows at most 16")]
+    UsernameTooLong(usize),
+    /// Config: password over 20 bytes (never truncated silently).
+    #[error("password is {0} bytes long; RMCP+ allows at most 20")]
+    PasswordTooLong(usize),
+    /// Config: Kg over 20 bytes.
+    #[error("Kg is {0} bytes long; it is at most 20")]
+    KgTooLong(usize),
+    /// Config: empty suite list.
+    #[error("no cipher suite configured")]
+    NoCipherSuites,
+    /// Config: a weak suite without the insecure opt-in.
+    #[error(
+        "cipher suite {0} lacks integrity or confidentiality; it needs an explicit insecure opt-in"
+    )]
+    InsecureSuite(u8),
+    /// Peer: Get Channel Authentication Capabilities failed.
+    #[error("BMC refused Get Channel Authentication Capabilities: {0}")]
+    AuthCapsRefused(CompletionCode),
+    /// Peer: the channel does not do IPMI 2.0.
+    #[error("BMC does not support IPMI 2.0 / RMCP+ on this channel")]
+    NoRmcpPlus,
+    /// Peer: a setup step was refused with an RMCP+ status.
+    #[error("BMC refused {stage}: {status}")]
+    Refused {
+        /// Which message was refused.
+        stage: &'static str,
+        /// The status the BMC gave.
+        status: RmcpPlusStatus,
+    },
+    /// Peer: every proposed suite was refused.
+    #[error("BMC accepted none of the cipher suites {proposed:?} (last answer: {status})")]
+    NoSuiteAccepted {
+        /// Suites we proposed.
+        proposed: Vec<u8>,
+        /// The last refusal.
+        status: RmcpPlusStatus,
+    },
+    /// Peer (or attacker): the Open Session Response changed the algorithms.
+    #[error(
+        "BMC answered cipher suite {proposed} with other algorithms {got:?}: downgrade refused"
+    )]
+    Downgrade {
+        /// Suite we proposed.
+        proposed: u8,
+        /// What came back.
+        got: AlgorithmTriple,
+    },
+    /// Peer: BMC session ID 0.
+    #[error("BMC chose session ID 0")]
+    ZeroSessionId,
+    /// Peer or config: unknown user or wrong password.
+    #[error("authentication failed: {0}")]
+    AuthenticationFailed(&'static str),
+    /// Peer: RAKP 4's integrity check value did not verify.
+    #[error("RAKP 4 integrity check failed{0}")]
+    Rakp4Invalid(&'static str),
+    /// Peer: Set Session Privilege Level refused.
+    #[error("BMC refused privilege {wanted}: {code}")]
+    PrivilegeRefused {
+        /// The level asked for.
+        wanted: Privilege,
+        /// The completion code.
+        code: CompletionCode,
+    },
+}
+
+/// One step of the login.
+#[derive(Debug)]
+pub enum Progress {
+    /// Send this datagram and wait for the next one.
+    Send(Vec<u8>),
+    /// The session is up; no more login packets.
+    Established(Box<ActiveSession>),
+    /// The datagram did not belong to this login (stale, foreign, malformed)
+    /// and was dropped; keep waiting.
+    Ignored(Drop),
+}
+
+/// A fatal login error, with the datagram to send the BMC on the way out
+/// (RAKP 3 with an error status, so that it frees the half-open session).
+#[derive(Debug)]
+pub struct LoginFailure {
+    /// What went wrong.
+    pub error: SessionError,
+    /// A last datagram to send, if any.
+    pub farewell: Option<Vec<u8>>,
+}
+
+impl From<SessionError> for LoginFailure {
+    fn from(error: SessionError) -> Self {
+        LoginFailure {
+            error,
+            farewell: None,
+        }
+    }
+}
+
+/// Why an incoming datagram was dropped without effect. `Copy`, for counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Drop {
+    /// Malformed bytes.
+    #[error("malformed: {0}")]
+    Wire(WireError),
+    /// Not an IPMI-class RMCP message of the kind expected now.
+    #[error("unexpected packet kind")]
+    UnexpectedKind,
+    /// Addressed to another session.
+    #[error("wrong session ID")]
+    WrongSessionId,
+    /// Failed integrity or decryption.
+    #[error("crypto: {0}")]
+    Crypto(CryptoError),
+    /// Outside the sequence window or replayed.
+    #[error("sequence: {0}")]
+    Window(WindowError),
+    /// A reply that matches no outstanding request (stale or forged rqSeq).
+    #[error("reply matches no outstanding request")]
+    Unmatched,
+    /// Stale setup message (tag or console session ID of another attempt).
+    #[error("stale session-setup message")]
+    Stale,
+}
+
+/// A login in progress.
+pub struct Handshake {
+    state: State,
+    common: Common,
+}
+
+impl std::fmt::Debug for Handshake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handshake")
+            .field("state", &self.state.name())
+            .finish()
+    }
+}
+
+struct Common {
+    cfg: ConsoleConfig,
+    rng: Box<dyn SessionRng>,
+    suites_left: VecDeque<CipherSuite>,
+    kg_required_by_bmc: bool,
+    tag: u8,
+}
+
+enum State {
+    AuthCaps(ExpectAuthCaps),
+    OpenSession(ExpectOpenSessionResponse),
+    Rakp2(ExpectRakp2),
+    Rakp4(ExpectRakp4),
+    Privilege(ExpectPrivilegeResponse),
+    Done,
+}
+
+impl State {
+    fn name(&self) -> &'static str {
+        match self {
+            State::AuthCaps(_) => "ExpectAuthCaps",
+            State::OpenSession(_) => "ExpectOpenSessionResponse",
+            State::Rakp2(_) => "ExpectRakp2",
+            State::Rakp4(_) => "ExpectRakp4",
+            State::Privilege(_) => "ExpectPrivilegeResponse",
+            State::Done => "Done",
+        }
+    }
+}
+
+/// Waiting for the Get Channel Authentication Capabilities reply.
+pub struct ExpectAuthCaps {
+    rq_seq: u8,
+}
+
+/// Waiting for the Open Session Response.
+pub struct ExpectOpenSessionResponse {
+    suite: CipherSuite,
+    console_sid: u32,
+}
+
+/// Waiting for RAKP 2.
+pub struct ExpectRakp2 {
+    suite: CipherSuite,
+    console_sid: u32,
+    bmc_sid: u32,
+    console_random: [u8; 16],
+    role: u8,
+}
+
+/// Waiting for RAKP 4.
+pub struct ExpectRakp4 {
+    suite: CipherSuite,
+    console_sid: u32,
+    bmc_sid: u32,
+    console_random: [u8; 16],
+    bmc_random: [u8; 16],
+    bmc_guid: [u8; 16],
+    role: u8,
+}
+
+/// Waiting for the Set Session Privilege Level reply, inside the session.
+pub struct ExpectPrivilegeResponse {
+    session: Box<ActiveSession>,
+}
+
+impl Handshake {
+    /// Validates `cfg` and returns the login with its first datagram.
+    pub fn start(
+        cfg: ConsoleConfig,
+        mut rng: Box<dyn SessionRng>,
+    ) -> Result<(Handshake, Vec<u8>), SessionError> {
+        cfg.validate()?;
+        let rq_seq = (rng.next_u32() & 0x3F) as u8;
+        let req = Request::to_bmc(
+            NetFn::APP,
+            APP_GET_CHANNEL_AUTH_CAPS,
+            rq_seq,
+            // bit 7: IPMI 2.0 extended data; channel 0xE = this one.
+            vec![0x8E, cfg.privilege.level()],
+        );
+        let mut msg = Vec::with_capacity(req.buffer_len());
+        req.emit(&mut msg);
+        let mut out = Vec::with_capacity(4 + 10 + msg.len());
+        RmcpHeader::IPMI.emit(&mut out);
+        emit_v15_sessionless(&msg, &mut out);
+        let suites_left = cfg.cipher_suites.iter().copied().collect();
+        let tag = (rng.next_u32() & 0xFF) as u8;
+        Ok((
+            Handshake {
+                state: State::AuthCaps(ExpectAuthCaps { rq_seq }),
+                common: Common {
+                    cfg,
+                    rng,
+                    suites_left,
+                    kg_required_by_bmc: false,
+                    tag,
+                },
+            },
+            out,
+        ))
+    }
+
+    /// Name of the state, for logs and errors.
+    pub fn state_name(&self) -> &'static str {
+        self.state.name()
+    }
+
+    /// Feeds one datagram from the BMC.
+    pub fn handle(&mut self, datagram: &[u8]) -> Result<Progress, LoginFailure> {
+        let state = std::mem::replace(&mut self.state, State::Done);
+        let c = &mut self.common;
+        let (next, progress) = match state {
+            State::AuthCaps(s) => s.handle(c, datagram)?,
+            State::OpenSession(s) => s.handle(c, datagram)?,
+            State::Rakp2(s) => s.handle(c, datagram)?,
+            State::Rakp4(s) => s.handle(c, datagram)?,
+            State::Privilege(s) => s.handle(c, datagram)?,
+            State::Done => (State::Done, Progress::Ignored(Drop::UnexpectedKind)),
+        };
+        self.state = next;
+        Ok(progress)
+    }
+}
+
+impl Common {
+    fn next_tag(&mut self) -> u8 {
+        self.tag = self.tag.wrapping_add(1);
+        self.tag
+    }
+
+    fn role(&self) -> u8 {
+        self.cfg.privilege.level() | ROLE_NAME_ONLY_LOOKUP
+    }
+
+    /// Builds an Open Session Request for the next suite to try.
+    fn open_session(&mut self) -> Option<(ExpectOpenSessionResponse, Vec<u8>)> {
+        let suite = self.suites_left.pop_front()?;
+        let console_sid = loop {
+            let sid = self.rng.next_u32();
+            if sid != 0 {
+                break sid;
+            }
+        };
+        let req = OpenSessionRequest {
+            tag: self.next_tag(),
+            // An explicit level, the same as in RAKP 1: BMCs that hash the
+            // Open Session privilege (FreeIPMI "opensesspriv", ipmi_sim)
+            // then agree with those that hash RAKP 1's (reference §2.6).
+            max_privilege: self.cfg.privilege.level(),
+            console_sid,
+            algorithms: suite.algorithms(),
+        };
+        let mut payload = Vec::with_capacity(OpenSessionRequest::LEN);
+        req.emit(&mut payload);
+        Some((
+            ExpectOpenSessionResponse { suite, console_sid },
+            setup_datagram(PayloadKind::OPEN_SESSION_REQUEST, &payload),
+        ))
+    }
+}
+
+type Step = Result<(State, Progress), LoginFailure>;
+
+impl ExpectAuthCaps {
+    fn handle(self, c: &mut Common, d: &[u8]) -> Step {
+        let msg = match v15_message(d) {
+            Ok(m) => m,
+            Err(drop) => return Ok((State::AuthCaps(self), Progress::Ignored(drop))),
+        };
+        let resp = match Response::parse(msg) {
+            Ok(r)
+                if r.rq_seq == self.rq_seq
+                    && r.cmd == APP_GET_CHANNEL_AUTH_CAPS
+                    && r.netfn == NetFn::APP.response() =>
+            {
+                r
+            }
+            Ok(_) => return Ok((State::AuthCaps(self), Progress::Ignored(Drop::Unmatched))),
+            Err(e) => return Ok((State::AuthCaps(self), Progress::Ignored(Drop::Wire(e)))),
+        };
+        if !resp.completion_code.is_ok() {
+            return Err(SessionError::AuthCapsRefused(resp.completion_code).into());
+        }
+        let caps = match ChannelAuthCapabilities::parse(&resp.data) {
+            Ok(caps) => caps,
+            Err(e) => return Ok((State::AuthCaps(self), Progress::Ignored(Drop::Wire(e)))),
+        };
+        if !caps.supports_ipmi_v20 {
+            return Err(SessionError::NoRmcpPlus.into());
+        }
+        c.kg_required_by_bmc = caps.kg_set;
+        let (next, bytes) = c.open_session().ok_or(SessionError::NoCipherSuites)?;
+        Ok((State::OpenSession(next), Progress::Send(bytes)))
+    }
+}
+
+impl ExpectOpenSessionResponse {
+    fn handle(self, c: &mut Common, d: &[u8]) -> Step {
+        let payload = match setup_payload(d, PayloadKind::OPEN_SESSION_RESPONSE) {
+            Ok(p) => p,
+            Err(drop) => return Ok((State::OpenSession(self), Progress::Ignored(drop))),
+        };
+        let resp = match OpenSessionResponse::parse(payload) {
+            Ok(r) => r,
+            Err(e) => return Ok((State::OpenSession(self), Progress::Ignored(Drop::Wire(e)))),
+        };
+        if resp.tag != c.tag || resp.console_sid.is_some_and(|sid| sid != self.console_sid) {
+            return Ok((State::OpenSession(self), Progress::Ignored(Drop::Stale)));
+        }
+        let Some(accepted) = resp.accepted else {
+            if resp.status.is_algorithm_refusal() {
+                if let Some((next, bytes)) = c.open_session() {
+                    return Ok((State::OpenSession(next), Progress::Send(bytes)));
+                }
+                return Err(SessionError::NoSuiteAccepted {
+                    proposed: c.cfg.cipher_suites.iter().map(|s| s.id()).collect(),
+                    status: resp.status,
+                }
+                .into());
+            }
+            return Err(SessionError::Refused {
+                stage: "Open Session",
+                status: resp.status,
+            }
+            .into());
+        };
+        if resp.console_sid != Some(self.console_sid) {
+            return Ok((State::OpenSession(self), Progress::Ignored(Drop::Stale)));
+        }
+        if accepted.algorithms != self.suite.algorithms() {
+            return Err(SessionError::Downgrade {
+                proposed: self.suite.id(),
+                got: accepted.algorithms,
+            }
+            .into());
+        }
+        if accepted.bmc_sid == 0 {
+            return Err(SessionError::ZeroSessionId.into());
+        }
+        let mut console_random = [0u8; 16];
+        c.rng.fill_bytes(&mut console_random);
+        let rakp1 = Rakp1 {
+            tag: c.next_tag(),
+            bmc_sid: accepted.bmc_sid,
+            console_random,
+            role: c.role(),
+            username: c.cfg.username.clone(),
+        };
+        let mut payload = Vec::with_capacity(28 + rakp1.username.len());
+        rakp1.emit(&mut payload);
+        Ok((
+            State::Rakp2(ExpectRakp2 {
+                suite: self.suite,
+                console_sid: self.console_sid,
+                bmc_sid: accepted.bmc_sid,
+                console_random,
+                role: rakp1.role,
+            }),
+            Progress::Send(setup_datagram(PayloadKind::RAKP1, &payload)),
+        ))
+    }
+}
+
+impl ExpectRakp2 {
+    fn handle(self, c: &mut Common, d: &[u8]) -> Step {
+        let payload = match setup_payload(d, PayloadKind::RAKP2) {
+            Ok(p) => p,
+            Err(drop) => return Ok((State::Rakp2(self), Progress::Ignored(drop))),
+        };
+        let r2 = match Rakp2::parse(payload) {
+            Ok(r) => r,
+            Err(e) => return Ok((State::Rakp2(self), Progress::Ignored(Drop::Wire(e)))),
+        };
+        if r2.tag != c.tag || r2.console_sid != self.console_sid {
+            return Ok((State::Rakp2(self), Progress::Ignored(Drop::Stale)));
+        }
+        if !r2.status.is_ok() {
+            let why = match r2.status {
+                RmcpPlusStatus::UNAUTHORIZED_NAME => "unknown or disabled user name",
+                RmcpPlusStatus::UNAUTHORIZED_ROLE | RmcpPlusStatus::INVALID_ROLE => {
+                    "the user may not have the requested privilege"
+                }
+                _ => {
+                    return Err(SessionError::Refused {
+                        stage: "RAKP 1",
+                        status: r2.status,
+                    }
+                    .into())
+                }
+            };
+            return Err(SessionError::AuthenticationFailed(why).into());
+        }
+        let inputs = RakpInputs {
+            console_sid: self.console_sid,
+            bmc_sid: self.bmc_sid,
+            console_random: &self.console_random,
+            bmc_random: &r2.bmc_random,
+            bmc_guid: &r2.bmc_guid,
+            role: self.role,
+            username: &c.cfg.username,
+        };
+        let alg = self.suite.auth();
+        if !keys::verify_rakp2(alg, &c.cfg.password, &inputs, &r2.auth_code) {
+            // Tell the BMC, so it frees the half-open session at once.
+            let r3 = Rakp3 {
+                tag: c.next_tag(),
+                status: RmcpPlusStatus::INVALID_INTEGRITY_CHECK,
+                bmc_sid: self.bmc_sid,
+                auth_code: Vec::new(),
+            };
+            let mut payload = Vec::new();
+            r3.emit(&mut payload);
+            return Err(LoginFailure {
+                error: SessionError::AuthenticationFailed(
+                    "wrong password (or the BMC is not who it claims to be)",
+                ),
+                farewell: Some(setup_datagram(PayloadKind::RAKP3, &payload)),
+            });
+        }
+        let code = keys::rakp3_auth_code(alg, &c.cfg.password, &inputs);
+        let r3 = Rakp3 {
+            tag: c.next_tag(),
+            status: RmcpPlusStatus::OK,
+            bmc_sid: self.bmc_sid,
+            auth_code: code.expose().to_vec(),
+        };
+        let mut payload = Vec::with_capacity(8 + r3.auth_code.len());
+        r3.emit(&mut payload);
+        Ok((
+            State::Rakp4(ExpectRakp4 {
+                suite: self.suite,
+                console_sid: self.console_sid,
+                bmc_sid: self.bmc_sid,
+                console_random: self.console_random,
+                bmc_random: r2.bmc_random,
+                bmc_guid: r2.bmc_guid,
+                role: self.role,
+            }),
+            Progress::Send(setup_datagram(PayloadKind::RAKP3, &payload)),
+        ))
+    }
+}
+
+impl ExpectRakp4 {
+    fn handle(self, c: &mut Common, d: &[u8]) -> Step {
+        let payload = match setup_payload(d, PayloadKind::RAKP4) {
+            Ok(p) => p,
+            Err(drop) => return Ok((State::Rakp4(self), Progress::Ignored(drop))),
+        };
+        let r4 = match Rakp4::parse(payload) {
+            Ok(r) => r,
+            Err(e) => return Ok((State::Rakp4(self), Progress::Ignored(Drop::Wire(e)))),
+        };
+        if r4.tag != c.tag || r4.console_sid != self.console_sid {
+            return Ok((State::Rakp4(self), Progress::Ignored(Drop::Stale)));
+        }
+        if !r4.status.is_ok() {
+            if r4.status == RmcpPlusStatus::INVALID_INTEGRITY_CHECK {
+                return Err(SessionError::AuthenticationFailed(
+                    "the BMC rejected our RAKP 3 (wrong password?)",
+                )
+                .into());
+            }
+            return Err(SessionError::Refused {
+                stage: "RAKP 3",
+                status: r4.status,
+            }
+            .into());
+        }
+        let inputs = RakpInputs {
+            console_sid: self.console_sid,
+            bmc_sid: self.bmc_sid,
+            console_random: &self.console_random,
+            bmc_random: &self.bmc_random,
+            bmc_guid: &self.bmc_guid,
+            role: self.role,
+            username: &c.cfg.username,
+        };
+        let keys = SessionKeys::derive(self.suite, &c.cfg.password, c.cfg.kg.as_ref(), &inputs);
+        if !keys.verify_rakp4(&inputs, &r4.icv) {
+            let hint = match (c.kg_required_by_bmc, c.cfg.kg.is_some()) {
+                (true, false) => " (the BMC reports a Kg is set and none was given)",
+                (_, true) => " (wrong Kg?)",
+                _ => "",
+            };
+            return Err(SessionError::Rakp4Invalid(hint).into());
+        }
+        let rng_seed = c.rng.next_u32();
+        let mut session = Box::new(ActiveSession {
+            keys,
+            console_sid: self.console_sid,
+            bmc_sid: self.bmc_sid,
+            out_seq: 0,
+            window: SeqWindow::new(),
+            next_rq_seq: (rng_seed & 0x3F) as u8,
+            pending: None,
+            privilege: Privilege::User,
+            rng: std::mem::replace(&mut c.rng, Box::new(rand::rngs::OsRng)),
+        });
+        if c.cfg.privilege <= Privilege::User {
+            return Ok((State::Done, Progress::Established(session)));
+        }
+        let bytes = session.send_request(
+            NetFn::APP,
+            APP_SET_SESSION_PRIVILEGE,
+            vec![c.cfg.privilege.level()],
+        );
+        Ok((
+            State::Privilege(ExpectPrivilegeResponse { session }),
+            Progress::Send(bytes),
+        ))
+    }
+}
+
+impl ExpectPrivilegeResponse {
+    fn handle(mut self, c: &mut Common, d: &[u8]) -> Step {
+        let resp = match self.session.handle_datagram(d) {
+            Ok(r) => r,
+            Err(drop) => return Ok((State::Privilege(self), Progress::Ignored(drop))),
+        };
+        let wanted = c.cfg.privilege;
+        if !resp.completion_code.is_ok() {
+            return Err(LoginFailure {
+                error: SessionError::PrivilegeRefused {
+                    wanted,
+                    code: resp.completion_code,
+                },
+                farewell: Some(self.session.close_session_request()),
+            });
+        }
+        // Some BMCs answer with the new level, some with nothing useful;
+        // a level other than the one asked for is a refusal.
+        match resp.data.first().and_then(|b| Privilege::from_level(*b)) {
+            Some(got) if got != wanted => {
+                return Err(LoginFailure {
+                    error: SessionError::PrivilegeRefused {
+                        wanted,
+                        code: CompletionCode::INSUFFICIENT_PRIVILEGE,
+                    },
+                    farewell: Some(self.session.close_session_request()),
+                })
+            }
+            _ => {}
+        }
+        self.session.privilege = wanted;
+        Ok((State::Done, Progress::Established(self.session)))
+    }
+}
+
+/// An established, authenticated session toward one BMC. One request may be
+/// outstanding at a time; replies are matched by rqSeq, netFn and command.
+pub struct ActiveSession {
+    keys: SessionKeys,
+    console_sid: u32,
+    bmc_sid: u32,
+    out_seq: u32,
+    window: SeqWindow,
+    next_rq_seq: u8,
+    pending: Option<Pending>,
+    privilege: Privilege,
+    rng: Box<dyn SessionRng>,
+}
+
+impl std::fmt::Debug for ActiveSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActiveSession")
+            .field("suite", &self.keys.suite)
+            .field("bmc_sid", &format_args!("{:#010x}", self.bmc_sid))
+            .field("privilege", &self.privilege)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Pending {
+    rq_seq: u8,
+    netfn: NetFn,
+    cmd: u8,
+}
+
+impl ActiveSession {
+    /// The negotiated cipher suite.
+    pub fn suite(&self) -> CipherSuite {
+        self.keys.suite
+    }
+
+    /// The session privilege.
+    pub fn privilege(&self) -> Privilege {
+        self.privilege
+    }
+
+    /// The BMC's session ID (not secret; useful in logs).
+    pub fn bmc_session_id(&self) -> u32 {
+        self.bmc_sid
+    }
+
+    /// Seals a request as the one outstanding request, replacing any earlier
+    /// one: a late reply to that one is then dropped as unmatched. Each call
+    /// uses a fresh rqSeq and session sequence number.
+    pub fn send_request(&mut self, netfn: NetFn, cmd: u8, data: Vec<u8>) -> Vec<u8> {
+        let rq_seq = self.next_rq_seq;
+        self.next_rq_seq = (self.next_rq_seq + 1) & 0x3F;
+        let req = Request::to_bmc(netfn, cmd, rq_seq, data);
+        let mut msg = Vec::with_capacity(req.buffer_len());
+        req.emit(&mut msg);
+        self.pending = Some(Pending { rq_seq, netfn, cmd });
+        self.seal(PayloadKind::IPMI, &msg)
+    }
+
+    /// Forgets the outstanding request (the caller gave up on it).
+    pub fn cancel_pending(&mut self) {
+        self.pending = None;
+    }
+
+    /// True when a request is outstanding.
+    pub fn has_pending(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// A Close Session request for this session (no reply is awaited).
+    pub fn close_session_request(&mut self) -> Vec<u8> {
+        let data = self.bmc_sid.to_le_bytes().to_vec();
+        let bytes = self.send_request(NetFn::APP, APP_CLOSE_SESSION, data);
+        self.pending = None;
+        bytes
+    }
+
+    /// Checks one datagram: framing, session ID, integrity, window, then the
+    /// match against the outstanding request. Only a reply that passes all
+    /// of them comes back; everything else is a counted [`Drop`].
+    pub fn handle_datagram(&mut self, d: &[u8]) -> Result<Response, Drop> {
+        let packet = rmcp_plus(d)?;
+        if packet.header.payload_type.kind != PayloadKind::IPMI {
+            return Err(Drop::UnexpectedKind);
+        }
+        if packet.header.session_id != self.console_sid {
+            return Err(Drop::WrongSessionId);
+        }
+        let verified = open(&self.keys, &packet).map_err(Drop::Crypto)?;
+        self.window
+            .accept(verified.header().seq)
+            .map_err(Drop::Window)?;
+        let resp = Response::parse(verified.plaintext()).map_err(Drop::Wire)?;
+        let Some(p) = self.pending else {
+            return Err(Drop::Unmatched);
+        };
+        if resp.rq_seq != p.rq_seq || resp.netfn != p.netfn.response() || resp.cmd != p.cmd {
+            return Err(Drop::Unmatched);
+        }
+        // 0xCF answers a duplicate of an earlier try; the real answer follows.
+        if resp.completion_code == CompletionCode::DUPLICATED_REQUEST {
+            return Err(Drop::Unmatched);
+        }
+        self.pending = None;
+        Ok(resp)
+    }
+
+    fn seal(&mut self, kind: PayloadKind, plaintext: &[u8]) -> Vec<u8> {
+        // 0 is reserved for session setup: skip it on wrap (reference §5.1).
+        self.out_seq = self.out_seq.wrapping_add(1).max(1);
+        let mut iv = [0u8; 16];
+        self.rng.fill_bytes(&mut iv);
+        seal(&self.keys, kind, self.bmc_sid, self.out_seq, plaintext, &iv)
+    }
+}
+
+fn setup_datagram(kind: PayloadKind, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 + payload.len());
+    RmcpHeader::IPMI.emit(&mut out);
+    RmcpPlusHeader {
+        payload_type: PayloadType::setup(kind),
+        session_id: 0,
+        seq: 0,
+        payload_len: payload.len() as u16,
+    }
+    .emit(&mut out);
+    out.extend_from_slice(payload);
+    out
+}
+
+fn rmcp_plus(d: &[u8]) -> Result<RmcpPlusPacket<'_>, Drop> {
+    let (rmcp, rest) = RmcpHeader::parse(d).map_err(Drop::Wire)?;
+    if rmcp.class != RmcpClass::Ipmi || rmcp.is_ack {
+        return Err(Drop::UnexpectedKind);
+    }
+    match SessionPacket::parse(rest).map_err(Drop::Wire)? {
+        SessionPacket::RmcpPlus(p) => Ok(p),
+        SessionPacket::V15(_) => Err(Drop::UnexpectedKind),
+    }
+}
+
+fn setup_payload(d: &[u8], kind: PayloadKind) -> Result<&[u8], Drop> {
+    let p = rmcp_plus(d)?;
+    let pt = p.header.payload_type;
+    if pt.kind != kind || pt.encrypted || pt.authenticated || p.header.session_id != 0 {
+        return Err(Drop::UnexpectedKind);
+    }
+    Ok(p.payload)
+}
+
+fn v15_message(d: &[u8]) -> Result<&[u8], Drop> {
+    let (rmcp, rest) = RmcpHeader::parse(d).map_err(Drop::Wire)?;
+    if rmcp.class != RmcpClass::Ipmi {
+        return Err(Drop::UnexpectedKind);
+    }
+    match SessionPacket::parse(rest).map_err(Drop::Wire)? {
+        SessionPacket::V15(p) if p.auth_type == 0 && p.session_id == 0 => Ok(p.message),
+        _ => Err(Drop::UnexpectedKind),
+    }
+}
+
+#[cfg(test)]
+mod tests;
