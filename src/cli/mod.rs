@@ -1,1 +1,115 @@
-//! placeholder
+//! The `ipmigw` command line: clap types, one file per verb group, output
+//! formatting and the one mapping from errors to exit codes.
+//!
+//! Exit codes (design.md): 0 ok, 1 usage or configuration error, 2
+//! connection error, 3 denied by policy or rate limit, 4 BMC error. Never
+//! prints a secret.
+
+mod bmc;
+pub mod output;
+pub mod secrets;
+
+use clap::{Parser, Subcommand};
+
+/// Exit code: success.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: usage or configuration error.
+pub const EXIT_USAGE: u8 = 1;
+/// Exit code: connection error (no answer, socket, TLS).
+pub const EXIT_CONNECTION: u8 = 2;
+/// Exit code: denied by policy or rate limit.
+pub const EXIT_DENIED: u8 = 3;
+/// Exit code: the BMC refused or failed.
+pub const EXIT_BMC: u8 = 4;
+
+/// ipmigw: a hardened IPMI security gateway.
+#[derive(Debug, Parser)]
+#[command(name = "ipmigw", version, about, long_about = None)]
+pub struct Cli {
+    /// More log output on stderr (-v info, -vv debug). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Verb,
+}
+
+#[derive(Debug, Subcommand)]
+enum Verb {
+    /// Diagnostics straight to one BMC over RMCP+ (no gateway involved).
+    Bmc(bmc::BmcArgs),
+}
+
+/// An error on its way to the user: what to print and the exit code.
+#[derive(Debug)]
+pub struct CliError {
+    /// Exit code (1-4).
+    pub code: u8,
+    /// The message, naming its subject (file, BMC, command).
+    pub message: String,
+}
+
+impl CliError {
+    /// A usage or configuration error (exit 1).
+    pub fn usage(message: impl Into<String>) -> CliError {
+        CliError {
+            code: EXIT_USAGE,
+            message: message.into(),
+        }
+    }
+}
+
+/// Parses `std::env::args`, runs, prints errors, returns the exit code.
+pub fn main() -> u8 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    EXIT_OK
+                }
+                _ => EXIT_USAGE,
+            };
+            let _ = e.print();
+            return code;
+        }
+    };
+    init_tracing(cli.verbose);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ipmigw: cannot start the async runtime: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let result = rt.block_on(async {
+        match cli.command {
+            Verb::Bmc(args) => bmc::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => EXIT_OK,
+        Err(e) => {
+            eprintln!("ipmigw: {}", e.message);
+            e.code
+        }
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .try_init();
+}

@@ -38,8 +38,8 @@ use crate::ipmi::wire::WireError;
 use crate::secret::SecretBytes;
 
 /// A cryptographically secure RNG the session may keep.
-pub trait SessionRng: RngCore + CryptoRng + Send {}
-impl<T: RngCore + CryptoRng + Send> SessionRng for T {}
+pub trait SessionRng: RngCore + CryptoRng + Send + Sync {}
+impl<T: RngCore + CryptoRng + Send + Sync> SessionRng for T {}
 
 /// What the console needs to log in. Built by the caller, checked by
 /// [`ConsoleConfig::validate`] before any packet leaves.

@@ -1,0 +1,489 @@
+//! The per-BMC task and its handle.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{timeout_at, Instant};
+use tracing::{debug, info, warn};
+
+use super::{BmcError, RawResponse, Transact};
+use crate::ipmi::cmd::app::GetDeviceId;
+use crate::ipmi::cmd::name::classify;
+use crate::ipmi::cmd::{Command, RawRequest};
+use crate::ipmi::session::console::{ActiveSession, ConsoleConfig, Drop, Handshake, Progress};
+use crate::ipmi::session::window::WindowError;
+
+/// Default per-try timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Default retries of read-only commands (tries = 1 + retries).
+pub const DEFAULT_RETRIES: u32 = 3;
+/// Default idle time before a keepalive (BMCs drop idle sessions at 30-60 s).
+pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(20);
+/// Commands that may wait behind the one in flight.
+pub const DEFAULT_QUEUE_DEPTH: usize = 32;
+/// Largest datagram accepted from a BMC.
+const MAX_DATAGRAM_BYTES: usize = 1024;
+
+/// How to reach and log in to one BMC.
+#[derive(Debug, Clone)]
+pub struct BmcConfig {
+    /// UDP address (port 623 by default).
+    pub addr: SocketAddr,
+    /// Credentials, privilege and suites.
+    pub console: ConsoleConfig,
+    /// Per-try timeout.
+    pub timeout: Duration,
+    /// Retries for read-only commands and login.
+    pub retries: u32,
+    /// Idle time before a keepalive.
+    pub keepalive: Duration,
+    /// Queue depth behind the command in flight.
+    pub queue_depth: usize,
+}
+
+impl BmcConfig {
+    /// Defaults: 1 s timeout, 3 retries, 20 s keepalive, 32 queued.
+    pub fn new(addr: SocketAddr, console: ConsoleConfig) -> BmcConfig {
+        BmcConfig {
+            addr,
+            console,
+            timeout: DEFAULT_TIMEOUT,
+            retries: DEFAULT_RETRIES,
+            keepalive: DEFAULT_KEEPALIVE,
+            queue_depth: DEFAULT_QUEUE_DEPTH,
+        }
+    }
+}
+
+/// Why datagrams were dropped, and what the task had to do about it.
+#[derive(Debug, Default)]
+pub struct DropStats {
+    unexpected_source: AtomicU64,
+    malformed: AtomicU64,
+    wrong_session: AtomicU64,
+    bad_integrity: AtomicU64,
+    out_of_window: AtomicU64,
+    unmatched: AtomicU64,
+    retries: AtomicU64,
+    relogins: AtomicU64,
+}
+
+/// A copy of [`DropStats`] at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DropStatsSnapshot {
+    /// Datagrams from an address other than the BMC's.
+    pub unexpected_source: u64,
+    /// Datagrams that did not parse, or of an unexpected kind.
+    pub malformed: u64,
+    /// Datagrams for another session.
+    pub wrong_session: u64,
+    /// Datagrams failing the MAC or decryption.
+    pub bad_integrity: u64,
+    /// Replays and sequence numbers outside the window.
+    pub out_of_window: u64,
+    /// Authentic replies matching no outstanding request.
+    pub unmatched: u64,
+    /// Re-sent read-only requests.
+    pub retries: u64,
+    /// Logins after the first.
+    pub relogins: u64,
+}
+
+impl DropStats {
+    fn count(&self, d: Drop) {
+        let c = match d {
+            Drop::Wire(_) | Drop::UnexpectedKind | Drop::Stale => &self.malformed,
+            Drop::WrongSessionId => &self.wrong_session,
+            Drop::Crypto(_) => &self.bad_integrity,
+            Drop::Window(WindowError::Zero) | Drop::Window(_) => &self.out_of_window,
+            Drop::Unmatched => &self.unmatched,
+        };
+        c.fetch_add(1, Relaxed);
+    }
+
+    /// Reads the counters.
+    pub fn snapshot(&self) -> DropStatsSnapshot {
+        DropStatsSnapshot {
+            unexpected_source: self.unexpected_source.load(Relaxed),
+            malformed: self.malformed.load(Relaxed),
+            wrong_session: self.wrong_session.load(Relaxed),
+            bad_integrity: self.bad_integrity.load(Relaxed),
+            out_of_window: self.out_of_window.load(Relaxed),
+            unmatched: self.unmatched.load(Relaxed),
+            retries: self.retries.load(Relaxed),
+            relogins: self.relogins.load(Relaxed),
+        }
+    }
+}
+
+enum Job {
+    Request {
+        req: RawRequest,
+        reply: oneshot::Sender<Result<RawResponse, BmcError>>,
+    },
+    Close,
+}
+
+/// Handle to the task that owns one BMC's socket and session. Cloning is
+/// cheap; the session closes when [`BmcClient::close`] is called or the last
+/// handle is dropped.
+#[derive(Clone, Debug)]
+pub struct BmcClient {
+    addr: SocketAddr,
+    jobs: mpsc::Sender<Job>,
+    stats: Arc<DropStats>,
+    done: Arc<tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
+}
+
+impl BmcClient {
+    /// Binds a socket, logs in (so that credentials are checked now, not at
+    /// the first command) and starts the task.
+    pub async fn connect(cfg: BmcConfig) -> Result<BmcClient, BmcError> {
+        cfg.console.validate().map_err(|source| BmcError::Login {
+            addr: cfg.addr,
+            source,
+        })?;
+        let bind: SocketAddr = if cfg.addr.is_ipv4() {
+            ([0, 0, 0, 0], 0).into()
+        } else {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        };
+        let addr = cfg.addr;
+        let socket = UdpSocket::bind(bind)
+            .await
+            .map_err(|source| BmcError::Io { addr, source })?;
+        let stats = Arc::new(DropStats::default());
+        let mut task = Task {
+            cfg,
+            socket,
+            session: None,
+            suspect: false,
+            stats: stats.clone(),
+            logins: 0,
+            buf: vec![0; MAX_DATAGRAM_BYTES],
+        };
+        task.login().await?;
+        let (tx, rx) = mpsc::channel(task.cfg.queue_depth.max(1));
+        let handle = tokio::spawn(task.run(rx));
+        Ok(BmcClient {
+            addr,
+            jobs: tx,
+            stats,
+            done: Arc::new(tokio::sync::Mutex::new(Some(handle))),
+        })
+    }
+
+    /// Runs one request. Queued behind the command in flight; refused with
+    /// [`BmcError::Busy`] when the queue is full.
+    pub async fn request(&self, req: RawRequest) -> Result<RawResponse, BmcError> {
+        let (tx, rx) = oneshot::channel();
+        self.jobs
+            .try_send(Job::Request { req, reply: tx })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => BmcError::Busy(self.addr),
+                mpsc::error::TrySendError::Closed(_) => BmcError::Closed(self.addr),
+            })?;
+        rx.await.map_err(|_| BmcError::Closed(self.addr))?
+    }
+
+    /// Runs a typed command; a non-zero completion code is an error.
+    pub async fn execute<C: Command>(&self, cmd: &C) -> Result<C::Response, BmcError> {
+        let req = cmd.request();
+        let name = classify(req.netfn, req.cmd, &req.data).name.to_string();
+        let resp = self.request(req).await?;
+        if !resp.completion_code.is_ok() {
+            return Err(BmcError::Completion {
+                addr: self.addr,
+                command: name,
+                code: resp.completion_code,
+            });
+        }
+        cmd.parse_response(&resp.data)
+            .map_err(|source| BmcError::Malformed {
+                addr: self.addr,
+                command: name,
+                source,
+            })
+    }
+
+    /// Drop counters.
+    pub fn stats(&self) -> DropStatsSnapshot {
+        self.stats.snapshot()
+    }
+
+    /// The BMC address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Sends Close Session and stops the task (waits at most one timeout
+    /// for the BMC's answer).
+    pub async fn close(self) {
+        let handle = self.done.lock().await.take();
+        if let Some(h) = handle {
+            // Waits behind queued commands, so they finish first.
+            let _ = self.jobs.send(Job::Close).await;
+            let _ = h.await;
+        }
+    }
+}
+
+impl Transact for BmcClient {
+    async fn transact(&self, req: RawRequest) -> Result<RawResponse, BmcError> {
+        self.request(req).await
+    }
+    fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+struct Task {
+    cfg: BmcConfig,
+    socket: UdpSocket,
+    session: Option<Box<ActiveSession>>,
+    /// A state-changing command's outcome was lost: probe before trusting
+    /// the session again.
+    suspect: bool,
+    stats: Arc<DropStats>,
+    logins: u64,
+    buf: Vec<u8>,
+}
+
+enum Wait {
+    Reply(RawResponse),
+    TimedOut,
+}
+
+impl Task {
+    async fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
+        loop {
+            let idle = self.cfg.keepalive + jitter(self.cfg.keepalive);
+            match tokio::time::timeout(idle, jobs.recv()).await {
+                Ok(Some(Job::Request { req, reply })) => {
+                    let result = self.execute(req).await;
+                    let _ = reply.send(result);
+                }
+                Ok(Some(Job::Close)) | Ok(None) => break,
+                Err(_) => self.keepalive().await,
+            }
+        }
+        self.close_session().await;
+    }
+
+    async fn execute(&mut self, req: RawRequest) -> Result<RawResponse, BmcError> {
+        let c = classify(req.netfn, req.cmd, &req.data);
+        if self.suspect {
+            self.suspect = false;
+            if self.probe().await.is_err() {
+                self.session = None;
+            }
+        }
+        if self.session.is_none() {
+            self.login().await?;
+        }
+        if c.state_changing {
+            return match self.exchange(&req, 1).await? {
+                Some(r) => Ok(r),
+                None => {
+                    self.suspect = true;
+                    Err(BmcError::OutcomeUnknown {
+                        addr: self.cfg.addr,
+                        command: c.name.to_string(),
+                    })
+                }
+            };
+        }
+        let tries = 1 + self.cfg.retries;
+        if let Some(r) = self.exchange(&req, tries).await? {
+            return Ok(r);
+        }
+        // No answer at all: the BMC may have forgotten the session (reboot,
+        // idle timeout). Log in again once and retry.
+        info!(bmc = %self.cfg.addr, "no answer in session; logging in again");
+        self.session = None;
+        self.login().await?;
+        self.exchange(&req, tries).await?.ok_or(BmcError::NoAnswer {
+            addr: self.cfg.addr,
+            tries: 2 * tries,
+        })
+    }
+
+    /// Sends `req` up to `tries` times; `None` when nothing authentic came back.
+    async fn exchange(
+        &mut self,
+        req: &RawRequest,
+        tries: u32,
+    ) -> Result<Option<RawResponse>, BmcError> {
+        for attempt in 0..tries {
+            if attempt > 0 {
+                self.stats.retries.fetch_add(1, Relaxed);
+            }
+            let Some(session) = self.session.as_mut() else {
+                return Ok(None);
+            };
+            let bytes = session.send_request(req.netfn, req.cmd, req.data.clone());
+            self.send(&bytes).await?;
+            if let Wait::Reply(r) = self.wait_reply().await? {
+                return Ok(Some(r));
+            }
+        }
+        if let Some(s) = self.session.as_mut() {
+            s.cancel_pending();
+        }
+        Ok(None)
+    }
+
+    async fn wait_reply(&mut self) -> Result<Wait, BmcError> {
+        let deadline = Instant::now() + self.cfg.timeout;
+        loop {
+            let Some(d) = self.recv_until(deadline).await? else {
+                return Ok(Wait::TimedOut);
+            };
+            let Some(session) = self.session.as_mut() else {
+                return Ok(Wait::TimedOut);
+            };
+            match session.handle_datagram(&self.buf[..d]) {
+                Ok(resp) => {
+                    return Ok(Wait::Reply(RawResponse {
+                        completion_code: resp.completion_code,
+                        data: resp.data,
+                    }))
+                }
+                Err(drop) => {
+                    debug!(bmc = %self.cfg.addr, %drop, "dropped datagram");
+                    self.stats.count(drop);
+                }
+            }
+        }
+    }
+
+    /// Receives one datagram from the BMC's address into `buf`, or `None` at
+    /// the deadline. Datagrams from anywhere else are counted and dropped.
+    async fn recv_until(&mut self, deadline: Instant) -> Result<Option<usize>, BmcError> {
+        loop {
+            match timeout_at(deadline, self.socket.recv_from(&mut self.buf)).await {
+                Err(_) => return Ok(None),
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    // ICMP port unreachable from an earlier send: keep waiting
+                    // so the caller sees a bounded "no answer".
+                    continue;
+                }
+                Ok(Err(source)) => {
+                    return Err(BmcError::Io {
+                        addr: self.cfg.addr,
+                        source,
+                    })
+                }
+                Ok(Ok((n, from))) => {
+                    if from != self.cfg.addr {
+                        self.stats.unexpected_source.fetch_add(1, Relaxed);
+                        warn!(bmc = %self.cfg.addr, %from, "datagram from unexpected address dropped");
+                        continue;
+                    }
+                    return Ok(Some(n));
+                }
+            }
+        }
+    }
+
+    async fn send(&self, bytes: &[u8]) -> Result<(), BmcError> {
+        match self.socket.send_to(bytes, self.cfg.addr).await {
+            Ok(_) => Ok(()),
+            // A refused earlier datagram surfaces on the next send; the BMC
+            // may come back, so treat it like a lost packet.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Ok(()),
+            Err(source) => Err(BmcError::Io {
+                addr: self.cfg.addr,
+                source,
+            }),
+        }
+    }
+
+    async fn login(&mut self) -> Result<(), BmcError> {
+        let addr = self.cfg.addr;
+        let tries = 1 + self.cfg.retries;
+        for _ in 0..tries {
+            let rng = Box::new(rand::rngs::OsRng);
+            let (mut hs, first) = Handshake::start(self.cfg.console.clone(), rng)
+                .map_err(|source| BmcError::Login { addr, source })?;
+            self.send(&first).await?;
+            let mut deadline = Instant::now() + self.cfg.timeout;
+            loop {
+                let Some(n) = self.recv_until(deadline).await? else {
+                    debug!(bmc = %addr, state = hs.state_name(), "login step timed out");
+                    break;
+                };
+                match hs.handle(&self.buf[..n]) {
+                    Ok(Progress::Send(next)) => {
+                        self.send(&next).await?;
+                        deadline = Instant::now() + self.cfg.timeout;
+                    }
+                    Ok(Progress::Established(s)) => {
+                        if self.logins > 0 {
+                            self.stats.relogins.fetch_add(1, Relaxed);
+                        }
+                        self.logins += 1;
+                        info!(bmc = %addr, suite = %s.suite(), privilege = %s.privilege(), session = format_args!("{:#010x}", s.bmc_session_id()), "session established");
+                        self.session = Some(s);
+                        return Ok(());
+                    }
+                    Ok(Progress::Ignored(drop)) => self.stats.count(drop),
+                    Err(f) => {
+                        if let Some(bytes) = f.farewell {
+                            let _ = self.send(&bytes).await;
+                        }
+                        return Err(BmcError::Login {
+                            addr,
+                            source: f.error,
+                        });
+                    }
+                }
+            }
+        }
+        Err(BmcError::NoAnswer { addr, tries })
+    }
+
+    async fn probe(&mut self) -> Result<(), BmcError> {
+        let req = GetDeviceId.request();
+        match self.exchange(&req, 1 + self.cfg.retries).await? {
+            Some(_) => Ok(()),
+            None => Err(BmcError::NoAnswer {
+                addr: self.cfg.addr,
+                tries: 1 + self.cfg.retries,
+            }),
+        }
+    }
+
+    async fn keepalive(&mut self) {
+        if self.session.is_none() {
+            return;
+        }
+        if self.probe().await.is_err() {
+            warn!(bmc = %self.cfg.addr, "keepalive unanswered; will log in again on next use");
+            self.session = None;
+        }
+    }
+
+    async fn close_session(&mut self) {
+        if let Some(mut s) = self.session.take() {
+            let bytes = s.close_session_request();
+            if self.send(&bytes).await.is_ok() {
+                // Wait briefly for the answer so the BMC frees its slot before
+                // we go; some BMCs never answer (reference §2.9).
+                let deadline = Instant::now() + self.cfg.timeout.min(Duration::from_millis(500));
+                let _ = self.recv_until(deadline).await;
+            }
+            info!(bmc = %self.cfg.addr, "session closed");
+        }
+    }
+}
+
+fn jitter(base: Duration) -> Duration {
+    let max = base.as_millis() as u64 / 10;
+    Duration::from_millis(rand::thread_rng().gen_range(0..=max.max(1)))
+}
