@@ -265,19 +265,16 @@ async fn sensor_value<T: Transact>(t: &T, s: &SensorRecord) -> Result<SensorValu
     if s.owner_id != BMC_SLAVE_ADDR || s.owner_lun != 0 {
         return Ok(v);
     }
-    let (resp, name) = raw(t, &GetSensorReading(s.number)).await?;
-    match resp.completion_code.0 {
-        0 => {}
-        0xCB | 0xCD | 0xD5 => return Ok(v),
-        _ => {
-            return Err(BmcError::Completion {
-                addr: t.addr(),
-                command: name,
-                code: resp.completion_code,
-            })
-        }
+    let (resp, _) = raw(t, &GetSensorReading(s.number)).await?;
+    // One sensor the BMC cannot read (absent, not scanning, refused) shows as
+    // "no reading", as in ipmitool; it does not sink the whole listing.
+    if !resp.completion_code.is_ok() {
+        tracing::debug!(sensor = %s.id, code = %resp.completion_code, "no reading");
+        return Ok(v);
     }
-    let r = decode(t, &GetSensorReading(s.number), &resp, name)?;
+    let Ok(r) = GetSensorReading(s.number).parse_response(&resp.data) else {
+        return Ok(v);
+    };
     if !r.is_valid() {
         return Ok(v);
     }
@@ -488,6 +485,7 @@ mod tests {
                     out.extend_from_slice(&rec[off..(off + n).min(rec.len())]);
                     ok(out)
                 }
+                (0x04, 0x2D) if d[0] == 9 => cc(0xCC),
                 (0x04, 0x2D) => ok(vec![if d[0] == 1 { 45 } else { 200 }, 0xC0, 0x00]),
                 (0x0A, 0x40) => ok(vec![
                     0x51,
@@ -568,6 +566,18 @@ mod tests {
         assert!((v.reading.unwrap() - 12.0).abs() < 1e-9);
         let uc = v.thresholds.iter().find(|(n, _)| n == "uc").unwrap().1;
         assert!((uc - 13.2).abs() < 1e-9);
+    }
+
+    #[test]
+    fn an_unreadable_sensor_shows_no_reading_and_the_rest_still_list() {
+        let mut bmc = FakeBmc::new();
+        bmc.sdrs.push(full_record(b"Ghost", 9, 1, 0, 1, [0; 6]));
+        let sensors = block_on(read_sensors(&bmc)).unwrap();
+        assert_eq!(sensors.len(), 3);
+        assert_eq!(
+            (sensors[2].reading, sensors[2].status.as_str()),
+            (None, "ns")
+        );
     }
 
     #[test]

@@ -42,7 +42,7 @@ pub struct Classified {
 /// True for the session-management commands a client may never send through
 /// the gateway: the gateway owns BMC sessions.
 pub fn is_session_management(netfn: NetFn, cmd: u8) -> bool {
-    netfn == NetFn::APP && matches!(cmd, 0x38 | 0x39 | 0x3A | 0x3B | 0x3C)
+    netfn == NetFn::APP && matches!(cmd, 0x38..=0x3C)
 }
 
 /// Maps a request to its policy name.

@@ -69,10 +69,6 @@ impl Peer {
         }
     }
 
-    pub fn console_sid(&self) -> u32 {
-        self.console_sid
-    }
-
     /// Answers one datagram from the console, if it deserves an answer.
     pub fn handle(&mut self, d: &[u8]) -> Option<Vec<u8>> {
         let (_, rest) = RmcpHeader::parse(d).ok()?;

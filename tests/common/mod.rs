@@ -1,0 +1,391 @@
+//! Shared test harness: OpenIPMI's `ipmi_sim` started from the project's own
+//! fixtures (tests/fixtures/ipmi_sim), one instance per test, on a free
+//! loopback port, stopped by pid when the handle drops.
+//!
+//! When `ipmi_sim`, `sdrcomp` or `ipmitool` is missing the interop tests skip
+//! with a printed reason, unless `IPMIGW_REQUIRE_INTEROP=1` (CI), where they
+//! fail instead.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, UdpSocket};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ipmigw::bmc::{BmcClient, BmcConfig};
+use ipmigw::ipmi::session::console::ConsoleConfig;
+use ipmigw::ipmi::session::Privilege;
+use ipmigw::secret::SecretBytes;
+
+/// Users of every simulated BMC: (id, name, password, privilege).
+pub const USERS: [(u8, &str, &str, &str); 3] = [
+    (2, "admin", "Adm1nPass", "admin"),
+    (3, "operator", "0perPass", "operator"),
+    (4, "viewer", "V1ewPass", "user"),
+];
+pub const ADMIN_PASSWORD: &str = "Adm1nPass";
+/// How long a starting ipmi_sim may take to answer.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ipmi_sim")
+}
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// None (with a printed reason) when the interop tools are missing and not
+/// required; panics when they are required.
+pub fn interop_tools() -> Option<()> {
+    let missing: Vec<_> = ["ipmi_sim", "sdrcomp", "ipmitool"]
+        .into_iter()
+        .filter(|t| !have(t))
+        .collect();
+    if missing.is_empty() {
+        return Some(());
+    }
+    let msg = format!(
+        "interop tools missing: {missing:?} (apt-get install -y openipmi ipmitool freeipmi-tools)"
+    );
+    if std::env::var("IPMIGW_REQUIRE_INTEROP").as_deref() == Ok("1") {
+        panic!("IPMIGW_REQUIRE_INTEROP=1 but {msg}");
+    }
+    eprintln!("SKIPPED: {msg}");
+    None
+}
+
+/// One running ipmi_sim.
+pub struct IpmiSim {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    child: Child,
+}
+
+impl IpmiSim {
+    /// Starts a simulated BMC, waits until it completes an RMCP+ login, sets
+    /// its SEL clock and seeds three SEL entries. None when tools are missing.
+    pub fn start() -> Option<IpmiSim> {
+        interop_tools()?;
+        let dir = tempfile::Builder::new()
+            .prefix("ipmigw-sim.")
+            .tempdir()
+            .expect("temp dir");
+        let d = dir.path();
+        let port = free_udp_port();
+        std::fs::create_dir_all(d.join("state/ipmi_sim/bmc")).unwrap();
+        std::fs::create_dir_all(d.join("sensors")).unwrap();
+        std::fs::write(d.join("sensors/cpu_temp_c"), "45\n").unwrap();
+        std::fs::write(d.join("sensors/fan1_rpm"), "5400\n").unwrap();
+        std::fs::write(d.join("sensors/v12_mv"), "12000\n").unwrap();
+        std::fs::write(d.join("chassis.state"), "power=0\nboot=default\n").unwrap();
+        std::fs::write(d.join("chassis.log"), "").unwrap();
+        let sdr = d.join("state/ipmi_sim/bmc/sdr.20.main");
+        let st = Command::new("sdrcomp")
+            .arg("-8")
+            .arg("-o")
+            .arg(&sdr)
+            .arg(fixtures().join("sensors.sdrs"))
+            .status()
+            .expect("run sdrcomp");
+        assert!(st.success(), "sdrcomp failed");
+        let control = d.join("chassis-control");
+        std::fs::copy(fixtures().join("chassis-control"), &control).unwrap();
+        std::fs::set_permissions(&control, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+        let mut lan = format!(
+            "name \"bmc\"\nset_working_mc 0x20\nstartlan 1\n  addr 127.0.0.1 {port}\n  priv_limit admin\n  guid a5a5a5a5000011112222{port:012x}\nendlan\nchassis_control \"{} {}\"\n",
+            control.display(),
+            d.display()
+        );
+        for (id, name, pw, privilege) in USERS {
+            lan.push_str(&format!(
+                "user {id} true \"{name}\" \"{pw}\" {privilege} 10\n"
+            ));
+        }
+        lan.push_str("user 5 false \"disabled\" \"D1sabled\" user 10\n");
+        std::fs::write(d.join("lan.conf"), lan).unwrap();
+
+        let fru = fru_image(&format!("LAB{port:05}"));
+        let fru_bytes: Vec<String> = fru.iter().map(u8::to_string).collect();
+        let emu = format!(
+            "mc_setbmc 0x20\n\
+             mc_add 0x20 0x20 no-device-sdrs 0x01 0x01 0x00 0x9f 0x1291 0x1001 persist_sdr\n\
+             mc_add_fru_data 0x20 0 {} data {}\n\
+             sel_enable 0x20 1000 0x0a\n\
+             sensor_add 0x20 0 1 0x01 0x01 poll 500 file \"{d}/sensors/cpu_temp_c\"\n\
+             sensor_add 0x20 0 2 0x04 0x01 poll 500 file \"{d}/sensors/fan1_rpm\" div=60\n\
+             sensor_add 0x20 0 3 0x02 0x01 poll 500 file \"{d}/sensors/v12_mv\" div=60\n\
+             sensor_set_value 0x20 0 1 45 0\n\
+             sensor_set_value 0x20 0 2 90 0\n\
+             sensor_set_value 0x20 0 3 200 0\n\
+             mc_enable 0x20\n",
+            fru.len(),
+            fru_bytes.join(" "),
+            d = d.display()
+        );
+        std::fs::write(d.join("sim.emu"), emu).unwrap();
+        let child = spawn(d);
+        let sim = IpmiSim { dir, port, child };
+        sim.wait_ready();
+        sim.seed_sel();
+        Some(sim)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The chassis state file's `key=value` for `key`.
+    pub fn chassis(&self, key: &str) -> String {
+        let s = std::fs::read_to_string(self.path("chassis.state")).unwrap_or_default();
+        s.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_string))
+            .unwrap_or_default()
+    }
+
+    /// A password file (mode 0600) for `password`.
+    pub fn password_file(&self, name: &str, password: &str) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, password).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        p
+    }
+
+    /// Runs stock ipmitool (lanplus, suite 3, admin) with `args`.
+    pub fn ipmitool(&self, args: &[&str]) -> String {
+        let port = self.port.to_string();
+        let out = Command::new("ipmitool")
+            .args([
+                "-I",
+                "lanplus",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                "admin",
+                "-P",
+                ADMIN_PASSWORD,
+                "-C",
+                "3",
+                "-N",
+                "1",
+                "-R",
+                "3",
+            ])
+            .args(args)
+            .output()
+            .expect("run ipmitool");
+        assert!(
+            out.status.success(),
+            "ipmitool {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs `ipmigw bmc` against this BMC as admin; returns (exit, stdout, stderr).
+    pub fn ipmigw(&self, args: &[&str]) -> (i32, String, String) {
+        let pw = self.password_file("admin.pw", ADMIN_PASSWORD);
+        ipmigw_bin(
+            &[
+                &[
+                    "bmc",
+                    "-H",
+                    &self.addr().to_string(),
+                    "-U",
+                    "admin",
+                    "--password-file",
+                    pw.to_str().unwrap(),
+                ],
+                args,
+            ]
+            .concat(),
+        )
+    }
+
+    /// A library client logged in as admin.
+    pub async fn client(&self) -> BmcClient {
+        let console = ConsoleConfig::new(
+            b"admin",
+            SecretBytes::from(ADMIN_PASSWORD.as_bytes()),
+            Privilege::Administrator,
+        );
+        BmcClient::connect(BmcConfig::new(self.addr(), console))
+            .await
+            .expect("login to ipmi_sim")
+    }
+
+    /// Kills and restarts the simulator on the same port: a BMC reboot that
+    /// forgets every session.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn(self.dir.path());
+        self.wait_ready();
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        let port = self.port.to_string();
+        while Instant::now() < deadline {
+            let ok = Command::new("ipmitool")
+                .args([
+                    "-I",
+                    "lanplus",
+                    "-H",
+                    "127.0.0.1",
+                    "-p",
+                    &port,
+                    "-U",
+                    "admin",
+                    "-P",
+                    ADMIN_PASSWORD,
+                    "-C",
+                    "3",
+                    "-N",
+                    "1",
+                    "-R",
+                    "1",
+                    "sel",
+                    "time",
+                    "set",
+                    "now",
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let log = std::fs::read_to_string(self.path("sim.log")).unwrap_or_default();
+        panic!(
+            "ipmi_sim on port {} did not answer within {START_TIMEOUT:?}; log:\n{log}",
+            self.port
+        );
+    }
+
+    fn seed_sel(&self) {
+        // Threshold events for sensors 1-3, as the BMC itself would log them.
+        for (ty, num, data) in [
+            ("0x01", "0x01", ["0x57", "0x4c", "0x4b"]),
+            ("0x04", "0x02", ["0x52", "0x0f", "0x11"]),
+            ("0x02", "0x03", ["0x50", "0xbd", "0xbe"]),
+        ] {
+            let mut args = vec![
+                "raw", "0x0a", "0x44", "0x00", "0x00", "0x02", "0", "0", "0", "0", "0x20", "0x00",
+                "0x04", ty, num, "0x01",
+            ];
+            args.extend(data);
+            self.ipmitool(&args);
+        }
+    }
+}
+
+impl Drop for IpmiSim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(d: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(d.join("sim.log"))
+        .unwrap();
+    Command::new("ipmi_sim")
+        .arg("-c")
+        .arg(d.join("lan.conf"))
+        .arg("-f")
+        .arg(d.join("sim.emu"))
+        .arg("-s")
+        .arg(d.join("state"))
+        .arg("-n")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("spawn ipmi_sim")
+}
+
+/// Runs the built ipmigw binary; returns (exit, stdout, stderr).
+pub fn ipmigw_bin(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ipmigw"))
+        .args(args)
+        .output()
+        .expect("run ipmigw");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A port that was free a moment ago.
+pub fn free_udp_port() -> u16 {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.local_addr().unwrap().port()
+}
+
+/// FRU image: common header, board area and product area.
+fn fru_image(serial: &str) -> Vec<u8> {
+    fn area(fixed: &[u8], fields: &[&str]) -> Vec<u8> {
+        let mut a = fixed.to_vec();
+        for f in fields {
+            a.push(0xC0 | f.len() as u8);
+            a.extend_from_slice(f.as_bytes());
+        }
+        a.push(0xC1);
+        while (a.len() + 1) % 8 != 0 {
+            a.push(0);
+        }
+        a[1] = ((a.len() + 1) / 8) as u8;
+        a.push(zero_sum(&a));
+        a
+    }
+    fn zero_sum(b: &[u8]) -> u8 {
+        b.iter().fold(0u8, |s, x| s.wrapping_add(*x)).wrapping_neg()
+    }
+    let board = area(
+        &[1, 0, 0, 0, 0, 0],
+        &[
+            "ipmigw-test",
+            "test board",
+            &format!("BRD-{serial}"),
+            "TEST-BOARD-1",
+            "",
+        ],
+    );
+    let product = area(
+        &[1, 0, 0],
+        &[
+            "ipmigw-test",
+            "test BMC",
+            "TEST-BMC-1",
+            "1.0",
+            serial,
+            "bmc1",
+            "",
+        ],
+    );
+    let mut h = vec![1, 0, 0, 1, (1 + board.len() / 8) as u8, 0, 0];
+    h.push(zero_sum(&h));
+    h.extend(board);
+    h.extend(product);
+    h
+}
