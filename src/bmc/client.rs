@@ -487,3 +487,193 @@ fn jitter(base: Duration) -> Duration {
     let max = base.as_millis() as u64 / 10;
     Duration::from_millis(rand::thread_rng().gen_range(0..=max.max(1)))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::ipmi::cmd::chassis::{ChassisControl, GetChassisStatus, PowerAction};
+    use crate::ipmi::session::console::ConsoleConfig;
+    use crate::ipmi::session::testpeer::{Knobs, Peer};
+    use crate::ipmi::session::Privilege;
+    use crate::secret::SecretBytes;
+
+    #[derive(Default)]
+    struct Faults {
+        /// In-session replies to swallow (the command still "runs").
+        lose_replies: u32,
+        /// Also send each in-session reply from a foreign socket first.
+        spoof_from_elsewhere: bool,
+        /// Send a copy with a broken MAC before each in-session reply.
+        forged_first: bool,
+    }
+
+    struct FakeBmc {
+        addr: SocketAddr,
+        peer: Arc<Mutex<Peer>>,
+        faults: Arc<Mutex<Faults>>,
+    }
+
+    impl FakeBmc {
+        async fn start() -> FakeBmc {
+            let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let rogue = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let addr = sock.local_addr().unwrap();
+            let knobs = Knobs {
+                accept: vec![17, 3],
+                ..Knobs::default()
+            };
+            let peer = Arc::new(Mutex::new(Peer::new(b"pw", knobs)));
+            let faults = Arc::new(Mutex::new(Faults::default()));
+            let (p, f) = (peer.clone(), faults.clone());
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 2048];
+                while let Ok((n, from)) = sock.recv_from(&mut buf).await {
+                    let in_session =
+                        n > 5 && buf[4] == 0x06 && buf[5] & 0x3F == 0 && buf[5] & 0x40 != 0;
+                    let Some(reply) = p.lock().unwrap().handle(&buf[..n]) else {
+                        continue;
+                    };
+                    let (lose, spoof, forge) = {
+                        let mut f = f.lock().unwrap();
+                        let lose = in_session && f.lose_replies > 0;
+                        if lose {
+                            f.lose_replies -= 1;
+                        }
+                        (
+                            lose,
+                            in_session && f.spoof_from_elsewhere,
+                            in_session && f.forged_first,
+                        )
+                    };
+                    if lose {
+                        continue;
+                    }
+                    if spoof {
+                        rogue.send_to(&reply, from).await.unwrap();
+                    }
+                    if forge {
+                        let mut bad = reply.clone();
+                        *bad.last_mut().unwrap() ^= 1;
+                        sock.send_to(&bad, from).await.unwrap();
+                    }
+                    sock.send_to(&reply, from).await.unwrap();
+                }
+            });
+            FakeBmc { addr, peer, faults }
+        }
+
+        fn commands(&self) -> Vec<(u8, u8)> {
+            self.peer
+                .lock()
+                .unwrap()
+                .commands
+                .iter()
+                .map(|r| (r.netfn.0, r.cmd))
+                .collect()
+        }
+    }
+
+    async fn client(bmc: &FakeBmc) -> BmcClient {
+        let console =
+            ConsoleConfig::new(b"admin", SecretBytes::from(&b"pw"[..]), Privilege::Operator);
+        let mut cfg = BmcConfig::new(bmc.addr, console);
+        cfg.timeout = Duration::from_millis(100);
+        cfg.retries = 2;
+        BmcClient::connect(cfg).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn read_only_commands_are_retried() {
+        let bmc = FakeBmc::start().await;
+        let c = client(&bmc).await;
+        bmc.faults.lock().unwrap().lose_replies = 2;
+        assert!(c.execute(&GetChassisStatus).await.unwrap().power_on);
+        assert_eq!(c.stats().retries, 2);
+        let status_requests = bmc
+            .commands()
+            .iter()
+            .filter(|c| **c == (0x00, 0x01))
+            .count();
+        assert_eq!(status_requests, 3);
+    }
+
+    #[tokio::test]
+    async fn a_state_changing_command_is_never_resent() {
+        let bmc = FakeBmc::start().await;
+        let c = client(&bmc).await;
+        bmc.faults.lock().unwrap().lose_replies = 1;
+        let err = c
+            .execute(&ChassisControl(PowerAction::Off))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, BmcError::OutcomeUnknown { ref command, .. } if command == "chassis.power.off"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("outcome unknown"));
+        let controls = bmc
+            .commands()
+            .iter()
+            .filter(|c| **c == (0x00, 0x02))
+            .count();
+        assert_eq!(controls, 1, "sent once, never again");
+        // The session is probed before it is trusted again, then works.
+        assert!(c.execute(&GetChassisStatus).await.is_ok());
+        assert_eq!(
+            bmc.commands()
+                .iter()
+                .filter(|c| **c == (0x00, 0x02))
+                .count(),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn foreign_sources_and_forged_macs_are_dropped_and_counted() {
+        let bmc = FakeBmc::start().await;
+        let c = client(&bmc).await;
+        {
+            let mut f = bmc.faults.lock().unwrap();
+            f.spoof_from_elsewhere = true;
+            f.forged_first = true;
+        }
+        assert!(c.execute(&GetChassisStatus).await.unwrap().power_on);
+        let s = c.stats();
+        assert_eq!(s.unexpected_source, 1, "{s:?}");
+        assert_eq!(s.bad_integrity, 1, "{s:?}");
+        assert_eq!(s.retries, 0, "the authentic reply was still accepted");
+    }
+
+    #[tokio::test]
+    async fn close_sends_close_session() {
+        let bmc = FakeBmc::start().await;
+        let c = client(&bmc).await;
+        c.clone().close().await;
+        assert_eq!(bmc.commands().last(), Some(&(0x06, 0x3C)));
+        assert!(matches!(
+            c.execute(&GetChassisStatus).await,
+            Err(BmcError::Closed(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_is_refused_not_grown() {
+        let bmc = FakeBmc::start().await;
+        let console =
+            ConsoleConfig::new(b"admin", SecretBytes::from(&b"pw"[..]), Privilege::Operator);
+        let mut cfg = BmcConfig::new(bmc.addr, console);
+        cfg.queue_depth = 1;
+        cfg.timeout = Duration::from_millis(100);
+        let c = BmcClient::connect(cfg).await.unwrap();
+        bmc.faults.lock().unwrap().lose_replies = 100;
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..8 {
+            let c = c.clone();
+            set.spawn(async move { c.execute(&GetChassisStatus).await });
+        }
+        let results = set.join_all().await;
+        assert!(results.iter().any(|r| matches!(r, Err(BmcError::Busy(_)))));
+    }
+}

@@ -908,6 +908,13 @@ pub mod fuzzing {
 
     /// Seals `plaintext` as the BMC would, for `active_session(suite)`.
     pub fn seal_reply(suite: CipherSuite, seq: u32, plaintext: &[u8]) -> Vec<u8> {
-        integrity::seal(&keys(suite), PayloadKind::IPMI, CONSOLE_SID, seq, plaintext, &[7; 16])
+        integrity::seal(
+            &keys(suite),
+            PayloadKind::IPMI,
+            CONSOLE_SID,
+            seq,
+            plaintext,
+            &[7; 16],
+        )
     }
 }

@@ -10,7 +10,7 @@ pub mod console;
 pub mod window;
 
 #[cfg(test)]
-mod testpeer;
+pub(crate) mod testpeer;
 
 /// IPMI privilege level (reference §0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
