@@ -15,7 +15,9 @@ use super::{BmcError, RawResponse, Transact};
 use crate::ipmi::cmd::app::GetDeviceId;
 use crate::ipmi::cmd::name::classify;
 use crate::ipmi::cmd::{Command, RawRequest};
-use crate::ipmi::session::console::{ActiveSession, ConsoleConfig, Drop, Handshake, Progress};
+use crate::ipmi::session::console::{
+    ActiveSession, ConsoleConfig, Drop, Handshake, Progress, SessionError,
+};
 use crate::ipmi::session::window::WindowError;
 
 /// Default per-try timeout.
@@ -407,6 +409,7 @@ impl Task {
     async fn login(&mut self) -> Result<(), BmcError> {
         let addr = self.cfg.addr;
         let tries = 1 + self.cfg.retries;
+        let mut stalled_in = "";
         for _ in 0..tries {
             let rng = Box::new(rand::rngs::OsRng);
             let (mut hs, first) = Handshake::start(self.cfg.console.clone(), rng)
@@ -416,6 +419,7 @@ impl Task {
             loop {
                 let Some(n) = self.recv_until(deadline).await? else {
                     debug!(bmc = %addr, state = hs.state_name(), "login step timed out");
+                    stalled_in = hs.state_name();
                     break;
                 };
                 match hs.handle(&self.buf[..n]) {
@@ -445,7 +449,18 @@ impl Task {
                 }
             }
         }
-        Err(BmcError::NoAnswer { addr, tries })
+        // A BMC that answered Open Session but then went quiet is alive and
+        // refusing us: many stay silent on a bad user or password rather
+        // than say which (reference §10).
+        let why = match stalled_in {
+            "ExpectRakp2" => "the BMC did not answer RAKP 1 (unknown user name or privilege?)",
+            "ExpectRakp4" => "the BMC did not answer RAKP 3 (wrong password?)",
+            _ => return Err(BmcError::NoAnswer { addr, tries }),
+        };
+        Err(BmcError::Login {
+            addr,
+            source: SessionError::AuthenticationFailed(why),
+        })
     }
 
     async fn probe(&mut self) -> Result<(), BmcError> {
@@ -507,6 +522,8 @@ mod tests {
         spoof_from_elsewhere: bool,
         /// Send a copy with a broken MAC before each in-session reply.
         forged_first: bool,
+        /// Never answer this session-setup payload type (e.g. 0x13, RAKP 2).
+        silent_on: Option<u8>,
     }
 
     struct FakeBmc {
@@ -535,6 +552,9 @@ mod tests {
                     let Some(reply) = p.lock().unwrap().handle(&buf[..n]) else {
                         continue;
                     };
+                    if reply.len() > 5 && Some(reply[5] & 0x3F) == f.lock().unwrap().silent_on {
+                        continue;
+                    }
                     let (lose, spoof, forge) = {
                         let mut f = f.lock().unwrap();
                         let lose = in_session && f.lose_replies > 0;
@@ -656,6 +676,48 @@ mod tests {
             c.execute(&GetChassisStatus).await,
             Err(BmcError::Closed(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_bmc_silent_after_rakp_is_an_authentication_failure() {
+        for (payload, hint) in [(0x13u8, "RAKP 1"), (0x15, "RAKP 3")] {
+            let bmc = FakeBmc::start().await;
+            bmc.faults.lock().unwrap().silent_on = Some(payload);
+            let console =
+                ConsoleConfig::new(b"admin", SecretBytes::from(&b"pw"[..]), Privilege::Operator);
+            let mut cfg = BmcConfig::new(bmc.addr, console);
+            cfg.timeout = Duration::from_millis(50);
+            cfg.retries = 1;
+            let t = Instant::now();
+            let err = BmcClient::connect(cfg).await.unwrap_err();
+            assert!(
+                err.to_string().contains("authentication failed") && err.to_string().contains(hint),
+                "{err}"
+            );
+            assert!(
+                t.elapsed() < Duration::from_secs(1),
+                "bounded by tries x timeout"
+            );
+            assert!(bmc.commands().is_empty());
+        }
+    }
+
+    #[tokio::test]
+    async fn an_idle_session_is_kept_alive() {
+        let bmc = FakeBmc::start().await;
+        let console =
+            ConsoleConfig::new(b"admin", SecretBytes::from(&b"pw"[..]), Privilege::Operator);
+        let mut cfg = BmcConfig::new(bmc.addr, console);
+        cfg.keepalive = Duration::from_millis(100);
+        let c = BmcClient::connect(cfg).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(450)).await;
+        let keepalives = bmc
+            .commands()
+            .iter()
+            .filter(|c| **c == (0x06, 0x01))
+            .count();
+        assert!(keepalives >= 2, "{keepalives} keepalives");
+        c.close().await;
     }
 
     #[tokio::test]
