@@ -274,23 +274,28 @@ fn unreachable_port_gives_a_bounded_no_answer() {
     assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
 }
 
-#[test]
-fn bad_password_files_are_refused_before_any_packet() {
-    let dir = tempfile::tempdir().unwrap();
-    let pw = dir.path().join("pw");
-    std::fs::write(&pw, "Adm1nPass").unwrap();
-    std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
-    let (code, _, err) = ipmigw_bin(&[
+/// `ipmigw bmc power status` against a port nothing listens on, with `pw`.
+fn status_with_password_file(pw: &str) -> (i32, String, String) {
+    ipmigw_bin(&[
         "bmc",
         "-H",
         "127.0.0.1:9",
         "-U",
         "admin",
         "--password-file",
-        pw.to_str().unwrap(),
+        pw,
         "power",
         "status",
-    ]);
+    ])
+}
+
+#[test]
+fn bad_password_files_are_refused_before_any_packet() {
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "Adm1nPass").unwrap();
+    std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let (code, _, err) = status_with_password_file(pw.to_str().unwrap());
     assert_eq!(code, 1);
     assert!(
         err.contains(pw.to_str().unwrap()) && err.contains("group or others"),
@@ -298,33 +303,13 @@ fn bad_password_files_are_refused_before_any_packet() {
     );
     std::fs::write(&pw, "123456789012345678901").unwrap();
     std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let (code, _, err) = ipmigw_bin(&[
-        "bmc",
-        "-H",
-        "127.0.0.1:9",
-        "-U",
-        "admin",
-        "--password-file",
-        pw.to_str().unwrap(),
-        "power",
-        "status",
-    ]);
+    let (code, _, err) = status_with_password_file(pw.to_str().unwrap());
     assert_eq!(code, 1);
     assert!(
         err.contains("21 bytes") && err.contains("at most 20"),
         "{err}"
     );
-    let (code, _, err) = ipmigw_bin(&[
-        "bmc",
-        "-H",
-        "127.0.0.1:9",
-        "-U",
-        "admin",
-        "--password-file",
-        "/nonexistent/pw",
-        "power",
-        "status",
-    ]);
+    let (code, _, err) = status_with_password_file("/nonexistent/pw");
     assert_eq!(code, 1);
     assert!(
         err.contains("/nonexistent/pw") && err.contains("does not exist"),
@@ -425,25 +410,9 @@ fn rakp_codes_and_session_keys_match_a_real_ipmitool_login() {
     use ipmigw::ipmi::crypto::AuthAlgorithm;
 
     let Some(sim) = IpmiSim::start() else { return };
-    let port = sim.port.to_string();
-    let out = std::process::Command::new("ipmitool")
-        .args([
-            "-I",
-            "lanplus",
-            "-H",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-U",
-            "admin",
-            "-P",
-            "Adm1nPass",
-            "-C",
-            "3",
-            "-vvvv",
-            "mc",
-            "info",
-        ])
+    let out = sim
+        .ipmitool_command()
+        .args(["-vvvv", "mc", "info"])
         .output()
         .unwrap();
     let text =

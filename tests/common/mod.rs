@@ -161,28 +161,20 @@ impl IpmiSim {
         p
     }
 
-    /// Runs stock ipmitool (lanplus, suite 3, admin) with `args`.
-    pub fn ipmitool(&self, args: &[&str]) -> String {
+    /// Stock ipmitool (lanplus, suite 3, admin) aimed at this BMC.
+    pub fn ipmitool_command(&self) -> Command {
+        let mut c = Command::new("ipmitool");
         let port = self.port.to_string();
-        let out = Command::new("ipmitool")
-            .args([
-                "-I",
-                "lanplus",
-                "-H",
-                "127.0.0.1",
-                "-p",
-                &port,
-                "-U",
-                "admin",
-                "-P",
-                ADMIN_PASSWORD,
-                "-C",
-                "3",
-                "-N",
-                "1",
-                "-R",
-                "3",
-            ])
+        c.args(["-I", "lanplus", "-H", "127.0.0.1", "-p", &port]);
+        c.args(["-U", "admin", "-P", ADMIN_PASSWORD, "-C", "3"]);
+        c
+    }
+
+    /// Runs stock ipmitool with `args`; panics unless it succeeds.
+    pub fn ipmitool(&self, args: &[&str]) -> String {
+        let out = self
+            .ipmitool_command()
+            .args(["-N", "1", "-R", "3"])
             .args(args)
             .output()
             .expect("run ipmitool");
@@ -237,31 +229,10 @@ impl IpmiSim {
 
     fn wait_ready(&self) {
         let deadline = Instant::now() + START_TIMEOUT;
-        let port = self.port.to_string();
         while Instant::now() < deadline {
-            let ok = Command::new("ipmitool")
-                .args([
-                    "-I",
-                    "lanplus",
-                    "-H",
-                    "127.0.0.1",
-                    "-p",
-                    &port,
-                    "-U",
-                    "admin",
-                    "-P",
-                    ADMIN_PASSWORD,
-                    "-C",
-                    "3",
-                    "-N",
-                    "1",
-                    "-R",
-                    "1",
-                    "sel",
-                    "time",
-                    "set",
-                    "now",
-                ])
+            let ok = self
+                .ipmitool_command()
+                .args(["-N", "1", "-R", "1", "sel", "time", "set", "now"])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status()
@@ -342,50 +313,27 @@ pub fn free_udp_port() -> u16 {
     s.local_addr().unwrap().port()
 }
 
-/// FRU image: common header, board area and product area.
+/// FRU image: board and product areas, encoded by the library.
 fn fru_image(serial: &str) -> Vec<u8> {
-    fn area(fixed: &[u8], fields: &[&str]) -> Vec<u8> {
-        let mut a = fixed.to_vec();
-        for f in fields {
-            a.push(0xC0 | f.len() as u8);
-            a.extend_from_slice(f.as_bytes());
-        }
-        a.push(0xC1);
-        while (a.len() + 1) % 8 != 0 {
-            a.push(0);
-        }
-        a[1] = ((a.len() + 1) / 8) as u8;
-        a.push(zero_sum(&a));
-        a
+    use ipmigw::ipmi::fru::{BoardArea, FruInventory, ProductArea};
+    FruInventory {
+        board: Some(BoardArea {
+            manufacturer: "ipmigw-test".into(),
+            product_name: "test board".into(),
+            serial_number: format!("BRD-{serial}"),
+            part_number: "TEST-BOARD-1".into(),
+            ..BoardArea::default()
+        }),
+        product: Some(ProductArea {
+            manufacturer: "ipmigw-test".into(),
+            name: "test BMC".into(),
+            part_number: "TEST-BMC-1".into(),
+            version: "1.0".into(),
+            serial_number: serial.into(),
+            asset_tag: "bmc1".into(),
+            ..ProductArea::default()
+        }),
+        ..FruInventory::default()
     }
-    fn zero_sum(b: &[u8]) -> u8 {
-        b.iter().fold(0u8, |s, x| s.wrapping_add(*x)).wrapping_neg()
-    }
-    let board = area(
-        &[1, 0, 0, 0, 0, 0],
-        &[
-            "ipmigw-test",
-            "test board",
-            &format!("BRD-{serial}"),
-            "TEST-BOARD-1",
-            "",
-        ],
-    );
-    let product = area(
-        &[1, 0, 0],
-        &[
-            "ipmigw-test",
-            "test BMC",
-            "TEST-BMC-1",
-            "1.0",
-            serial,
-            "bmc1",
-            "",
-        ],
-    );
-    let mut h = vec![1, 0, 0, 1, (1 + board.len() / 8) as u8, 0, 0];
-    h.push(zero_sum(&h));
-    h.extend(board);
-    h.extend(product);
-    h
+    .encode()
 }

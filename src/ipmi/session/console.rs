@@ -813,7 +813,9 @@ impl ActiveSession {
     }
 }
 
-fn setup_datagram(kind: PayloadKind, payload: &[u8]) -> Vec<u8> {
+/// A session-setup datagram: RMCP header, RMCP+ header with session 0 and
+/// sequence 0, no security bits, then the payload.
+pub(crate) fn setup_datagram(kind: PayloadKind, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(16 + payload.len());
     RmcpHeader::IPMI.emit(&mut out);
     RmcpPlusHeader {

@@ -8,6 +8,7 @@ use rand::{rngs::StdRng, RngCore, SeedableRng};
 use crate::ipmi::crypto::integrity::{open, seal};
 use crate::ipmi::crypto::keys::{self, RakpInputs, SessionKeys};
 use crate::ipmi::crypto::CipherSuite;
+use crate::ipmi::session::console::setup_datagram as setup;
 use crate::ipmi::wire::message::{CompletionCode, Request};
 use crate::ipmi::wire::rakp::*;
 use crate::ipmi::wire::rmcp::RmcpHeader;
@@ -247,18 +248,4 @@ impl Peer {
             &iv,
         )
     }
-}
-
-fn setup(kind: PayloadKind, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    RmcpHeader::IPMI.emit(&mut out);
-    RmcpPlusHeader {
-        payload_type: PayloadType::setup(kind),
-        session_id: 0,
-        seq: 0,
-        payload_len: payload.len() as u16,
-    }
-    .emit(&mut out);
-    out.extend_from_slice(payload);
-    out
 }
