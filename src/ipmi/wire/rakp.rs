@@ -233,7 +233,13 @@ impl OpenSessionResponse {
     /// Appends the payload.
     pub fn emit(&self, out: &mut Vec<u8>) {
         let a = self.accepted;
-        out.extend_from_slice(&[self.tag, self.status.0, a.map_or(0, |a| a.max_privilege), 0]);
+        out.extend_from_slice(&[self.tag, self.status.0]);
+        // Error answers may stop after the status; emit only what we have so
+        // that a parsed value re-emits to the same meaning.
+        if self.console_sid.is_none() && a.is_none() {
+            return;
+        }
+        out.extend_from_slice(&[a.map_or(0, |a| a.max_privilege), 0]);
         out.extend_from_slice(&self.console_sid.unwrap_or(0).to_le_bytes());
         if let Some(a) = a {
             out.extend_from_slice(&a.bmc_sid.to_le_bytes());
@@ -500,6 +506,11 @@ mod tests {
         assert_eq!(err.status, RmcpPlusStatus::INVALID_AUTH_ALGORITHM);
         assert!(err.status.is_algorithm_refusal());
         assert!(err.accepted.is_none());
+        // Found by fuzzing: a short error answer must re-emit as short.
+        let mut short = Vec::new();
+        err.emit(&mut short);
+        assert_eq!(short, [1, 0x04]);
+        assert_eq!(OpenSessionResponse::parse(&short).unwrap(), err);
 
         let mut bad = out.clone();
         bad[12 + 3] = 9; // record length
