@@ -7,6 +7,7 @@
 pub mod app;
 pub mod chassis;
 pub mod name;
+pub mod privilege;
 pub mod sensor_event;
 pub mod storage;
 

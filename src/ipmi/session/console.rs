@@ -461,6 +461,14 @@ impl ExpectOpenSessionResponse {
                 if let Some((next, bytes)) = c.open_session() {
                     return Ok((State::OpenSession(next), Progress::Send(bytes)));
                 }
+                // A full BMC answers 0x01 to every suite: say so plainly.
+                if resp.status == RmcpPlusStatus::INSUFFICIENT_RESOURCES {
+                    return Err(SessionError::Refused {
+                        stage: "Open Session",
+                        status: resp.status,
+                    }
+                    .into());
+                }
                 return Err(SessionError::NoSuiteAccepted {
                     proposed: c.cfg.cipher_suites.iter().map(|s| s.id()).collect(),
                     status: resp.status,

@@ -6,6 +6,7 @@
 //! the clock and the retry policy; these types only turn datagrams into
 //! decisions and decisions into datagrams.
 
+pub mod bmc;
 pub mod console;
 pub mod window;
 

@@ -1,0 +1,830 @@
+//! The BMC (managed system) side of RMCP+: what a simulated BMC, and later
+//! the local bridge, put in front of their command handlers.
+//!
+//! One [`Endpoint`] serves one BMC: the session-less commands (Get Channel
+//! Authentication Capabilities, Get Channel Cipher Suites, Get System GUID),
+//! Open Session with real negotiation over the configured suites, RAKP 1-4
+//! with the name-only / name-and-privilege lookup rules, and then every
+//! in-session packet: integrity first, then the sequence window, then
+//! decryption, then the command's minimum privilege, then the
+//! [`Application`]. Idle and half-open sessions expire; the number of
+//! sessions is capped.
+//!
+//! Never does: answer a packet that failed its MAC, the window or the
+//! session lookup (such packets are counted and dropped, so nothing leaks),
+//! accept suite 0 or any suite not configured, or read a clock (`now` is
+//! passed in).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use super::console::{setup_datagram, SessionRng};
+use super::window::SeqWindow;
+use super::Privilege;
+use crate::ipmi::cmd::privilege;
+use crate::ipmi::crypto::integrity::{open, seal};
+use crate::ipmi::crypto::keys::{self, RakpInputs, SessionKeys};
+use crate::ipmi::crypto::CipherSuite;
+use crate::ipmi::wire::asf::AsfMessage;
+use crate::ipmi::wire::message::{CompletionCode, NetFn, Request, Response};
+use crate::ipmi::wire::rakp::*;
+use crate::ipmi::wire::rmcp::{RmcpClass, RmcpHeader};
+use crate::ipmi::wire::session::{
+    emit_v15_sessionless, PayloadKind, RmcpPlusPacket, SessionPacket,
+};
+use crate::secret::SecretBytes;
+
+/// Default cap on sessions, half-open ones included.
+pub const DEFAULT_MAX_SESSIONS: usize = 4;
+/// Default idle time after which an active session is dropped.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a half-open session (Open Session done, RAKP not) may wait.
+/// Short, because half-open sessions are the cheap way to fill every slot.
+pub const SETUP_TIMEOUT: Duration = Duration::from_secs(5);
+/// The LAN channel number this endpoint reports.
+pub const LAN_CHANNEL: u8 = 1;
+
+/// One BMC user account.
+#[derive(Debug, Clone)]
+pub struct BmcUser {
+    /// User name (1..=16 bytes).
+    pub name: Vec<u8>,
+    /// Password (Kuid), at most 20 bytes.
+    pub password: SecretBytes,
+    /// Privilege limit.
+    pub privilege: Privilege,
+    /// Disabled users cannot log in.
+    pub enabled: bool,
+}
+
+/// How one endpoint behaves.
+#[derive(Debug, Clone)]
+pub struct EndpointConfig {
+    /// System GUID (sent in RAKP 2 and Get System GUID).
+    pub guid: [u8; 16],
+    /// Suites accepted in Open Session, in preference order for listings.
+    pub suites: Vec<CipherSuite>,
+    /// Session cap, half-open sessions included.
+    pub max_sessions: usize,
+    /// Idle timeout of active sessions.
+    pub idle_timeout: Duration,
+    /// Optional BMC key Kg.
+    pub kg: Option<SecretBytes>,
+}
+
+impl EndpointConfig {
+    /// Suites 17 and 3, 4 sessions, 60 s idle timeout, no Kg.
+    pub fn new(guid: [u8; 16]) -> EndpointConfig {
+        EndpointConfig {
+            guid,
+            suites: CipherSuite::DEFAULT.to_vec(),
+            max_sessions: DEFAULT_MAX_SESSIONS,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            kg: None,
+        }
+    }
+}
+
+/// The BMC behind the sessions: runs one command that passed every check.
+pub trait Application {
+    /// Runs `req` for a session at `privilege`; returns the completion code
+    /// and response data.
+    fn execute(
+        &mut self,
+        now: Instant,
+        privilege: Privilege,
+        req: &Request,
+    ) -> (CompletionCode, Vec<u8>);
+}
+
+/// A datagram to send back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    /// The bytes, RMCP header included.
+    pub bytes: Vec<u8>,
+    /// True when this refuses a login (a non-zero RMCP+ status): some BMCs
+    /// stay silent instead, which a simulator may want to imitate.
+    pub login_error: bool,
+}
+
+/// What the endpoint dropped, refused and did. Counters only grow.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct EndpointStats {
+    /// Datagrams that did not parse or were of an unknown kind.
+    pub malformed: u64,
+    /// In-session packets for no active session.
+    pub unknown_session: u64,
+    /// Packets failing the MAC, decryption or the required security bits.
+    pub bad_integrity: u64,
+    /// Replays and out-of-window sequence numbers.
+    pub out_of_window: u64,
+    /// Session-less requests for commands that need a session.
+    pub sessionless_refused: u64,
+    /// Successful logins.
+    pub logins: u64,
+    /// Refused logins (unknown user, wrong password, role, suite).
+    pub login_failures: u64,
+    /// Open Session refused because every slot was taken.
+    pub sessions_full: u64,
+    /// Sessions closed by Close Session.
+    pub closed: u64,
+    /// Sessions dropped for idleness (or half-open too long).
+    pub expired: u64,
+    /// Commands answered inside sessions.
+    pub commands: u64,
+    /// Commands refused for insufficient privilege.
+    pub privilege_refused: u64,
+}
+
+struct Session {
+    console_sid: u32,
+    suite: CipherSuite,
+    /// Privilege asked for in Open Session (0 = highest available).
+    open_privilege: u8,
+    last_activity: Instant,
+    stage: Stage,
+}
+
+enum Stage {
+    ExpectRakp1,
+    ExpectRakp3 {
+        console_random: [u8; 16],
+        bmc_random: [u8; 16],
+        role: u8,
+        user: usize,
+    },
+    Active(Box<Active>),
+}
+
+struct Active {
+    keys: SessionKeys,
+    window: SeqWindow,
+    out_seq: u32,
+    privilege: Privilege,
+    max_privilege: Privilege,
+    user: usize,
+}
+
+/// One BMC's RMCP+ endpoint: every session of that BMC.
+pub struct Endpoint {
+    cfg: EndpointConfig,
+    users: Vec<BmcUser>,
+    sessions: HashMap<u32, Session>,
+    rng: Box<dyn SessionRng>,
+    stats: EndpointStats,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("sessions", &self.sessions.len())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Endpoint {
+    /// An endpoint with these users.
+    pub fn new(cfg: EndpointConfig, users: Vec<BmcUser>, rng: Box<dyn SessionRng>) -> Endpoint {
+        Endpoint {
+            cfg,
+            users,
+            sessions: HashMap::new(),
+            rng,
+            stats: EndpointStats::default(),
+        }
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> EndpointStats {
+        self.stats
+    }
+
+    /// Sessions open now (half-open ones included).
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Active sessions and their privilege (for state inspection).
+    pub fn active_sessions(&self) -> Vec<Privilege> {
+        self.sessions
+            .values()
+            .filter_map(|s| match &s.stage {
+                Stage::Active(a) => Some(a.privilege),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Forgets every session, as a BMC reboot does.
+    pub fn forget_sessions(&mut self) {
+        self.sessions.clear();
+    }
+
+    /// Drops idle and stale half-open sessions.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let idle = self.cfg.idle_timeout;
+        let before = self.sessions.len();
+        self.sessions.retain(|_, s| {
+            let limit = if matches!(s.stage, Stage::Active(_)) {
+                idle
+            } else {
+                SETUP_TIMEOUT.min(idle)
+            };
+            now.saturating_duration_since(s.last_activity) < limit
+        });
+        self.stats.expired += (before - self.sessions.len()) as u64;
+    }
+
+    /// When [`Endpoint::handle_timeout`] next has work, if ever.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.sessions
+            .values()
+            .map(|s| {
+                let limit = if matches!(s.stage, Stage::Active(_)) {
+                    self.cfg.idle_timeout
+                } else {
+                    SETUP_TIMEOUT.min(self.cfg.idle_timeout)
+                };
+                s.last_activity + limit
+            })
+            .min()
+    }
+
+    /// Handles one datagram; returns the answer, if one is due.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        d: &[u8],
+        app: &mut impl Application,
+    ) -> Option<Outgoing> {
+        let Ok((rmcp, rest)) = RmcpHeader::parse(d) else {
+            self.stats.malformed += 1;
+            return None;
+        };
+        if rmcp.is_ack || rmcp.class == RmcpClass::Oem {
+            self.stats.malformed += 1;
+            return None;
+        }
+        if rmcp.class == RmcpClass::Asf {
+            return match AsfMessage::parse(rest) {
+                Ok(AsfMessage::Ping { tag }) => {
+                    let mut out = Vec::with_capacity(28);
+                    RmcpHeader::ASF.emit(&mut out);
+                    AsfMessage::pong_for(tag).emit(&mut out);
+                    Some(plain(out))
+                }
+                _ => {
+                    self.stats.malformed += 1;
+                    None
+                }
+            };
+        }
+        match SessionPacket::parse(rest) {
+            Ok(SessionPacket::V15(p)) if p.auth_type == 0 && p.session_id == 0 => {
+                let resp = self.sessionless(p.message)?;
+                let mut msg = Vec::new();
+                resp.emit(&mut msg);
+                let mut out = Vec::with_capacity(14 + msg.len());
+                RmcpHeader::IPMI.emit(&mut out);
+                emit_v15_sessionless(&msg, &mut out);
+                Some(plain(out))
+            }
+            Ok(SessionPacket::RmcpPlus(p)) => self.rmcp_plus(now, &p, app),
+            _ => {
+                self.stats.malformed += 1;
+                None
+            }
+        }
+    }
+
+    fn rmcp_plus(
+        &mut self,
+        now: Instant,
+        p: &RmcpPlusPacket<'_>,
+        app: &mut impl Application,
+    ) -> Option<Outgoing> {
+        let pt = p.header.payload_type;
+        let setup = !pt.encrypted && !pt.authenticated && p.header.session_id == 0;
+        match pt.kind {
+            PayloadKind::OPEN_SESSION_REQUEST if setup => self.open_session(now, p.payload),
+            PayloadKind::RAKP1 if setup => self.rakp1(now, p.payload),
+            PayloadKind::RAKP3 if setup => self.rakp3(now, p.payload),
+            PayloadKind::IPMI if setup => {
+                let resp = self.sessionless(p.payload)?;
+                let mut msg = Vec::new();
+                resp.emit(&mut msg);
+                Some(plain(setup_datagram(PayloadKind::IPMI, &msg)))
+            }
+            PayloadKind::IPMI => self.in_session(now, p, app),
+            _ => {
+                self.stats.malformed += 1;
+                None
+            }
+        }
+    }
+
+    // === session-less commands ===
+
+    fn sessionless(&mut self, msg: &[u8]) -> Option<Response> {
+        let Ok(req) = Request::parse(msg) else {
+            self.stats.malformed += 1;
+            return None;
+        };
+        let answer = match (req.netfn, req.cmd) {
+            (NetFn::APP, 0x38) => auth_caps(&self.cfg, &req.data),
+            (NetFn::APP, 0x54) => cipher_suites(&self.cfg, &req.data),
+            (NetFn::APP, 0x37) => (CompletionCode::OK, self.cfg.guid.to_vec()),
+            _ => {
+                self.stats.sessionless_refused += 1;
+                return None;
+            }
+        };
+        Some(req.response(answer.0, answer.1))
+    }
+
+    // === session setup ===
+
+    fn open_session(&mut self, now: Instant, payload: &[u8]) -> Option<Outgoing> {
+        let Ok(req) = OpenSessionRequest::parse(payload) else {
+            self.stats.malformed += 1;
+            return None;
+        };
+        let refuse = |status| OpenSessionResponse {
+            tag: req.tag,
+            status,
+            console_sid: Some(req.console_sid),
+            accepted: None,
+        };
+        let suite = match self.negotiate(req.algorithms) {
+            Ok(s) => s,
+            Err(status) => {
+                self.stats.login_failures += 1;
+                return Some(setup_reply(
+                    PayloadKind::OPEN_SESSION_RESPONSE,
+                    |o| refuse(status).emit(o),
+                    true,
+                ));
+            }
+        };
+        let level = match req.max_privilege {
+            0 => Privilege::Administrator,
+            v => match Privilege::from_level(v) {
+                Some(p) if p <= Privilege::Administrator => p,
+                _ => {
+                    self.stats.login_failures += 1;
+                    return Some(setup_reply(
+                        PayloadKind::OPEN_SESSION_RESPONSE,
+                        |o| refuse(RmcpPlusStatus::INVALID_ROLE).emit(o),
+                        true,
+                    ));
+                }
+            },
+        };
+        // A retransmitted request (same console SID, still half-open) gets
+        // the same session back instead of taking another slot.
+        let existing = self
+            .sessions
+            .iter()
+            .find(|(_, s)| {
+                s.console_sid == req.console_sid && matches!(s.stage, Stage::ExpectRakp1)
+            })
+            .map(|(id, _)| *id);
+        let bmc_sid = match existing {
+            Some(id) => id,
+            None => {
+                self.handle_timeout(now);
+                if self.sessions.len() >= self.cfg.max_sessions {
+                    self.stats.sessions_full += 1;
+                    return Some(setup_reply(
+                        PayloadKind::OPEN_SESSION_RESPONSE,
+                        |o| refuse(RmcpPlusStatus::INSUFFICIENT_RESOURCES).emit(o),
+                        true,
+                    ));
+                }
+                let id = self.new_session_id();
+                self.sessions.insert(
+                    id,
+                    Session {
+                        console_sid: req.console_sid,
+                        suite,
+                        open_privilege: req.max_privilege,
+                        last_activity: now,
+                        stage: Stage::ExpectRakp1,
+                    },
+                );
+                id
+            }
+        };
+        let resp = OpenSessionResponse {
+            tag: req.tag,
+            status: RmcpPlusStatus::OK,
+            console_sid: Some(req.console_sid),
+            accepted: Some(OpenSessionAccepted {
+                max_privilege: level.level(),
+                bmc_sid,
+                algorithms: suite.algorithms(),
+            }),
+        };
+        Some(setup_reply(
+            PayloadKind::OPEN_SESSION_RESPONSE,
+            |o| resp.emit(o),
+            false,
+        ))
+    }
+
+    /// Picks the proposed suite if configured; otherwise says which part of
+    /// the triple matched nothing (reference §2.7).
+    fn negotiate(&self, t: AlgorithmTriple) -> Result<CipherSuite, RmcpPlusStatus> {
+        if let Some(s) = CipherSuite::from_algorithms(t).filter(|s| self.cfg.suites.contains(s)) {
+            return Ok(s);
+        }
+        let ours: Vec<AlgorithmTriple> = self.cfg.suites.iter().map(|s| s.algorithms()).collect();
+        Err(if !ours.iter().any(|a| a.auth == t.auth) {
+            RmcpPlusStatus::INVALID_AUTH_ALGORITHM
+        } else if !ours
+            .iter()
+            .any(|a| a.auth == t.auth && a.integrity == t.integrity)
+        {
+            RmcpPlusStatus::INVALID_INTEGRITY_ALGORITHM
+        } else if !ours.iter().any(|a| a.confidentiality == t.confidentiality) {
+            RmcpPlusStatus::INVALID_CONFIDENTIALITY_ALGORITHM
+        } else {
+            RmcpPlusStatus::NO_CIPHER_SUITE_MATCH
+        })
+    }
+
+    fn new_session_id(&mut self) -> u32 {
+        loop {
+            let id = self.rng.next_u32();
+            if id != 0 && !self.sessions.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    fn rakp1(&mut self, now: Instant, payload: &[u8]) -> Option<Outgoing> {
+        // Look at the name length before parsing, so that an over-long name
+        // gets its proper status instead of silence.
+        let (tag, bmc_sid) = match payload {
+            [tag, _, _, _, a, b, c, d, ..] => (*tag, u32::from_le_bytes([*a, *b, *c, *d])),
+            _ => {
+                self.stats.malformed += 1;
+                return None;
+            }
+        };
+        let Some(session) = self.sessions.get(&bmc_sid) else {
+            return Some(self.rakp2_refusal(tag, 0, RmcpPlusStatus::INVALID_SESSION_ID));
+        };
+        let console_sid = session.console_sid;
+        if payload
+            .get(27)
+            .is_some_and(|n| usize::from(*n) > MAX_USERNAME_LEN)
+        {
+            self.sessions.remove(&bmc_sid);
+            return Some(self.rakp2_refusal(tag, console_sid, RmcpPlusStatus::INVALID_NAME_LENGTH));
+        }
+        let Ok(r1) = Rakp1::parse(payload) else {
+            self.stats.malformed += 1;
+            return None;
+        };
+        if matches!(session.stage, Stage::Active(_)) {
+            self.stats.malformed += 1;
+            return None;
+        }
+        let user = match self.check_rakp1(session, &r1) {
+            Ok(u) => u,
+            Err(status) => {
+                self.sessions.remove(&bmc_sid);
+                return Some(self.rakp2_refusal(tag, console_sid, status));
+            }
+        };
+        let mut bmc_random = [0u8; 16];
+        self.rng.fill_bytes(&mut bmc_random);
+        let suite = session.suite;
+        let inputs = RakpInputs {
+            console_sid,
+            bmc_sid,
+            console_random: &r1.console_random,
+            bmc_random: &bmc_random,
+            bmc_guid: &self.cfg.guid,
+            role: r1.role,
+            username: &r1.username,
+        };
+        let code = keys::rakp2_auth_code(suite.auth(), &self.users[user].password, &inputs);
+        let r2 = Rakp2 {
+            tag,
+            status: RmcpPlusStatus::OK,
+            console_sid,
+            bmc_random,
+            bmc_guid: self.cfg.guid,
+            auth_code: code.expose().to_vec(),
+        };
+        if let Some(s) = self.sessions.get_mut(&bmc_sid) {
+            s.last_activity = now;
+            s.stage = Stage::ExpectRakp3 {
+                console_random: r1.console_random,
+                bmc_random,
+                role: r1.role,
+                user,
+            };
+        }
+        Some(setup_reply(PayloadKind::RAKP2, |o| r2.emit(o), false))
+    }
+
+    /// The user a RAKP 1 may log in as, or the status refusing it.
+    fn check_rakp1(&self, session: &Session, r1: &Rakp1) -> Result<usize, RmcpPlusStatus> {
+        let requested =
+            Privilege::from_level(r1.role & 0x0F).ok_or(RmcpPlusStatus::INVALID_ROLE)?;
+        if requested > Privilege::Administrator {
+            return Err(RmcpPlusStatus::INVALID_ROLE);
+        }
+        if session.open_privilege != 0 && requested.level() > session.open_privilege {
+            return Err(RmcpPlusStatus::UNAUTHORIZED_ROLE);
+        }
+        if r1.username.is_empty() {
+            return Err(RmcpPlusStatus::UNAUTHORIZED_NAME);
+        }
+        let name_only = r1.role & ROLE_NAME_ONLY_LOOKUP != 0;
+        let found = self.users.iter().position(|u| {
+            u.enabled && u.name == r1.username && (name_only || u.privilege == requested)
+        });
+        let user = found.ok_or(RmcpPlusStatus::UNAUTHORIZED_NAME)?;
+        if self.users[user].privilege < requested {
+            return Err(RmcpPlusStatus::UNAUTHORIZED_ROLE);
+        }
+        Ok(user)
+    }
+
+    fn rakp2_refusal(&mut self, tag: u8, console_sid: u32, status: RmcpPlusStatus) -> Outgoing {
+        self.stats.login_failures += 1;
+        let r2 = Rakp2 {
+            tag,
+            status,
+            console_sid,
+            bmc_random: [0; 16],
+            bmc_guid: [0; 16],
+            auth_code: vec![],
+        };
+        setup_reply(PayloadKind::RAKP2, |o| r2.emit(o), true)
+    }
+
+    fn rakp3(&mut self, now: Instant, payload: &[u8]) -> Option<Outgoing> {
+        let Ok(r3) = Rakp3::parse(payload) else {
+            self.stats.malformed += 1;
+            return None;
+        };
+        let refuse = |this: &mut Endpoint, console_sid, status| {
+            this.stats.login_failures += 1;
+            let r4 = Rakp4 {
+                tag: r3.tag,
+                status,
+                console_sid,
+                icv: vec![],
+            };
+            Some(setup_reply(PayloadKind::RAKP4, |o| r4.emit(o), true))
+        };
+        let Some(session) = self.sessions.get(&r3.bmc_sid) else {
+            return refuse(self, 0, RmcpPlusStatus::INVALID_SESSION_ID);
+        };
+        let Stage::ExpectRakp3 {
+            console_random,
+            bmc_random,
+            role,
+            user,
+        } = session.stage
+        else {
+            self.stats.malformed += 1;
+            return None;
+        };
+        let (console_sid, suite) = (session.console_sid, session.suite);
+        if !r3.status.is_ok() {
+            // The console gave up (it could not verify RAKP 2).
+            self.sessions.remove(&r3.bmc_sid);
+            self.stats.login_failures += 1;
+            return None;
+        }
+        let u = &self.users[user];
+        let inputs = RakpInputs {
+            console_sid,
+            bmc_sid: r3.bmc_sid,
+            console_random: &console_random,
+            bmc_random: &bmc_random,
+            bmc_guid: &self.cfg.guid,
+            role,
+            username: &u.name,
+        };
+        if !keys::verify_rakp3(suite.auth(), &u.password, &inputs, &r3.auth_code) {
+            self.sessions.remove(&r3.bmc_sid);
+            return refuse(self, console_sid, RmcpPlusStatus::INVALID_INTEGRITY_CHECK);
+        }
+        let keys = SessionKeys::derive(suite, &u.password, self.cfg.kg.as_ref(), &inputs);
+        let icv = keys.rakp4_icv(&inputs);
+        let max_privilege = Privilege::from_level(role & 0x0F)
+            .unwrap_or(Privilege::User)
+            .min(u.privilege);
+        let r4 = Rakp4 {
+            tag: r3.tag,
+            status: RmcpPlusStatus::OK,
+            console_sid,
+            icv,
+        };
+        if let Some(s) = self.sessions.get_mut(&r3.bmc_sid) {
+            s.last_activity = now;
+            s.stage = Stage::Active(Box::new(Active {
+                keys,
+                window: SeqWindow::new(),
+                out_seq: 0,
+                // Sessions start at USER (or lower) until raised.
+                privilege: max_privilege.min(Privilege::User),
+                max_privilege,
+                user,
+            }));
+        }
+        self.stats.logins += 1;
+        Some(setup_reply(PayloadKind::RAKP4, |o| r4.emit(o), false))
+    }
+
+    // === established sessions ===
+
+    fn in_session(
+        &mut self,
+        now: Instant,
+        p: &RmcpPlusPacket<'_>,
+        app: &mut impl Application,
+    ) -> Option<Outgoing> {
+        let bmc_sid = p.header.session_id;
+        let active_count = self.sessions.len();
+        let max_sessions = self.cfg.max_sessions;
+        let Some(session) = self.sessions.get_mut(&bmc_sid) else {
+            self.stats.unknown_session += 1;
+            return None;
+        };
+        let console_sid = session.console_sid;
+        let Stage::Active(a) = &mut session.stage else {
+            self.stats.unknown_session += 1;
+            return None;
+        };
+        let Ok(verified) = open(&a.keys, p) else {
+            self.stats.bad_integrity += 1;
+            return None;
+        };
+        if a.window.accept(verified.header().seq).is_err() {
+            self.stats.out_of_window += 1;
+            return None;
+        }
+        session.last_activity = now;
+        let Ok(req) = Request::parse(verified.plaintext()) else {
+            self.stats.malformed += 1;
+            return None;
+        };
+        self.stats.commands += 1;
+        let mut close = None;
+        let (cc, data) = match (req.netfn, req.cmd) {
+            _ if privilege::required(req.netfn, req.cmd).is_some_and(|p| a.privilege < p) => {
+                self.stats.privilege_refused += 1;
+                (CompletionCode::INSUFFICIENT_PRIVILEGE, vec![])
+            }
+            (NetFn::APP, 0x3B) => set_privilege(a, &req.data),
+            (NetFn::APP, 0x3C) => match req.data.get(..4) {
+                Some(id) => {
+                    let id = u32::from_le_bytes([id[0], id[1], id[2], id[3]]);
+                    if id == bmc_sid || (id != 0 && a.privilege >= Privilege::Administrator) {
+                        close = Some(id);
+                        (CompletionCode::OK, vec![])
+                    } else {
+                        (CompletionCode(0x87), vec![])
+                    }
+                }
+                None => (CompletionCode::REQUEST_LENGTH_INVALID, vec![]),
+            },
+            (NetFn::APP, 0x3D) => (
+                CompletionCode::OK,
+                vec![
+                    1,
+                    max_sessions as u8,
+                    active_count as u8,
+                    a.user as u8 + 1,
+                    a.privilege.level(),
+                    0x10 | LAN_CHANNEL,
+                ],
+            ),
+            (NetFn::APP, 0x38) => auth_caps(&self.cfg, &req.data),
+            (NetFn::APP, 0x54) => cipher_suites(&self.cfg, &req.data),
+            (NetFn::APP, 0x37) => (CompletionCode::OK, self.cfg.guid.to_vec()),
+            _ => app.execute(now, a.privilege, &req),
+        };
+        let mut msg = Vec::with_capacity(8 + data.len());
+        req.response(cc, data).emit(&mut msg);
+        a.out_seq = a.out_seq.wrapping_add(1).max(1);
+        let mut iv = [0u8; 16];
+        self.rng.fill_bytes(&mut iv);
+        let bytes = seal(
+            &a.keys,
+            PayloadKind::IPMI,
+            console_sid,
+            a.out_seq,
+            &msg,
+            &iv,
+        );
+        if let Some(id) = close {
+            if self.sessions.remove(&id).is_some() {
+                self.stats.closed += 1;
+            }
+        }
+        Some(plain(bytes))
+    }
+}
+
+/// Get Channel Authentication Capabilities: an IPMI 2.0-only channel.
+fn auth_caps(cfg: &EndpointConfig, d: &[u8]) -> (CompletionCode, Vec<u8>) {
+    let Some(&chan) = d.first() else {
+        return (CompletionCode::REQUEST_LENGTH_INVALID, vec![]);
+    };
+    if !matches!(chan & 0x0F, 0x0E | LAN_CHANNEL) {
+        return (CompletionCode::INVALID_DATA_FIELD, vec![]);
+    }
+    // IPMI 2.0 only: no 1.5 auth types, non-null user names only.
+    let kg_set = cfg
+        .kg
+        .as_ref()
+        .is_some_and(|k| k.expose().iter().any(|b| *b != 0));
+    let status = 0x04 | if kg_set { 0x20 } else { 0 };
+    (
+        CompletionCode::OK,
+        vec![LAN_CHANNEL, 0x80, status, 0x02, 0, 0, 0, 0],
+    )
+}
+
+/// Get Channel Cipher Suites: the configured suites as 16-byte chunks of
+/// the record stream (reference §3.1).
+fn cipher_suites(cfg: &EndpointConfig, d: &[u8]) -> (CompletionCode, Vec<u8>) {
+    if d.len() < 3 {
+        return (CompletionCode::REQUEST_LENGTH_INVALID, vec![]);
+    }
+    if !matches!(d[0] & 0x0F, 0x0E | LAN_CHANNEL) {
+        return (CompletionCode::INVALID_DATA_FIELD, vec![]);
+    }
+    let mut stream = Vec::new();
+    if d[2] & 0x80 != 0 {
+        for s in &cfg.suites {
+            let a = s.algorithms();
+            stream.extend_from_slice(&[
+                0xC0,
+                s.id(),
+                a.auth,
+                0x40 | a.integrity,
+                0x80 | a.confidentiality,
+            ]);
+        }
+    } else {
+        let mut tags: Vec<u8> = Vec::new();
+        for s in &cfg.suites {
+            let a = s.algorithms();
+            for t in [a.auth, 0x40 | a.integrity, 0x80 | a.confidentiality] {
+                if !tags.contains(&t) {
+                    tags.push(t);
+                }
+            }
+        }
+        stream = tags;
+    }
+    let start = usize::from(d[2] & 0x3F) * 16;
+    let mut out = vec![LAN_CHANNEL];
+    out.extend(stream.iter().skip(start).take(16));
+    (CompletionCode::OK, out)
+}
+
+fn set_privilege(a: &mut Active, d: &[u8]) -> (CompletionCode, Vec<u8>) {
+    let Some(&b) = d.first() else {
+        return (CompletionCode::REQUEST_LENGTH_INVALID, vec![]);
+    };
+    match b & 0x0F {
+        0 => (CompletionCode::OK, vec![a.privilege.level()]),
+        v => match Privilege::from_level(v) {
+            Some(p) if p <= a.max_privilege && p != Privilege::Oem => {
+                a.privilege = p;
+                (CompletionCode::OK, vec![p.level()])
+            }
+            // 0x81: requested level exceeds the user's or channel's limit.
+            Some(_) => (CompletionCode(0x81), vec![]),
+            None => (CompletionCode::INVALID_DATA_FIELD, vec![]),
+        },
+    }
+}
+
+fn setup_reply(kind: PayloadKind, emit: impl FnOnce(&mut Vec<u8>), login_error: bool) -> Outgoing {
+    let mut payload = Vec::with_capacity(64);
+    emit(&mut payload);
+    Outgoing {
+        bytes: setup_datagram(kind, &payload),
+        login_error,
+    }
+}
+
+fn plain(bytes: Vec<u8>) -> Outgoing {
+    Outgoing {
+        bytes,
+        login_error: false,
+    }
+}

@@ -1,0 +1,323 @@
+//! The console state machine against the BMC-side endpoint, in memory, on a
+//! fake clock, with a step bound: login rules, privilege checks, replay and
+//! MAC drops, session limits and expiry.
+
+use std::time::{Duration, Instant};
+
+use ipmigw::ipmi::crypto::CipherSuite;
+use ipmigw::ipmi::session::bmc::{Application, BmcUser, Endpoint, EndpointConfig};
+use ipmigw::ipmi::session::console::{
+    ActiveSession, ConsoleConfig, Handshake, LoginFailure, Progress, SessionError,
+};
+use ipmigw::ipmi::session::Privilege;
+use ipmigw::ipmi::wire::message::{CompletionCode, NetFn, Request};
+use ipmigw::ipmi::wire::rakp::RmcpPlusStatus;
+use ipmigw::secret::SecretBytes;
+use rand::{rngs::StdRng, SeedableRng};
+
+const MAX_STEPS: usize = 16;
+
+/// A tiny BMC: records chassis controls, answers Get Device ID.
+#[derive(Default)]
+struct Box0 {
+    controls: Vec<u8>,
+}
+
+impl Application for Box0 {
+    fn execute(&mut self, _: Instant, _: Privilege, req: &Request) -> (CompletionCode, Vec<u8>) {
+        match (req.netfn, req.cmd) {
+            (NetFn::APP, 0x01) => (
+                CompletionCode::OK,
+                vec![
+                    0x20, 0x81, 0x01, 0x00, 0x02, 0x9f, 0x91, 0x12, 0x00, 0x01, 0x10,
+                ],
+            ),
+            (NetFn::CHASSIS, 0x02) => {
+                self.controls.push(req.data[0]);
+                (CompletionCode::OK, vec![])
+            }
+            _ => (CompletionCode::INVALID_COMMAND, vec![]),
+        }
+    }
+}
+
+struct Pair {
+    bmc: Endpoint,
+    app: Box0,
+    now: Instant,
+}
+
+fn user(name: &str, pw: &str, privilege: Privilege) -> BmcUser {
+    BmcUser {
+        name: name.as_bytes().to_vec(),
+        password: SecretBytes::from(pw.as_bytes()),
+        privilege,
+        enabled: true,
+    }
+}
+
+impl Pair {
+    fn new(cfg: EndpointConfig) -> Pair {
+        let users = vec![
+            user("admin", "Adm1nPass", Privilege::Administrator),
+            user("operator", "0perPass", Privilege::Operator),
+            user("viewer", "V1ewPass", Privilege::User),
+            BmcUser {
+                enabled: false,
+                ..user("disabled", "D1sabled", Privilege::User)
+            },
+        ];
+        Pair {
+            bmc: Endpoint::new(cfg, users, Box::new(StdRng::seed_from_u64(9))),
+            app: Box0::default(),
+            now: Instant::now(),
+        }
+    }
+
+    fn default() -> Pair {
+        Pair::new(EndpointConfig::new([0x42; 16]))
+    }
+
+    fn login(&mut self, cfg: ConsoleConfig) -> Result<Box<ActiveSession>, LoginFailure> {
+        let (mut hs, mut out) = Handshake::start(cfg, Box::new(StdRng::seed_from_u64(3)))
+            .map_err(LoginFailure::from)?;
+        for _ in 0..MAX_STEPS {
+            let Some(reply) = self.bmc.handle_datagram(self.now, &out, &mut self.app) else {
+                panic!("BMC did not answer in state {}", hs.state_name());
+            };
+            match hs.handle(&reply.bytes)? {
+                Progress::Send(next) => out = next,
+                Progress::Established(s) => return Ok(s),
+                Progress::Ignored(d) => panic!("ignored: {d}"),
+            }
+        }
+        panic!("no login in {MAX_STEPS} steps")
+    }
+
+    fn call(
+        &mut self,
+        s: &mut ActiveSession,
+        netfn: NetFn,
+        cmd: u8,
+        data: Vec<u8>,
+    ) -> (CompletionCode, Vec<u8>) {
+        let d = s.send_request(netfn, cmd, data);
+        let reply = self
+            .bmc
+            .handle_datagram(self.now, &d, &mut self.app)
+            .expect("an answer");
+        let r = s.handle_datagram(&reply.bytes).expect("a valid reply");
+        (r.completion_code, r.data)
+    }
+}
+
+fn console(name: &str, pw: &str, privilege: Privilege) -> ConsoleConfig {
+    ConsoleConfig::new(name.as_bytes(), SecretBytes::from(pw.as_bytes()), privilege)
+}
+
+#[test]
+fn admin_logs_in_with_17_and_controls_power() {
+    let mut p = Pair::default();
+    let mut s = p
+        .login(console("admin", "Adm1nPass", Privilege::Administrator))
+        .unwrap();
+    assert_eq!(s.suite(), CipherSuite::Suite17);
+    assert_eq!(p.bmc.active_sessions(), [Privilege::Administrator]);
+    let (cc, data) = p.call(&mut s, NetFn::APP, 0x01, vec![]);
+    assert!(cc.is_ok() && data.len() == 11);
+    let (cc, _) = p.call(&mut s, NetFn::CHASSIS, 0x02, vec![1]);
+    assert!(cc.is_ok());
+    assert_eq!(p.app.controls, [1]);
+    assert_eq!(p.bmc.stats().logins, 1);
+}
+
+#[test]
+fn suite_3_only_bmc_negotiates_3_and_says_why_17_was_refused() {
+    let mut cfg = EndpointConfig::new([1; 16]);
+    cfg.suites = vec![CipherSuite::Suite3];
+    let mut p = Pair::new(cfg);
+    let s = p
+        .login(console("admin", "Adm1nPass", Privilege::User))
+        .unwrap();
+    assert_eq!(s.suite(), CipherSuite::Suite3);
+    let mut c = console("admin", "Adm1nPass", Privilege::User);
+    c.cipher_suites = vec![CipherSuite::Suite17];
+    let err = p.login(c).unwrap_err().error;
+    assert!(
+        matches!(
+            err,
+            SessionError::NoSuiteAccepted {
+                status: RmcpPlusStatus::INVALID_AUTH_ALGORITHM,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_user_session_cannot_power_off() {
+    let mut p = Pair::default();
+    let mut s = p
+        .login(console("viewer", "V1ewPass", Privilege::User))
+        .unwrap();
+    let (cc, _) = p.call(&mut s, NetFn::CHASSIS, 0x02, vec![0]);
+    assert_eq!(cc, CompletionCode::INSUFFICIENT_PRIVILEGE);
+    assert!(p.app.controls.is_empty());
+    // Nor raise itself above its limit (0x81).
+    let (cc, _) = p.call(&mut s, NetFn::APP, 0x3B, vec![3]);
+    assert_eq!(cc, CompletionCode(0x81));
+    assert_eq!(p.bmc.stats().privilege_refused, 1);
+}
+
+#[test]
+fn sessions_start_at_user_until_raised() {
+    let mut p = Pair::default();
+    let mut s = p
+        .login(console("operator", "0perPass", Privilege::User))
+        .unwrap();
+    // The login asked for USER only, so the session's ceiling is USER.
+    let (cc, _) = p.call(&mut s, NetFn::CHASSIS, 0x02, vec![1]);
+    assert_eq!(cc, CompletionCode::INSUFFICIENT_PRIVILEGE);
+    let mut s = p
+        .login(console("operator", "0perPass", Privilege::Operator))
+        .unwrap();
+    let (cc, _) = p.call(&mut s, NetFn::CHASSIS, 0x02, vec![1]);
+    assert!(cc.is_ok());
+}
+
+#[test]
+fn login_refusals() {
+    let mut p = Pair::default();
+    let wrong = p
+        .login(console("admin", "nope", Privilege::Administrator))
+        .unwrap_err();
+    assert!(matches!(wrong.error, SessionError::AuthenticationFailed(_)));
+    // The console's RAKP 3 error frees the half-open session.
+    p.bmc
+        .handle_datagram(p.now, &wrong.farewell.unwrap(), &mut p.app);
+    assert_eq!(p.bmc.session_count(), 0);
+    for (name, privilege) in [
+        ("nobody", Privilege::User),
+        ("disabled", Privilege::User),
+        ("viewer", Privilege::Operator),
+    ] {
+        let err = p
+            .login(console(name, "D1sabled", privilege))
+            .unwrap_err()
+            .error;
+        assert!(
+            matches!(err, SessionError::AuthenticationFailed(_)),
+            "{name}: {err}"
+        );
+    }
+    assert_eq!(
+        p.bmc.session_count(),
+        0,
+        "refused logins leave no session behind"
+    );
+    assert_eq!(p.bmc.stats().logins, 0);
+}
+
+#[test]
+fn session_limit_is_answered_with_insufficient_resources() {
+    let mut cfg = EndpointConfig::new([2; 16]);
+    cfg.max_sessions = 2;
+    let mut p = Pair::new(cfg);
+    let _a = p
+        .login(console("admin", "Adm1nPass", Privilege::User))
+        .unwrap();
+    let _b = p
+        .login(console("admin", "Adm1nPass", Privilege::User))
+        .unwrap();
+    let err = p
+        .login(console("admin", "Adm1nPass", Privilege::User))
+        .unwrap_err()
+        .error;
+    assert!(
+        matches!(
+            err,
+            SessionError::Refused {
+                status: RmcpPlusStatus::INSUFFICIENT_RESOURCES,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        p.bmc.stats().sessions_full,
+        2,
+        "one refusal per suite tried (17, then 3)"
+    );
+    // Idle sessions expire (60 s default), freeing the slots.
+    p.now += Duration::from_secs(61);
+    p.bmc.handle_timeout(p.now);
+    assert_eq!(p.bmc.session_count(), 0);
+    assert!(p
+        .login(console("admin", "Adm1nPass", Privilege::User))
+        .is_ok());
+}
+
+#[test]
+fn replayed_forged_and_foreign_packets_get_no_answer() {
+    let mut p = Pair::default();
+    let mut s = p
+        .login(console("admin", "Adm1nPass", Privilege::Administrator))
+        .unwrap();
+    let d = s.send_request(NetFn::CHASSIS, 0x02, vec![0]);
+    assert!(p.bmc.handle_datagram(p.now, &d, &mut p.app).is_some());
+    assert!(
+        p.bmc.handle_datagram(p.now, &d, &mut p.app).is_none(),
+        "replay"
+    );
+    assert_eq!(
+        p.app.controls,
+        [0],
+        "the replayed power off did not run twice"
+    );
+    let mut forged = s.send_request(NetFn::CHASSIS, 0x02, vec![0]);
+    *forged.last_mut().unwrap() ^= 1;
+    assert!(p.bmc.handle_datagram(p.now, &forged, &mut p.app).is_none());
+    let mut other = s.send_request(NetFn::CHASSIS, 0x02, vec![0]);
+    other[6] ^= 0x55;
+    assert!(p.bmc.handle_datagram(p.now, &other, &mut p.app).is_none());
+    let st = p.bmc.stats();
+    assert_eq!(
+        (st.out_of_window, st.bad_integrity, st.unknown_session),
+        (1, 1, 1)
+    );
+    assert_eq!(p.app.controls, [0]);
+}
+
+#[test]
+fn close_session_ends_it() {
+    let mut p = Pair::default();
+    let mut s = p
+        .login(console("admin", "Adm1nPass", Privilege::User))
+        .unwrap();
+    let close = s.close_session_request();
+    assert!(p.bmc.handle_datagram(p.now, &close, &mut p.app).is_some());
+    assert_eq!(p.bmc.session_count(), 0);
+    let d = s.send_request(NetFn::APP, 0x01, vec![]);
+    assert!(p.bmc.handle_datagram(p.now, &d, &mut p.app).is_none());
+}
+
+#[test]
+fn garbage_is_dropped_without_a_reply_or_panic() {
+    let mut p = Pair::default();
+    let mut x: u32 = 7;
+    for len in 0..300usize {
+        let junk: Vec<u8> = (0..len)
+            .map(|i| {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                if i < 5 {
+                    [0x06, 0x00, 0xFF, 0x07, 0x06][i]
+                } else {
+                    (x >> 16) as u8
+                }
+            })
+            .collect();
+        assert!(p.bmc.handle_datagram(p.now, &junk, &mut p.app).is_none() || len < 20);
+    }
+    assert!(p.bmc.stats().malformed > 0);
+}
