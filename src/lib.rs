@@ -23,3 +23,4 @@ pub mod bmc;
 pub mod cli;
 pub mod ipmi;
 pub mod secret;
+pub mod sim;

@@ -406,6 +406,10 @@ impl Task {
         }
     }
 
+    /// Logs in. A lost datagram is re-sent at its own step (up to
+    /// `retries` times); a login that made progress and then stalled starts
+    /// over, up to `1 + retries` times. A BMC that never answered the first
+    /// step is "no answer" after `1 + retries` datagrams.
     async fn login(&mut self) -> Result<(), BmcError> {
         let addr = self.cfg.addr;
         let tries = 1 + self.cfg.retries;
@@ -415,9 +419,18 @@ impl Task {
             let (mut hs, first) = Handshake::start(self.cfg.console.clone(), rng)
                 .map_err(|source| BmcError::Login { addr, source })?;
             self.send(&first).await?;
+            let mut last = first;
+            let mut resends = 0;
             let mut deadline = Instant::now() + self.cfg.timeout;
             loop {
                 let Some(n) = self.recv_until(deadline).await? else {
+                    if resends < self.cfg.retries {
+                        resends += 1;
+                        self.stats.retries.fetch_add(1, Relaxed);
+                        self.send(&last).await?;
+                        deadline = Instant::now() + self.cfg.timeout;
+                        continue;
+                    }
                     debug!(bmc = %addr, state = hs.state_name(), "login step timed out");
                     stalled_in = hs.state_name();
                     break;
@@ -425,6 +438,8 @@ impl Task {
                 match hs.handle(&self.buf[..n]) {
                     Ok(Progress::Send(next)) => {
                         self.send(&next).await?;
+                        last = next;
+                        resends = 0;
                         deadline = Instant::now() + self.cfg.timeout;
                     }
                     Ok(Progress::Established(s)) => {
@@ -447,6 +462,9 @@ impl Task {
                         });
                     }
                 }
+            }
+            if stalled_in == "ExpectAuthCaps" {
+                return Err(BmcError::NoAnswer { addr, tries });
             }
         }
         // A BMC that answered Open Session but then went quiet is alive and

@@ -8,6 +8,7 @@
 mod bmc;
 pub mod output;
 pub mod secrets;
+mod sim;
 
 use clap::{Parser, Subcommand};
 
@@ -37,6 +38,8 @@ pub struct Cli {
 enum Verb {
     /// Diagnostics straight to one BMC over RMCP+ (no gateway involved).
     Bmc(bmc::BmcArgs),
+    /// Serve simulated BMCs (RMCP+ on UDP) until Ctrl-C or SIGTERM.
+    Sim(sim::SimArgs),
 }
 
 /// An error on its way to the user: what to print and the exit code.
@@ -87,6 +90,7 @@ pub fn main() -> u8 {
     let result = rt.block_on(async {
         match cli.command {
             Verb::Bmc(args) => bmc::run(args).await,
+            Verb::Sim(args) => sim::run(args).await,
         }
     });
     match result {

@@ -246,6 +246,97 @@ impl SensorRecord {
     }
 }
 
+impl SensorRecord {
+    /// Encodes a full (type 0x01) or compact (type 0x02) record, header
+    /// included, for simulated BMCs. Threshold sensors declare readable
+    /// thresholds and the matching assertion events; ID strings are 8-bit
+    /// ASCII, cut to 16 bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let full = self.record_type == TYPE_FULL;
+        let mut b = vec![0u8; if full { 48 } else { 32 }];
+        b[0..2].copy_from_slice(&self.record_id.to_le_bytes());
+        b[2] = 0x51;
+        b[3] = self.record_type;
+        b[5] = self.owner_id;
+        b[6] = self.owner_lun & 0x03;
+        b[7] = self.number;
+        b[8] = self.entity_id;
+        b[9] = self.entity_instance;
+        // Initialisation: scanning, events, thresholds, hysteresis, type,
+        // event generation and scanning on by default.
+        b[10] = 0x7F;
+        let readable = self.thresholds.map_or(0, |t| t.readable);
+        // Capabilities: auto re-arm; thresholds readable when there are any.
+        b[11] = 0x40 | if readable != 0 { 0x04 } else { 0 };
+        b[12] = self.sensor_type;
+        b[13] = self.event_reading_type;
+        if self.is_threshold() {
+            // Assertion events for each readable threshold: lower ones going
+            // low (offsets 0, 2, 4), upper ones going high (7, 9, 11).
+            let mut mask: u16 = 0;
+            for (bit, offset) in [(0, 0), (1, 2), (2, 4), (3, 7), (4, 9), (5, 11)] {
+                if readable & (1 << bit) != 0 {
+                    mask |= 1 << offset;
+                }
+            }
+            b[14..16].copy_from_slice(&mask.to_le_bytes());
+            b[16..18].copy_from_slice(&mask.to_le_bytes());
+            b[18] = readable;
+            b[19] = 0;
+        } else {
+            b[14..16].copy_from_slice(&0x0001u16.to_le_bytes());
+            b[18..20].copy_from_slice(&0x0001u16.to_le_bytes());
+        }
+        b[20] = (self.modifier_mode & 3) << 1 | u8::from(self.percentage);
+        b[21] = self.base_unit;
+        b[22] = self.modifier_unit;
+        let id_at = if let (true, Some(c)) = (full, self.conversion) {
+            b[20] |= match c.format {
+                AnalogFormat::Unsigned => 0,
+                AnalogFormat::OnesComplement => 1,
+                AnalogFormat::TwosComplement => 2,
+                AnalogFormat::None => 3,
+            } << 6;
+            let (m, bb) = (c.m as u16 & 0x3FF, c.b as u16 & 0x3FF);
+            b[23] = c.linearization & 0x7F;
+            b[24] = (m & 0xFF) as u8;
+            b[25] = ((m >> 8) as u8) << 6;
+            b[26] = (bb & 0xFF) as u8;
+            b[27] = ((bb >> 8) as u8) << 6;
+            b[29] = ((c.r_exp as u8) & 0x0F) << 4 | (c.b_exp as u8) & 0x0F;
+            if let Some(t) = self.thresholds {
+                b[36..42].copy_from_slice(&[t.unr, t.uc, t.unc, t.lnr, t.lc, t.lnc]);
+            }
+            47
+        } else {
+            31
+        };
+        let id = &self.id.as_bytes()[..self.id.len().min(16)];
+        b[id_at] = 0xC0 | id.len() as u8;
+        b.extend_from_slice(id);
+        b[4] = (b.len() - HEADER_LEN) as u8;
+        b
+    }
+}
+
+/// Encodes a management controller device locator (type 0x12) for the BMC
+/// itself, advertising chassis, SEL, SDR, FRU and sensor device support.
+pub fn encode_mc_locator(record_id: u16, slave_addr: u8, id: &str) -> Vec<u8> {
+    let mut b = vec![0u8; 16];
+    b[0..2].copy_from_slice(&record_id.to_le_bytes());
+    b[2] = 0x51;
+    b[3] = TYPE_MC_LOCATOR;
+    b[5] = slave_addr;
+    b[8] = 0xBD; // chassis, event receiver, FRU, SEL, SDR, sensor device
+    b[12] = 0x07; // entity: system board
+    b[13] = 1;
+    let id = &id.as_bytes()[..id.len().min(16)];
+    b[15] = 0xC0 | id.len() as u8;
+    b.extend_from_slice(id);
+    b[4] = (b.len() - HEADER_LEN) as u8;
+    b
+}
+
 /// Decodes one whole record (header included).
 pub fn parse_record(b: &[u8]) -> Result<SdrRecord, WireError> {
     let h = SdrHeader::parse(b)?;
@@ -612,6 +703,44 @@ pub(crate) mod tests {
         assert_eq!(threshold_status(0x08), "nc");
         assert_eq!(threshold_status(0x02), "cr");
         assert_eq!(threshold_status(0x20), "nr");
+    }
+
+    #[test]
+    fn encode_round_trips_through_parse() {
+        let SdrRecord::Sensor(s) = parse_record(&full_record(
+            b"12V",
+            3,
+            6,
+            -2,
+            4,
+            [0, 220, 210, 0, 180, 190],
+        ))
+        .unwrap() else {
+            panic!()
+        };
+        let again = parse_record(&s.encode()).unwrap();
+        assert_eq!(again, SdrRecord::Sensor(s.clone()));
+        let compact = SensorRecord {
+            record_type: TYPE_COMPACT,
+            conversion: None,
+            thresholds: None,
+            event_reading_type: 0x6F,
+            sensor_type: 0x08,
+            id: "PSU1 Status".into(),
+            ..s
+        };
+        assert_eq!(
+            parse_record(&compact.encode()).unwrap(),
+            SdrRecord::Sensor(compact)
+        );
+        let mc = encode_mc_locator(1, 0x20, "BMC");
+        assert!(matches!(
+            parse_record(&mc).unwrap(),
+            SdrRecord::McLocator {
+                slave_addr: 0x20,
+                ..
+            }
+        ));
     }
 
     #[test]

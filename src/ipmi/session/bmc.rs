@@ -157,6 +157,10 @@ enum Stage {
 }
 
 struct Active {
+    /// The RAKP 3 that activated the session and the RAKP 4 answering it,
+    /// kept until the first in-session packet so that a re-sent RAKP 3 (its
+    /// answer was lost) gets the same answer instead of silence.
+    rakp_replay: Option<(Vec<u8>, Vec<u8>)>,
     keys: SessionKeys,
     window: SeqWindow,
     out_seq: u32,
@@ -587,15 +591,26 @@ impl Endpoint {
         let Some(session) = self.sessions.get(&r3.bmc_sid) else {
             return refuse(self, 0, RmcpPlusStatus::INVALID_SESSION_ID);
         };
-        let Stage::ExpectRakp3 {
-            console_random,
-            bmc_random,
-            role,
-            user,
-        } = session.stage
-        else {
-            self.stats.malformed += 1;
-            return None;
+        let (console_random, bmc_random, role, user) = match &session.stage {
+            Stage::ExpectRakp3 {
+                console_random,
+                bmc_random,
+                role,
+                user,
+            } => (*console_random, *bmc_random, *role, *user),
+            Stage::Active(a) => {
+                return match &a.rakp_replay {
+                    Some((rakp3, rakp4)) if rakp3 == payload => Some(plain(rakp4.clone())),
+                    _ => {
+                        self.stats.malformed += 1;
+                        None
+                    }
+                };
+            }
+            Stage::ExpectRakp1 => {
+                self.stats.malformed += 1;
+                return None;
+            }
         };
         let (console_sid, suite) = (session.console_sid, session.suite);
         if !r3.status.is_ok() {
@@ -629,9 +644,11 @@ impl Endpoint {
             console_sid,
             icv,
         };
+        let reply = setup_reply(PayloadKind::RAKP4, |o| r4.emit(o), false);
         if let Some(s) = self.sessions.get_mut(&r3.bmc_sid) {
             s.last_activity = now;
             s.stage = Stage::Active(Box::new(Active {
+                rakp_replay: Some((payload.to_vec(), reply.bytes.clone())),
                 keys,
                 window: SeqWindow::new(),
                 out_seq: 0,
@@ -642,7 +659,7 @@ impl Endpoint {
             }));
         }
         self.stats.logins += 1;
-        Some(setup_reply(PayloadKind::RAKP4, |o| r4.emit(o), false))
+        Some(reply)
     }
 
     // === established sessions ===
@@ -674,6 +691,7 @@ impl Endpoint {
             return None;
         }
         session.last_activity = now;
+        a.rakp_replay = None;
         let Ok(req) = Request::parse(verified.plaintext()) else {
             self.stats.malformed += 1;
             return None;

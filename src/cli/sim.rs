@@ -1,0 +1,149 @@
+//! `ipmigw sim`: serve simulated BMCs until Ctrl-C or SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::CliError;
+use crate::ipmi::crypto::CipherSuite;
+use crate::sim::{self, Faults, SimConfig, Simulator};
+
+/// Most BMCs one simulator serves.
+const MAX_COUNT: usize = 20_000;
+
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// First address; BMC i listens on PORT + i - 1.
+    #[arg(long, default_value = "127.0.0.1:9623")]
+    listen: SocketAddr,
+    /// Number of simulated BMCs.
+    #[arg(long, default_value_t = 1)]
+    count: usize,
+    /// TOML users file ([[user]] name, password, privilege); default users otherwise.
+    #[arg(long)]
+    users: Option<PathBuf>,
+    /// Cipher suites to accept.
+    #[arg(long, value_delimiter = ',', default_value = "17,3")]
+    cipher_suites: Vec<u8>,
+    /// Sessions per BMC.
+    #[arg(long, default_value_t = 4)]
+    max_sessions: usize,
+    /// Idle session timeout, seconds.
+    #[arg(long, default_value_t = 60)]
+    idle_timeout_secs: u64,
+    /// Fraction of requests to ignore (0-1).
+    #[arg(long, default_value_t = 0.0)]
+    drop_requests: f64,
+    /// Fraction of replies to drop (0-1).
+    #[arg(long, default_value_t = 0.0)]
+    drop_replies: f64,
+    /// Fraction of replies to corrupt (0-1).
+    #[arg(long, default_value_t = 0.0)]
+    corrupt_replies: f64,
+    /// Delay before each reply, milliseconds.
+    #[arg(long, default_value_t = 0)]
+    delay_ms: u64,
+    /// Never answer refused logins (some BMCs stay silent).
+    #[arg(long)]
+    silent_login_errors: bool,
+    /// Forget every session this often, seconds (a BMC reboot); 0 = never.
+    #[arg(long, default_value_t = 0)]
+    forget_sessions_every: u64,
+}
+
+pub async fn run(a: SimArgs) -> Result<(), CliError> {
+    if a.count == 0 || a.count > MAX_COUNT {
+        return Err(CliError::usage(format!(
+            "--count {}: expected 1 to {MAX_COUNT}",
+            a.count
+        )));
+    }
+    for (name, v) in [
+        ("--drop-requests", a.drop_requests),
+        ("--drop-replies", a.drop_replies),
+        ("--corrupt-replies", a.corrupt_replies),
+    ] {
+        if !(0.0..=1.0).contains(&v) {
+            return Err(CliError::usage(format!(
+                "{name} {v}: expected a fraction from 0 to 1"
+            )));
+        }
+    }
+    let mut cfg = SimConfig::new(a.listen, a.count);
+    if let Some(p) = &a.users {
+        cfg.users = sim::load_users(p).map_err(CliError::usage)?;
+    }
+    cfg.suites = a
+        .cipher_suites
+        .iter()
+        .map(|id| {
+            CipherSuite::try_from(*id).map_err(|e| CliError::usage(format!("--cipher-suites: {e}")))
+        })
+        .collect::<Result<_, _>>()?;
+    cfg.max_sessions = a.max_sessions.max(1);
+    cfg.idle_timeout = Duration::from_secs(a.idle_timeout_secs.max(1));
+    cfg.faults = Faults {
+        drop_requests: a.drop_requests,
+        drop_replies: a.drop_replies,
+        corrupt_replies: a.corrupt_replies,
+        delay: Duration::from_millis(a.delay_ms),
+        silent_login_errors: a.silent_login_errors,
+    };
+    let users = cfg.users.clone();
+    let sim = Simulator::start(cfg)
+        .await
+        .map_err(|e| CliError::usage(e.to_string()))?;
+    let first = sim.bmc(0).addr();
+    let last = sim.bmcs().last().map_or(first, |b| b.addr());
+    println!(
+        "ipmigw sim: {} simulated BMC(s) on {} to {}",
+        a.count, first, last
+    );
+    for u in &users {
+        println!(
+            "  user {:<10} password {:<12} privilege {}",
+            u.name, u.password, u.privilege
+        );
+    }
+    println!(
+        "try: ipmitool -I lanplus -H {} -p {} -U admin -P {} -C 17 chassis status",
+        first.ip(),
+        first.port(),
+        users.first().map_or("", |u| u.password.as_str())
+    );
+    let forget = a.forget_sessions_every;
+    let handles = sim.bmcs().to_vec();
+    let reboots = tokio::spawn(async move {
+        if forget == 0 {
+            return std::future::pending().await;
+        }
+        let mut every = tokio::time::interval(Duration::from_secs(forget));
+        every.tick().await;
+        loop {
+            every.tick().await;
+            handles.iter().for_each(|b| b.forget_sessions());
+        }
+    });
+    wait_for_shutdown().await;
+    reboots.abort();
+    sim.stop().await;
+    eprintln!("ipmigw sim: stopped");
+    Ok(())
+}
+
+async fn wait_for_shutdown() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}

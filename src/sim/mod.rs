@@ -1,0 +1,356 @@
+//! The built-in BMC simulator: N simulated BMCs on consecutive UDP ports,
+//! each a task owning its socket, its RMCP+ [`Endpoint`] and its hardware
+//! [`model::SimBmc`]. It is the embedded default the demo, the tests and the
+//! benchmarks run against, so it must behave like a BMC, not return canned
+//! bytes.
+//!
+//! Fault knobs ([`Faults`]) imitate lossy networks, slow or silent BMCs and
+//! reboots. The library API ([`Simulator::start`], [`SimBmcHandle`]) lets
+//! tests start BMCs in-process on port 0 and inspect their state.
+//!
+//! Never does: answer a packet the endpoint dropped, or block one BMC's task
+//! on another's.
+
+pub mod model;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+use serde::Deserialize;
+use tokio::net::UdpSocket;
+use tokio::sync::watch;
+
+use crate::ipmi::crypto::CipherSuite;
+use crate::ipmi::session::bmc::{
+    BmcUser, Endpoint, EndpointConfig, EndpointStats, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_SESSIONS,
+};
+use crate::ipmi::session::Privilege;
+use crate::secret::SecretBytes;
+use model::{SensorCatalog, SimBmc, UserSummary};
+
+/// Largest datagram a simulated BMC reads.
+const MAX_DATAGRAM_BYTES: usize = 1024;
+
+/// Misbehaviour to imitate; all off by default.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Faults {
+    /// Fraction (0..=1) of incoming datagrams ignored.
+    pub drop_requests: f64,
+    /// Fraction of answers not sent.
+    pub drop_replies: f64,
+    /// Fraction of answers with one byte flipped.
+    pub corrupt_replies: f64,
+    /// Delay before each answer.
+    pub delay: Duration,
+    /// Refused logins get no answer at all (some BMCs stay silent).
+    pub silent_login_errors: bool,
+}
+
+/// A simulated BMC user.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimUser {
+    /// User name.
+    pub name: String,
+    /// Password (at most 20 bytes).
+    pub password: String,
+    /// `user`, `operator` or `administrator`.
+    pub privilege: String,
+    /// Defaults to true.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UsersFile {
+    user: Vec<SimUser>,
+}
+
+/// The default users: admin, operator and user, with these passwords.
+pub fn default_users() -> Vec<SimUser> {
+    [
+        ("admin", "Adm1nPass", "administrator"),
+        ("operator", "0perPass", "operator"),
+        ("user", "Us3rPass", "user"),
+    ]
+    .into_iter()
+    .map(|(n, p, r)| SimUser {
+        name: n.into(),
+        password: p.into(),
+        privilege: r.into(),
+        enabled: true,
+    })
+    .collect()
+}
+
+/// Reads a TOML users file (`[[user]] name, password, privilege, enabled`).
+/// Errors name the file and, from the TOML parser, the line and column.
+pub fn load_users(path: &Path) -> Result<Vec<SimUser>, String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("users file {}: {e}", path.display()))?;
+    let f: UsersFile =
+        toml::from_str(&text).map_err(|e| format!("users file {}: {e}", path.display()))?;
+    for u in &f.user {
+        parse_privilege(&u.privilege)
+            .map_err(|e| format!("users file {}: user {:?}: {e}", path.display(), u.name))?;
+        if u.name.is_empty() || u.name.len() > 16 {
+            return Err(format!(
+                "users file {}: user {:?}: name must be 1-16 bytes",
+                path.display(),
+                u.name
+            ));
+        }
+        if u.password.len() > 20 {
+            return Err(format!(
+                "users file {}: user {:?}: password is over 20 bytes",
+                path.display(),
+                u.name
+            ));
+        }
+    }
+    Ok(f.user)
+}
+
+fn parse_privilege(s: &str) -> Result<Privilege, String> {
+    match s {
+        "callback" => Ok(Privilege::Callback),
+        "user" => Ok(Privilege::User),
+        "operator" => Ok(Privilege::Operator),
+        "administrator" | "admin" => Ok(Privilege::Administrator),
+        other => Err(format!(
+            "privilege {other:?}: expected user, operator or administrator"
+        )),
+    }
+}
+
+/// How to run the simulator.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// First address; BMC i listens on port + i (port 0: each picks a free port).
+    pub listen: SocketAddr,
+    /// Number of BMCs.
+    pub count: usize,
+    /// Users of every BMC.
+    pub users: Vec<SimUser>,
+    /// Accepted cipher suites.
+    pub suites: Vec<CipherSuite>,
+    /// Session cap per BMC.
+    pub max_sessions: usize,
+    /// Idle timeout of sessions.
+    pub idle_timeout: Duration,
+    /// Faults, applied to every BMC (each can be changed later).
+    pub faults: Faults,
+}
+
+impl SimConfig {
+    /// `count` BMCs from `listen`, default users, suites 17 and 3, 4 sessions.
+    pub fn new(listen: SocketAddr, count: usize) -> SimConfig {
+        SimConfig {
+            listen,
+            count,
+            users: default_users(),
+            suites: CipherSuite::DEFAULT.to_vec(),
+            max_sessions: DEFAULT_MAX_SESSIONS,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            faults: Faults::default(),
+        }
+    }
+}
+
+/// What one BMC's task shares with its handle.
+#[derive(Debug)]
+struct Shared {
+    model: SimBmc,
+    endpoint: Endpoint,
+    faults: Faults,
+}
+
+/// A running simulator.
+#[derive(Debug)]
+pub struct Simulator {
+    bmcs: Vec<SimBmcHandle>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Access to one simulated BMC's state.
+#[derive(Debug, Clone)]
+pub struct SimBmcHandle {
+    addr: SocketAddr,
+    shared: Arc<Mutex<Shared>>,
+}
+
+impl Simulator {
+    /// Binds every socket, then starts one task per BMC.
+    pub async fn start(cfg: SimConfig) -> std::io::Result<Simulator> {
+        let invalid = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, m);
+        let mut users = Vec::new();
+        let mut summaries = Vec::new();
+        for u in &cfg.users {
+            let privilege = parse_privilege(&u.privilege).map_err(invalid)?;
+            users.push(BmcUser {
+                name: u.name.as_bytes().to_vec(),
+                password: SecretBytes::from(u.password.as_bytes()),
+                privilege,
+                enabled: u.enabled,
+            });
+            summaries.push(UserSummary {
+                name: u.name.clone(),
+                privilege,
+                enabled: u.enabled,
+            });
+        }
+        let catalog = Arc::new(SensorCatalog::standard());
+        let (stop, stopped) = watch::channel(false);
+        let now = Instant::now();
+        let mut bmcs = Vec::with_capacity(cfg.count);
+        let mut tasks = Vec::with_capacity(cfg.count);
+        for i in 0..cfg.count {
+            let mut addr = cfg.listen;
+            if addr.port() != 0 {
+                let port = u16::try_from(usize::from(addr.port()) + i)
+                    .map_err(|_| invalid(format!("BMC {i}: port beyond 65535")))?;
+                addr.set_port(port);
+            }
+            let socket = UdpSocket::bind(addr).await.map_err(|e| {
+                std::io::Error::new(e.kind(), format!("simulated BMC {} on {addr}: {e}", i + 1))
+            })?;
+            let addr = socket.local_addr()?;
+            let index = i as u32 + 1;
+            let model = SimBmc::new(index, catalog.clone(), summaries.clone(), now);
+            let mut ecfg = EndpointConfig::new(model.guid());
+            ecfg.suites = cfg.suites.clone();
+            ecfg.max_sessions = cfg.max_sessions;
+            ecfg.idle_timeout = cfg.idle_timeout;
+            let endpoint = Endpoint::new(
+                ecfg,
+                users.clone(),
+                Box::new(rand::rngs::StdRng::from_entropy()),
+            );
+            let shared = Arc::new(Mutex::new(Shared {
+                model,
+                endpoint,
+                faults: cfg.faults.clone(),
+            }));
+            tasks.push(tokio::spawn(serve(socket, shared.clone(), stopped.clone())));
+            bmcs.push(SimBmcHandle { addr, shared });
+        }
+        Ok(Simulator { bmcs, stop, tasks })
+    }
+
+    /// Every BMC, in order (BMC 1 first).
+    pub fn bmcs(&self) -> &[SimBmcHandle] {
+        &self.bmcs
+    }
+
+    /// BMC `i` (0-based).
+    pub fn bmc(&self, i: usize) -> &SimBmcHandle {
+        &self.bmcs[i]
+    }
+
+    /// Stops every task and waits for them.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+impl SimBmcHandle {
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut Shared) -> R) -> R {
+        let mut g = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut g)
+    }
+
+    /// Runs `f` on the hardware model (power, boot flags, SEL, sensors).
+    pub fn with_model<R>(&self, f: impl FnOnce(&mut SimBmc, Instant) -> R) -> R {
+        self.with(|s| f(&mut s.model, Instant::now()))
+    }
+
+    /// Host power state.
+    pub fn power_on(&self) -> bool {
+        self.with_model(|m, now| m.power_on(now))
+    }
+
+    /// Session-layer counters (drops by reason, logins, commands).
+    pub fn stats(&self) -> EndpointStats {
+        self.with(|s| s.endpoint.stats())
+    }
+
+    /// Sessions open now.
+    pub fn session_count(&self) -> usize {
+        self.with(|s| s.endpoint.session_count())
+    }
+
+    /// Forgets every session, as a BMC reboot does.
+    pub fn forget_sessions(&self) {
+        self.with(|s| s.endpoint.forget_sessions());
+    }
+
+    /// Replaces this BMC's faults.
+    pub fn set_faults(&self, faults: Faults) {
+        self.with(|s| s.faults = faults);
+    }
+}
+
+async fn serve(socket: UdpSocket, shared: Arc<Mutex<Shared>>, mut stopped: watch::Receiver<bool>) {
+    let mut buf = vec![0u8; MAX_DATAGRAM_BYTES];
+    let mut rng = rand::rngs::SmallRng::from_entropy();
+    loop {
+        let (n, from) = tokio::select! {
+            r = socket.recv_from(&mut buf) => match r {
+                Ok(x) => x,
+                // ICMP errors from earlier sends surface here; keep serving.
+                Err(_) => continue,
+            },
+            _ = stopped.changed() => return,
+        };
+        let (answer, faults) = {
+            let mut g = shared.lock().unwrap_or_else(|p| p.into_inner());
+            let s = &mut *g;
+            if s.faults.drop_requests > 0.0 && rng.gen_bool(s.faults.drop_requests.clamp(0.0, 1.0))
+            {
+                continue;
+            }
+            let answer = s
+                .endpoint
+                .handle_datagram(Instant::now(), &buf[..n], &mut s.model);
+            if s.model.take_reboot_request() {
+                s.endpoint.forget_sessions();
+            }
+            (answer, s.faults.clone())
+        };
+        let Some(mut out) = answer else { continue };
+        if out.login_error && faults.silent_login_errors {
+            continue;
+        }
+        if faults.drop_replies > 0.0 && rng.gen_bool(faults.drop_replies.clamp(0.0, 1.0)) {
+            continue;
+        }
+        if faults.corrupt_replies > 0.0
+            && rng.gen_bool(faults.corrupt_replies.clamp(0.0, 1.0))
+            && out.bytes.len() > 4
+        {
+            let i = rng.gen_range(4..out.bytes.len());
+            out.bytes[i] ^= 1 << rng.gen_range(0..8);
+        }
+        if !faults.delay.is_zero() {
+            tokio::time::sleep(faults.delay).await;
+        }
+        let _ = socket.send_to(&out.bytes, from).await;
+    }
+}
