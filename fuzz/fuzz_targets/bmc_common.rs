@@ -1,0 +1,37 @@
+// Shared by the BMC-side targets: a simulated BMC with an endpoint, and an
+// in-memory login to it.
+use std::sync::Arc;
+use std::time::Instant;
+
+use ipmigw::ipmi::session::bmc::{BmcUser, Endpoint, EndpointConfig};
+use ipmigw::ipmi::session::console::{ActiveSession, ConsoleConfig, Handshake, Progress};
+use ipmigw::ipmi::session::Privilege;
+use ipmigw::secret::SecretBytes;
+use ipmigw::sim::model::{SensorCatalog, SimBmc};
+use rand::{rngs::StdRng, SeedableRng};
+
+pub fn bmc(now: Instant) -> (Endpoint, SimBmc) {
+    let model = SimBmc::new(1, Arc::new(SensorCatalog::standard()), vec![], now);
+    let users = vec![BmcUser {
+        name: b"admin".to_vec(),
+        password: SecretBytes::from(&b"pw"[..]),
+        privilege: Privilege::Administrator,
+        enabled: true,
+    }];
+    let ep = Endpoint::new(EndpointConfig::new(model.guid()), users, Box::new(StdRng::seed_from_u64(1)));
+    (ep, model)
+}
+
+pub fn login(ep: &mut Endpoint, model: &mut SimBmc, now: Instant) -> Box<ActiveSession> {
+    let cfg = ConsoleConfig::new(b"admin", SecretBytes::from(&b"pw"[..]), Privilege::Administrator);
+    let (mut hs, mut out) = Handshake::start(cfg, Box::new(StdRng::seed_from_u64(2))).unwrap();
+    for _ in 0..8 {
+        let reply = ep.handle_datagram(now, &out, model).expect("login answer");
+        match hs.handle(&reply.bytes).unwrap() {
+            Progress::Send(next) => out = next,
+            Progress::Established(s) => return s,
+            Progress::Ignored(_) => panic!("ignored"),
+        }
+    }
+    panic!("no login")
+}
