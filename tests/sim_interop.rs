@@ -488,3 +488,117 @@ fn garbage_gets_no_answer_and_is_counted() {
     let st = s.sim().bmc(0).stats();
     assert!(st.malformed + st.unknown_session >= 4, "{st:?}");
 }
+
+#[test]
+fn ipmigw_sim_binary_serves_a_users_file_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users.toml");
+    std::fs::write(
+        &users,
+        "[[user]]\nname = \"ops\"\npassword = \"S3cret-ops\"\nprivilege = \"operator\"\n",
+    )
+    .unwrap();
+    let port = common::free_udp_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ipmigw"))
+        .args([
+            "sim",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--users",
+            users.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "S3cret-ops").unwrap();
+    std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let host = format!("127.0.0.1:{port}");
+    let mut answered = false;
+    for _ in 0..50 {
+        let (code, out, _) = ipmigw_bin(&[
+            "bmc",
+            "-H",
+            &host,
+            "-U",
+            "ops",
+            "--password-file",
+            pw.to_str().unwrap(),
+            "--timeout-ms",
+            "100",
+            "--retries",
+            "0",
+            "power",
+            "on",
+        ]);
+        if code == 0 {
+            assert_eq!(out.trim(), "Chassis Power Control: Up/On");
+            answered = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The default admin does not exist when a users file is given.
+    std::fs::write(&pw, "Adm1nPass").unwrap();
+    let (code, _, err) = ipmigw_bin(&[
+        "bmc",
+        "-H",
+        &host,
+        "-U",
+        "admin",
+        "--password-file",
+        pw.to_str().unwrap(),
+        "--timeout-ms",
+        "200",
+        "power",
+        "status",
+    ]);
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        answered,
+        "the simulator never answered; it printed:\n{stdout}"
+    );
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("authentication failed"), "{err}");
+    assert!(
+        stdout.contains("user ops") && stdout.contains("S3cret-ops"),
+        "{stdout}"
+    );
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "did not stop cleanly on SIGTERM"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stopped"));
+
+    std::fs::write(
+        &users,
+        "[[user]]\nname = \"ops\"\npassword = \"x\"\nprivilege = \"root\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = ipmigw_bin(&["sim", "--users", users.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(users.to_str().unwrap()) && err.contains("\"root\""),
+        "{err}"
+    );
+    std::fs::write(&users, "[[user]]\nname = \"ops\"\npasword = \"x\"\n").unwrap();
+    let (code, _, err) = ipmigw_bin(&["sim", "--users", users.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("line 3") || err.contains("pasword"), "{err}");
+}

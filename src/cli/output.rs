@@ -189,7 +189,10 @@ pub fn fru(inv: &FruInventory) -> String {
         let _ = writeln!(o, " {k:<22}: {v}");
     };
     if let Some(c) = &inv.chassis {
-        line("Chassis Type", &c.chassis_type.to_string());
+        line(
+            "Chassis Type",
+            crate::ipmi::fru::chassis_type_name(c.chassis_type),
+        );
         line("Chassis Part Number", &c.part_number);
         line("Chassis Serial", &c.serial_number);
         c.custom.iter().for_each(|x| line("Chassis Extra", x));

@@ -71,6 +71,17 @@ pub async fn run(a: SimArgs) -> Result<(), CliError> {
             )));
         }
     }
+    // One socket per BMC: make room when the soft descriptor limit is low.
+    let want = a.count as u64 + 64;
+    match rlimit::increase_nofile_limit(want) {
+        Ok(got) if got < want => {
+            return Err(CliError::usage(format!(
+                "--count {}: needs {want} open files, the hard limit allows {got} (raise it with ulimit -Hn)",
+                a.count
+            )))
+        }
+        _ => {}
+    }
     let mut cfg = SimConfig::new(a.listen, a.count);
     if let Some(p) = &a.users {
         cfg.users = sim::load_users(p).map_err(CliError::usage)?;

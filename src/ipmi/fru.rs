@@ -78,6 +78,51 @@ pub struct ProductArea {
     pub custom: Vec<String>,
 }
 
+/// Name of an SMBIOS chassis type (FRU chassis area byte 2), as ipmitool
+/// prints it.
+pub fn chassis_type_name(t: u8) -> &'static str {
+    const NAMES: [&str; 37] = [
+        "Unspecified",
+        "Other",
+        "Unknown",
+        "Desktop",
+        "Low Profile Desktop",
+        "Pizza Box",
+        "Mini Tower",
+        "Tower",
+        "Portable",
+        "LapTop",
+        "Notebook",
+        "Hand Held",
+        "Docking Station",
+        "All in One",
+        "Sub Notebook",
+        "Space-saving",
+        "Lunch Box",
+        "Main Server Chassis",
+        "Expansion Chassis",
+        "SubChassis",
+        "Bus Expansion Chassis",
+        "Peripheral Chassis",
+        "RAID Chassis",
+        "Rack Mount Chassis",
+        "Sealed-case PC",
+        "Multi-system Chassis",
+        "Compact PCI",
+        "Advanced TCA",
+        "Blade",
+        "Blade Enclosure",
+        "Tablet",
+        "Convertible",
+        "Detachable",
+        "IoT Gateway",
+        "Embedded PC",
+        "Mini PC",
+        "Stick PC",
+    ];
+    NAMES.get(usize::from(t)).copied().unwrap_or("Unknown")
+}
+
 /// Unix time of the FRU epoch, 1996-01-01 00:00:00 UTC.
 pub const FRU_EPOCH_UNIX: i64 = 820_454_400;
 
