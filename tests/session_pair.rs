@@ -321,3 +321,71 @@ fn garbage_is_dropped_without_a_reply_or_panic() {
     }
     assert!(p.bmc.stats().malformed > 0);
 }
+
+/// Sends a raw Open Session Request proposing `algorithms`; returns the status.
+fn open_session_status(
+    p: &mut Pair,
+    algorithms: ipmigw::ipmi::wire::rakp::AlgorithmTriple,
+) -> RmcpPlusStatus {
+    use ipmigw::ipmi::wire::rakp::{OpenSessionRequest, OpenSessionResponse};
+    use ipmigw::ipmi::wire::rmcp::RmcpHeader;
+    use ipmigw::ipmi::wire::session::{PayloadKind, PayloadType, RmcpPlusHeader, SessionPacket};
+    let mut payload = Vec::new();
+    OpenSessionRequest {
+        tag: 1,
+        max_privilege: 4,
+        console_sid: 0x1234,
+        algorithms,
+    }
+    .emit(&mut payload);
+    let mut d = Vec::new();
+    RmcpHeader::IPMI.emit(&mut d);
+    RmcpPlusHeader {
+        payload_type: PayloadType::setup(PayloadKind::OPEN_SESSION_REQUEST),
+        session_id: 0,
+        seq: 0,
+        payload_len: payload.len() as u16,
+    }
+    .emit(&mut d);
+    d.extend(payload);
+    let reply = p
+        .bmc
+        .handle_datagram(p.now, &d, &mut p.app)
+        .expect("an answer");
+    let SessionPacket::RmcpPlus(r) = SessionPacket::parse(&reply.bytes[4..]).unwrap() else {
+        panic!()
+    };
+    OpenSessionResponse::parse(r.payload).unwrap().status
+}
+
+#[test]
+fn suite_0_and_mixed_triples_are_refused_by_name() {
+    use ipmigw::ipmi::wire::rakp::AlgorithmTriple;
+    let mut p = Pair::default();
+    let t = |auth, integrity, confidentiality| AlgorithmTriple {
+        auth,
+        integrity,
+        confidentiality,
+    };
+    assert_eq!(
+        open_session_status(&mut p, t(0, 0, 0)),
+        RmcpPlusStatus::INVALID_AUTH_ALGORITHM,
+        "suite 0"
+    );
+    // SHA256 authentication with SHA1 integrity: each exists, the triple does not.
+    assert_eq!(
+        open_session_status(&mut p, t(3, 1, 1)),
+        RmcpPlusStatus::INVALID_INTEGRITY_ALGORITHM
+    );
+    // Suite 16 (no confidentiality): every configured suite encrypts.
+    assert_eq!(
+        open_session_status(&mut p, t(3, 4, 0)),
+        RmcpPlusStatus::INVALID_CONFIDENTIALITY_ALGORITHM
+    );
+    assert_eq!(
+        open_session_status(&mut p, t(3, 4, 1)),
+        RmcpPlusStatus::OK,
+        "suite 17"
+    );
+    assert_eq!(p.bmc.session_count(), 1);
+}
