@@ -21,6 +21,8 @@
 
 pub mod bmc;
 pub mod cli;
+pub mod config;
 pub mod ipmi;
+pub mod policy;
 pub mod secret;
 pub mod sim;

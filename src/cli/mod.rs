@@ -7,6 +7,7 @@
 
 mod bmc;
 pub mod output;
+mod policy;
 pub mod secrets;
 mod sim;
 
@@ -40,6 +41,10 @@ enum Verb {
     Bmc(bmc::BmcArgs),
     /// Serve simulated BMCs (RMCP+ on UDP) until Ctrl-C or SIGTERM.
     Sim(sim::SimArgs),
+    /// Validate the gateway config and its policy files; print what each user may do.
+    CheckConfig(policy::CheckConfigArgs),
+    /// Ask the policy: `policy explain` decides one request and names the rule.
+    Policy(policy::PolicyArgs),
 }
 
 /// An error on its way to the user: what to print and the exit code.
@@ -91,6 +96,8 @@ pub fn main() -> u8 {
         match cli.command {
             Verb::Bmc(args) => bmc::run(args).await,
             Verb::Sim(args) => sim::run(args).await,
+            Verb::CheckConfig(args) => policy::check_config(args),
+            Verb::Policy(args) => policy::run(args),
         }
     });
     match result {

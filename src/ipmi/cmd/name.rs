@@ -39,6 +39,79 @@ pub struct Classified {
     pub state_changing: bool,
 }
 
+/// Every named command (everything else is `raw.0xNN.0xMM`), for policy
+/// validation and for listing what a user may do.
+pub const NAMED_COMMANDS: &[&str] = &[
+    "mc.info",
+    "mc.selftest",
+    "mc.reset.cold",
+    "mc.reset.warm",
+    "chassis.status",
+    "chassis.power.off",
+    "chassis.power.on",
+    "chassis.power.cycle",
+    "chassis.power.reset",
+    "chassis.power.diag",
+    "chassis.power.soft",
+    "chassis.identify",
+    "chassis.bootdev.get",
+    "chassis.bootdev.set",
+    "sensor.read",
+    "sensor.write",
+    "sdr.read",
+    "sel.read",
+    "sel.clear",
+    "fru.read",
+    "fru.write",
+    "user.read",
+    "user.write",
+    "lan.read",
+    "lan.write",
+    "channel.read",
+    "channel.write",
+    "sol.activate",
+    "sol.config.read",
+    "sol.config.write",
+    "session.info",
+    "ipmb.send",
+    "i2c.write_read",
+];
+
+/// Whether a command name changes state: `Some` for a named command or a
+/// well-formed `raw.0xNN.0xMM` (always state-changing), `None` otherwise.
+/// The same answers as [`classify`] gives for the bytes behind each name.
+pub fn name_is_state_changing(name: &str) -> Option<bool> {
+    if NAMED_COMMANDS.contains(&name) {
+        let reads = [
+            "mc.info",
+            "mc.selftest",
+            "chassis.status",
+            "chassis.bootdev.get",
+            "sensor.read",
+            "sdr.read",
+            "sel.read",
+            "fru.read",
+        ];
+        let reads_too = [
+            "user.read",
+            "lan.read",
+            "channel.read",
+            "sol.config.read",
+            "session.info",
+        ];
+        return Some(!reads.contains(&name) && !reads_too.contains(&name));
+    }
+    let rest = name.strip_prefix("raw.")?;
+    let (netfn, cmd) = rest.split_once('.')?;
+    let byte = |s: &str| {
+        s.len() == 4
+            && s.starts_with("0x")
+            && u8::from_str_radix(&s[2..], 16).is_ok()
+            && s[2..] == s[2..].to_ascii_lowercase()
+    };
+    (byte(netfn) && byte(cmd)).then_some(true)
+}
+
 /// True for the session-management commands a client may never send through
 /// the gateway: the gateway owns BMC sessions.
 pub fn is_session_management(netfn: NetFn, cmd: u8) -> bool {
@@ -205,9 +278,38 @@ mod tests {
                     assert!(!c.name.as_str().is_empty());
                     if c.name.as_str().starts_with("raw.") {
                         assert!(c.state_changing);
+                    } else {
+                        assert!(
+                            NAMED_COMMANDS.contains(&c.name.as_str()),
+                            "{} is not listed",
+                            c.name
+                        );
                     }
+                    assert_eq!(
+                        name_is_state_changing(c.name.as_str()),
+                        Some(c.state_changing),
+                        "{}",
+                        c.name
+                    );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn names_without_bytes() {
+        assert_eq!(name_is_state_changing("chassis.power.on"), Some(true));
+        assert_eq!(name_is_state_changing("sel.read"), Some(false));
+        assert_eq!(name_is_state_changing("raw.0x2e.0x01"), Some(true));
+        for bad in [
+            "raw.0x2E.0x01",
+            "raw.2e.01",
+            "raw.0x2e",
+            "chassis.power",
+            "nope",
+            "",
+        ] {
+            assert_eq!(name_is_state_changing(bad), None, "{bad}");
         }
     }
 

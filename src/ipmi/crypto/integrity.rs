@@ -79,7 +79,7 @@ pub fn seal(
     if authenticated {
         let covered = RMCP_PLUS_HEADER_LEN + payload.len() + 2;
         let pad = (4 - covered % 4) % 4;
-        out.extend(std::iter::repeat(0xFF).take(pad));
+        out.extend(std::iter::repeat_n(0xFF, pad));
         out.push(pad as u8);
         out.push(NEXT_HEADER);
         let code = auth_code(keys, &out[4..]);

@@ -1,0 +1,572 @@
+//! Policy decisions: who (certificate identity → user), from where (source
+//! allowlists), on which BMC (targets), may run which command (command-name
+//! globs), how often (rate limits). Default deny; a deny that applies wins
+//! over any allow, whatever the order of files, roles or rules; every
+//! decision names the rule that made it.
+//!
+//! Pure: no I/O beyond reading the policy files at load, no HTTP, no bytes.
+//! It sees identities, addresses, BMC names and command names (from
+//! `ipmi::cmd::name`), and time only through the rate limiters' clock.
+//! A [`Permit`] can only be made here.
+
+pub mod glob;
+mod load;
+pub mod rate;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use ipnet::IpNet;
+
+use glob::CommandPattern;
+pub use load::{compile_text, load};
+use rate::{Limiter, Rate};
+
+use crate::ipmi::cmd::name::NAMED_COMMANDS;
+
+/// Where a rule was written and what it says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    /// Policy file.
+    pub file: Arc<str>,
+    /// 1-based line.
+    pub line: usize,
+    /// What kind of rule: `allow`, `deny`, `source`, …
+    pub kind: &'static str,
+    /// The role or user it belongs to, e.g. `role "operator"`.
+    pub owner: String,
+    /// The pattern, CIDR list or rate as written.
+    pub pattern: String,
+}
+
+impl std::fmt::Display for Rule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{} {} {} {}",
+            self.file, self.line, self.owner, self.kind, self.pattern
+        )
+    }
+}
+
+/// A certificate identity a user is matched by.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Identity {
+    /// SAN email.
+    Email(String),
+    /// SAN URI (e.g. SPIFFE).
+    Uri(String),
+    /// SAN DNS name.
+    Dns(String),
+    /// Subject common name.
+    Cn(String),
+}
+
+impl Identity {
+    /// Parses `email:…`, `uri:…`, `dns:…` or `cn:…`.
+    pub fn parse(s: &str) -> Result<Identity, String> {
+        let (kind, v) = s.split_once(':').ok_or_else(|| {
+            format!("identity {s:?}: expected email:, uri:, dns: or cn: followed by a value")
+        })?;
+        if v.is_empty() {
+            return Err(format!("identity {s:?}: empty value"));
+        }
+        Ok(match kind {
+            "email" => Identity::Email(v.to_ascii_lowercase()),
+            "uri" => Identity::Uri(v.to_string()),
+            "dns" => Identity::Dns(v.to_ascii_lowercase()),
+            "cn" => Identity::Cn(v.to_string()),
+            _ => {
+                return Err(format!(
+                    "identity {s:?}: expected email:, uri:, dns: or cn: followed by a value"
+                ))
+            }
+        })
+    }
+}
+
+impl std::fmt::Display for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Identity::Email(v) => write!(f, "email:{v}"),
+            Identity::Uri(v) => write!(f, "uri:{v}"),
+            Identity::Dns(v) => write!(f, "dns:{v}"),
+            Identity::Cn(v) => write!(f, "cn:{v}"),
+        }
+    }
+}
+
+/// A source allowlist and the rule that set it.
+#[derive(Debug, Clone)]
+struct Allowlist {
+    nets: Vec<IpNet>,
+    rule: Rule,
+}
+
+impl Allowlist {
+    fn contains(&self, ip: IpAddr) -> bool {
+        self.nets.iter().any(|n| n.contains(&ip))
+    }
+}
+
+#[derive(Debug)]
+struct User {
+    name: String,
+    identity: Identity,
+    roles: Vec<usize>,
+    source: Option<Allowlist>,
+}
+
+#[derive(Debug)]
+struct Role {
+    name: String,
+    /// Bit i set: the role applies to BMC i.
+    targets: Vec<u64>,
+    allow: Vec<(CommandPattern, Rule)>,
+    deny: Vec<(CommandPattern, Rule)>,
+    source: Option<Allowlist>,
+    rate: Option<(Rate, Rule)>,
+    state_changing_rate: Option<(Rate, Rule)>,
+}
+
+impl Role {
+    fn targets(&self, bmc: usize) -> bool {
+        self.targets
+            .get(bmc / 64)
+            .is_some_and(|w| w & (1 << (bmc % 64)) != 0)
+    }
+}
+
+/// A compiled, validated policy.
+#[derive(Debug)]
+pub struct Policy {
+    users: Vec<User>,
+    user_index: HashMap<String, usize>,
+    identity_index: HashMap<Identity, usize>,
+    roles: Vec<Role>,
+    bmcs: Vec<String>,
+    bmc_index: HashMap<String, usize>,
+    global_source: Option<Allowlist>,
+    user_rate: Option<(Rate, Rule)>,
+    bmc_rate: Option<(Rate, Rule)>,
+}
+
+/// What is being asked.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// User name (already mapped from the certificate).
+    pub user: &'a str,
+    /// Client address; `None` skips source checks (`policy explain` only).
+    pub source: Option<IpAddr>,
+    /// BMC name.
+    pub bmc: &'a str,
+    /// Command name from `ipmi::cmd::name`.
+    pub command: &'a str,
+    /// Whether the command changes state.
+    pub state_changing: bool,
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DenyReason {
+    /// No such user.
+    UnknownUser,
+    /// No such BMC (answered like an invisible one).
+    UnknownTarget,
+    /// The client address is not allowed.
+    SourceNotAllowed,
+    /// No role of the user grants the command on that BMC.
+    NoGrant,
+    /// A deny rule matched.
+    Denied,
+    /// Over a rate limit; retry after this long.
+    RateLimited(Duration),
+}
+
+/// A refusal: a value, not an error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    /// Why.
+    pub reason: DenyReason,
+    /// The rule that decided, when one did (default deny has none).
+    pub rule: Option<Rule>,
+    /// A sentence for operators (never shown to callers who may not see rules).
+    pub detail: String,
+}
+
+/// Proof that policy allowed a request; only [`Policy::decide`] makes one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Permit {
+    rule: Rule,
+    user: usize,
+    bmc: usize,
+    role: usize,
+    state_changing: bool,
+}
+
+impl Permit {
+    /// The allow rule that granted it.
+    pub fn rule(&self) -> &Rule {
+        &self.rule
+    }
+}
+
+/// A decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Allowed by the named rule.
+    Allow(Permit),
+    /// Refused.
+    Deny(Denial),
+}
+
+impl Decision {
+    /// True for Allow.
+    pub fn is_allow(&self) -> bool {
+        matches!(self, Decision::Allow(_))
+    }
+
+    /// The deciding rule, if any.
+    pub fn rule(&self) -> Option<&Rule> {
+        match self {
+            Decision::Allow(p) => Some(&p.rule),
+            Decision::Deny(d) => d.rule.as_ref(),
+        }
+    }
+}
+
+fn deny(reason: DenyReason, rule: Option<Rule>, detail: String) -> Decision {
+    Decision::Deny(Denial {
+        reason,
+        rule,
+        detail,
+    })
+}
+
+/// IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) are checked as IPv4.
+pub fn normalize(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+impl Policy {
+    /// Decides a request without rate limits: source, user, target, deny
+    /// rules, then allow rules.
+    pub fn decide(&self, req: &Request<'_>) -> Decision {
+        let Some(&u) = self.user_index.get(req.user) else {
+            return deny(
+                DenyReason::UnknownUser,
+                None,
+                format!("no user {:?} in the policy", req.user),
+            );
+        };
+        let user = &self.users[u];
+        let source = req.source.map(normalize);
+        if let Some(ip) = source {
+            for list in [&self.global_source, &user.source].into_iter().flatten() {
+                if !list.contains(ip) {
+                    return deny(
+                        DenyReason::SourceNotAllowed,
+                        Some(list.rule.clone()),
+                        format!("source {ip} is not in {}", list.rule.pattern),
+                    );
+                }
+            }
+        }
+        let Some(&b) = self.bmc_index.get(req.bmc) else {
+            return deny(
+                DenyReason::UnknownTarget,
+                None,
+                format!("no BMC {:?}", req.bmc),
+            );
+        };
+        // Deny wins: look at every applicable deny before any allow.
+        for &r in &user.roles {
+            let role = &self.roles[r];
+            if !role.targets(b) {
+                continue;
+            }
+            if let Some((_, rule)) = role.deny.iter().find(|(p, _)| p.matches(req.command)) {
+                return deny(
+                    DenyReason::Denied,
+                    Some(rule.clone()),
+                    format!("{} denies {} on {}", rule.owner, req.command, req.bmc),
+                );
+            }
+        }
+        let mut source_refusal = None;
+        for &r in &user.roles {
+            let role = &self.roles[r];
+            if !role.targets(b) {
+                continue;
+            }
+            let Some((_, rule)) = role.allow.iter().find(|(p, _)| p.matches(req.command)) else {
+                continue;
+            };
+            if let (Some(list), Some(ip)) = (&role.source, source) {
+                if !list.contains(ip) {
+                    source_refusal.get_or_insert_with(|| list.rule.clone());
+                    continue;
+                }
+            }
+            return Decision::Allow(Permit {
+                rule: rule.clone(),
+                user: u,
+                bmc: b,
+                role: r,
+                state_changing: req.state_changing,
+            });
+        }
+        if let Some(rule) = source_refusal {
+            let detail = format!("the granting role only allows sources {}", rule.pattern);
+            return deny(DenyReason::SourceNotAllowed, Some(rule), detail);
+        }
+        deny(
+            DenyReason::NoGrant,
+            None,
+            format!(
+                "no role of user {:?} grants {} on {}",
+                user.name, req.command, req.bmc
+            ),
+        )
+    }
+
+    /// The BMCs a user may see: those on which some role of theirs grants
+    /// something (from `source`, when given).
+    pub fn visible_bmcs(&self, user: &str, source: Option<IpAddr>) -> Vec<&str> {
+        let Some(&u) = self.user_index.get(user) else {
+            return vec![];
+        };
+        let user = &self.users[u];
+        let source = source.map(normalize);
+        if let Some(ip) = source {
+            if [&self.global_source, &user.source]
+                .into_iter()
+                .flatten()
+                .any(|l| !l.contains(ip))
+            {
+                return vec![];
+            }
+        }
+        (0..self.bmcs.len())
+            .filter(|&b| {
+                user.roles.iter().any(|&r| {
+                    let role = &self.roles[r];
+                    role.targets(b)
+                        && !role.allow.is_empty()
+                        && source
+                            .is_none_or(|ip| role.source.as_ref().is_none_or(|l| l.contains(ip)))
+                })
+            })
+            .map(|b| self.bmcs[b].as_str())
+            .collect()
+    }
+
+    /// The user a certificate identity maps to.
+    pub fn user_for(&self, id: &Identity) -> Option<&str> {
+        self.identity_index
+            .get(id)
+            .map(|&u| self.users[u].name.as_str())
+    }
+
+    /// User names, in policy order.
+    pub fn users(&self) -> impl Iterator<Item = &str> {
+        self.users.iter().map(|u| u.name.as_str())
+    }
+
+    /// Role names of a user.
+    pub fn roles_of(&self, user: &str) -> Vec<&str> {
+        self.user_index
+            .get(user)
+            .map(|&u| {
+                self.users[u]
+                    .roles
+                    .iter()
+                    .map(|&r| self.roles[r].name.as_str())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The identity of a user.
+    pub fn identity_of(&self, user: &str) -> Option<&Identity> {
+        self.user_index.get(user).map(|&u| &self.users[u].identity)
+    }
+
+    /// What a user may do, for summaries: BMCs grouped by the set of named
+    /// commands granted on them (sources not considered), plus the raw
+    /// patterns granted anywhere. BMCs with no grant are left out.
+    pub fn grants_of(&self, user: &str) -> Grants<'_> {
+        let Some(&u) = self.user_index.get(user) else {
+            return Grants::default();
+        };
+        let mut groups: Vec<(Vec<&str>, Vec<&'static str>)> = Vec::new();
+        for bmc in &self.bmcs {
+            let cmds: Vec<&'static str> = NAMED_COMMANDS
+                .iter()
+                .copied()
+                .filter(|c| {
+                    self.decide(&Request {
+                        user,
+                        source: None,
+                        bmc,
+                        command: c,
+                        state_changing: false,
+                    })
+                    .is_allow()
+                })
+                .collect();
+            if cmds.is_empty() {
+                continue;
+            }
+            match groups.iter_mut().find(|(_, c)| *c == cmds) {
+                Some((bmcs, _)) => bmcs.push(bmc),
+                None => groups.push((vec![bmc], cmds)),
+            }
+        }
+        let mut raw: Vec<&str> = self.users[u]
+            .roles
+            .iter()
+            .flat_map(|&r| self.roles[r].allow.iter())
+            .map(|(_, rule)| rule.pattern.as_str())
+            .filter(|p| p.starts_with("raw") || p.starts_with("**"))
+            .collect();
+        raw.sort_unstable();
+        raw.dedup();
+        Grants {
+            by_bmcs: groups,
+            raw,
+        }
+    }
+
+    /// The rate rules that apply to a permitted request, most specific first.
+    pub fn rates_for(&self, permit: &Permit) -> Vec<&Rule> {
+        let role = &self.roles[permit.role];
+        let sc = role
+            .state_changing_rate
+            .as_ref()
+            .filter(|_| permit.state_changing);
+        [
+            role.rate.as_ref(),
+            sc,
+            self.user_rate.as_ref(),
+            self.bmc_rate.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|(_, rule)| rule)
+        .collect()
+    }
+
+    /// Numbers of users, roles and BMCs.
+    pub fn counts(&self) -> (usize, usize, usize) {
+        (self.users.len(), self.roles.len(), self.bmcs.len())
+    }
+}
+
+/// What one user may do, for summaries ([`Policy::grants_of`]).
+#[derive(Debug, Default)]
+pub struct Grants<'a> {
+    /// BMCs with the same granted named commands, and those commands.
+    pub by_bmcs: Vec<(Vec<&'a str>, Vec<&'static str>)>,
+    /// Allow patterns that can grant raw commands.
+    pub raw: Vec<&'a str>,
+}
+
+/// A role's two limiters: `rate` and `state_changing_rate`.
+type RoleLimiters<C> = (Option<Limiter<u64, C>>, Option<Limiter<u64, C>>);
+
+/// One step of [`Limits::check`]: the check, run only if the earlier passed,
+/// and the rate's rule.
+type RateStep<'a> = (
+    &'a dyn Fn() -> Option<Result<(), Duration>>,
+    &'a Option<(Rate, Rule)>,
+);
+
+/// Rate limiters for a policy (the stateful half of a decision).
+pub struct Limits<C: Clock + Clone = DefaultClock> {
+    per_role: Vec<RoleLimiters<C>>,
+    per_user: Option<Limiter<u32, C>>,
+    per_bmc: Option<Limiter<u32, C>>,
+}
+
+impl<C: Clock + Clone> std::fmt::Debug for Limits<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limits").finish_non_exhaustive()
+    }
+}
+
+impl<C: Clock + Clone> Limits<C> {
+    /// Limiters for every rate in `policy`, on `clock`.
+    pub fn new(policy: &Policy, clock: C) -> Self {
+        let mk =
+            |r: &Option<(Rate, Rule)>| r.as_ref().map(|(r, _)| Limiter::new(*r, clock.clone()));
+        Limits {
+            per_role: policy
+                .roles
+                .iter()
+                .map(|r| (mk(&r.rate), mk(&r.state_changing_rate)))
+                .collect(),
+            per_user: policy
+                .user_rate
+                .as_ref()
+                .map(|(r, _)| Limiter::new(*r, clock.clone())),
+            per_bmc: policy
+                .bmc_rate
+                .as_ref()
+                .map(|(r, _)| Limiter::new(*r, clock.clone())),
+        }
+    }
+
+    /// Applies the rates to a permit: the granting role's rate per user and
+    /// BMC (and its state-changing rate), the per-user total and the per-BMC
+    /// total. Refusals name the rate's rule and when the request would pass.
+    pub fn check(&self, policy: &Policy, permit: Permit) -> Decision {
+        let key = (permit.user as u64) << 32 | permit.bmc as u64;
+        let role = &policy.roles[permit.role];
+        let (rate, sc_rate) = &self.per_role[permit.role];
+        let sc = permit.state_changing;
+        // Checked in order, stopping at the first refusal, so that a request
+        // refused by one limit does not spend cells of the later ones.
+        let checks: [RateStep<'_>; 4] = [
+            (&|| rate.as_ref().map(|l| l.check(&key)), &role.rate),
+            (
+                &|| sc_rate.as_ref().filter(|_| sc).map(|l| l.check(&key)),
+                &role.state_changing_rate,
+            ),
+            (
+                &|| {
+                    self.per_user
+                        .as_ref()
+                        .map(|l| l.check(&(permit.user as u32)))
+                },
+                &policy.user_rate,
+            ),
+            (
+                &|| self.per_bmc.as_ref().map(|l| l.check(&(permit.bmc as u32))),
+                &policy.bmc_rate,
+            ),
+        ];
+        for (check, rule) in checks {
+            if let (Some(Err(wait)), Some((_, rule))) = (check(), rule) {
+                let detail = format!(
+                    "{} {} {} exceeded; retry after {:.3} s",
+                    rule.owner,
+                    rule.kind,
+                    rule.pattern,
+                    wait.as_secs_f64()
+                );
+                return deny(DenyReason::RateLimited(wait), Some(rule.clone()), detail);
+            }
+        }
+        Decision::Allow(permit)
+    }
+}
+
+#[cfg(test)]
+mod tests;
