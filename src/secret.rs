@@ -44,9 +44,80 @@ impl std::fmt::Debug for SecretBytes {
     }
 }
 
+/// Reads a file that holds a secret (password, Kg, audit key), refusing one
+/// that someone else could have swapped or read: a symlink, not a regular
+/// file, not owned by this process's user, or accessible by group or others.
+/// One trailing newline is dropped. Errors name the file and what to fix,
+/// never the content.
+pub fn read_private_file(path: &std::path::Path, what: &str) -> Result<SecretBytes, String> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let shown = path.display();
+    let meta = std::fs::symlink_metadata(path)
+        .map_err(|e| format!("{what} file {shown}: {}", io_reason(&e)))?;
+    if meta.file_type().is_symlink() {
+        return Err(format!(
+            "{what} file {shown}: is a symlink; point the config at the file itself"
+        ));
+    }
+    if !meta.is_file() {
+        return Err(format!("{what} file {shown}: not a regular file"));
+    }
+    // /proc/self is owned by the process's effective user: no libc needed.
+    if let Ok(me) = std::fs::metadata("/proc/self") {
+        if meta.uid() != me.uid() {
+            return Err(format!(
+                "{what} file {shown}: owned by uid {}, not by this process's user (uid {})",
+                meta.uid(),
+                me.uid()
+            ));
+        }
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!("{what} file {shown}: is accessible by group or others (mode {mode:04o}); run: chmod 600 {shown}"));
+    }
+    let mut bytes =
+        std::fs::read(path).map_err(|e| format!("{what} file {shown}: {}", io_reason(&e)))?;
+    if bytes.ends_with(b"\n") {
+        bytes.pop();
+        if bytes.ends_with(b"\r") {
+            bytes.pop();
+        }
+    }
+    Ok(SecretBytes::new(bytes))
+}
+
+fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "does not exist".into(),
+        std::io::ErrorKind::PermissionDenied => "cannot be read (permission denied)".into(),
+        _ => e.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn private_files_refuse_symlinks_and_loose_modes() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("k");
+        std::fs::write(&p, "s3cret\n").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(read_private_file(&p, "key").unwrap().expose(), b"s3cret");
+        let link = d.path().join("link");
+        std::os::unix::fs::symlink(&p, &link).unwrap();
+        let e = read_private_file(&link, "key").unwrap_err();
+        assert!(e.contains("is a symlink"), "{e}");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let e = read_private_file(&p, "key").unwrap_err();
+        assert!(e.contains("mode 0640") && !e.contains("s3cret"), "{e}");
+        assert!(read_private_file(d.path(), "key")
+            .unwrap_err()
+            .contains("not a regular file"));
+    }
 
     #[test]
     fn debug_never_shows_the_bytes() {

@@ -2,7 +2,6 @@
 //! unreadable, not a regular file, or open to group/others; never truncated;
 //! never echoed. Errors name the file and the problem, not the content.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use crate::ipmi::crypto::keys::{KG_LEN, MAX_PASSWORD_LEN};
@@ -11,7 +10,7 @@ use crate::secret::SecretBytes;
 /// Reads a password file: one line, the trailing newline dropped, at most
 /// 20 bytes.
 pub fn read_password_file(path: &Path) -> Result<SecretBytes, String> {
-    let bytes = read_private_file(path, "password")?;
+    let bytes = crate::secret::read_private_file(path, "password")?;
     if bytes.is_empty() {
         return Err(format!("password file {}: is empty", path.display()));
     }
@@ -28,7 +27,7 @@ pub fn read_password_file(path: &Path) -> Result<SecretBytes, String> {
 /// Reads a Kg file: either raw bytes (at most 20) or `0x` and up to 40 hex
 /// digits.
 pub fn read_kg_file(path: &Path) -> Result<SecretBytes, String> {
-    let bytes = read_private_file(path, "Kg")?;
+    let bytes = crate::secret::read_private_file(path, "Kg")?;
     let text = bytes.expose();
     let kg = if let Some(hex) = text
         .strip_prefix(b"0x")
@@ -58,42 +57,11 @@ pub fn read_kg_file(path: &Path) -> Result<SecretBytes, String> {
     Ok(kg)
 }
 
-fn read_private_file(path: &Path, what: &str) -> Result<SecretBytes, String> {
-    let shown = path.display();
-    let meta =
-        std::fs::metadata(path).map_err(|e| format!("{what} file {shown}: {}", io_reason(&e)))?;
-    if !meta.is_file() {
-        return Err(format!("{what} file {shown}: not a regular file"));
-    }
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(format!(
-            "{what} file {shown}: is accessible by group or others (mode {mode:04o}); run: chmod 600 {shown}"
-        ));
-    }
-    let mut bytes =
-        std::fs::read(path).map_err(|e| format!("{what} file {shown}: {}", io_reason(&e)))?;
-    if bytes.ends_with(b"\n") {
-        bytes.pop();
-        if bytes.ends_with(b"\r") {
-            bytes.pop();
-        }
-    }
-    Ok(SecretBytes::new(bytes))
-}
-
-fn io_reason(e: &std::io::Error) -> String {
-    match e.kind() {
-        std::io::ErrorKind::NotFound => "does not exist".into(),
-        std::io::ErrorKind::PermissionDenied => "cannot be read (permission denied)".into(),
-        _ => e.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
 
     fn file(content: &[u8], mode: u32) -> tempfile::NamedTempFile {
         let mut f = tempfile::NamedTempFile::new().unwrap();
