@@ -130,3 +130,34 @@ fn check_config_reports_every_error_with_file_line_and_column() {
     );
     assert!(err.contains("3 errors in the configuration"), "{err}");
 }
+
+#[test]
+fn check_config_validates_the_audit_section_and_its_key() {
+    use std::os::unix::fs::PermissionsExt;
+    let (d, cfg) = scratch(&[
+        (
+            "gw.toml",
+            "policy = [\"p.toml\"]\n[audit]\npath = \"audit.jsonl\"\nkey_file = \"audit.key\"\nfsync = \"interval:10ms\"\n[[bmc]]\nname = \"n1\"\naddress = \"127.0.0.1:623\"\npassword_env = \"X\"\n",
+        ),
+        ("p.toml", "[[role]]\nname = \"r\"\ntargets = [\"n1\"]\nallow = [\"mc.info\"]\n"),
+        ("audit.key", &"ab".repeat(32)),
+    ]);
+    let key = d.path().join("audit.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = ipmigw(&["check-config", "--config", cfg.to_str().unwrap()]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}{err}");
+    assert!(
+        err.contains("gw.toml:4:12: audit key file")
+            && err.contains("accessible by group or others"),
+        "{err}"
+    );
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let o = ipmigw(&["check-config", "--config", cfg.to_str().unwrap()]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    assert!(
+        out.contains("audit: ") && out.contains("Interval(10ms)"),
+        "{out}"
+    );
+}

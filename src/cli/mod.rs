@@ -5,6 +5,7 @@
 //! connection error, 3 denied by policy or rate limit, 4 BMC error. Never
 //! prints a secret.
 
+mod audit;
 mod bmc;
 pub mod output;
 mod policy;
@@ -45,6 +46,8 @@ enum Verb {
     CheckConfig(policy::CheckConfigArgs),
     /// Ask the policy: `policy explain` decides one request and names the rule.
     Policy(policy::PolicyArgs),
+    /// Audit trail tools: verify, query, keygen.
+    Audit(audit::AuditArgs),
 }
 
 /// An error on its way to the user: what to print and the exit code.
@@ -98,6 +101,7 @@ pub fn main() -> u8 {
             Verb::Sim(args) => sim::run(args).await,
             Verb::CheckConfig(args) => policy::check_config(args),
             Verb::Policy(args) => policy::run(args),
+            Verb::Audit(args) => audit::run(args),
         }
     });
     match result {

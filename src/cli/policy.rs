@@ -66,7 +66,25 @@ fn load(path: &Path) -> Result<(GatewayConfig, Policy), CliError> {
 
 pub fn check_config(a: CheckConfigArgs) -> Result<(), CliError> {
     let (cfg, policy) = load(&a.config)?;
+    let mut diags = Vec::new();
+    let dir = a.config.parent().unwrap_or(Path::new("."));
+    let audit = cfg
+        .file
+        .audit
+        .as_ref()
+        .and_then(|s| s.writer_config(&cfg.source, dir, &mut diags));
+    if !diags.is_empty() {
+        return Err(config_error(ConfigError(diags)));
+    }
     print!("{}", summary(&cfg, &policy));
+    if let Some(w) = audit {
+        println!(
+            "\naudit: {} (key {}, fsync {:?})",
+            w.path.display(),
+            w.key.id(),
+            w.durability
+        );
+    }
     Ok(())
 }
 

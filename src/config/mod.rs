@@ -111,7 +111,7 @@ impl Source {
 }
 
 /// The gateway configuration file. Sections that later parts of the gateway
-/// consume (`listen`, `tls`, `audit`, `limits`, `bmc_defaults`) are kept as
+/// consume (`listen`, `tls`, `limits`, `bmc_defaults`) are kept as
 /// tables here and validated by those parts.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -124,7 +124,7 @@ pub struct GatewayFile {
     /// TLS settings.
     pub tls: Option<toml::Table>,
     /// Audit settings.
-    pub audit: Option<toml::Table>,
+    pub audit: Option<crate::audit::settings::AuditSection>,
     /// Limits.
     pub limits: Option<toml::Table>,
     /// Defaults for every BMC entry.

@@ -1,0 +1,114 @@
+//! The little file system the audit writer needs, behind a trait so that
+//! tests can make writes and fsyncs fail (EIO, short writes, ENOSPC, a
+//! read-only file system) exactly where they want.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// An open trail file, appended to.
+pub trait TrailFile: Send {
+    /// Appends some of `buf`; returns how much.
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize>;
+    /// Makes everything written durable (fdatasync).
+    fn sync(&mut self) -> io::Result<()>;
+    /// Current length.
+    fn size(&self) -> io::Result<u64>;
+    /// Reads at an offset.
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+    /// Cuts the file to `len` bytes.
+    fn truncate(&mut self, len: u64) -> io::Result<()>;
+}
+
+/// Where trail files live.
+pub trait TrailFs: Send + Sync + 'static {
+    /// Opens (creating, mode 0600) a file for appending and reading.
+    fn open_append(&self, path: &Path) -> io::Result<Box<dyn TrailFile>>;
+    /// Renames a file and makes the rename durable.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Lists a directory's entries.
+    fn list(&self, dir: &Path) -> io::Result<Vec<PathBuf>>;
+    /// True when the path exists.
+    fn exists(&self, path: &Path) -> bool;
+}
+
+/// The real file system.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RealFs;
+
+struct RealFile(File);
+
+impl TrailFile for RealFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn sync(&mut self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+    fn size(&self) -> io::Result<u64> {
+        Ok(self.0.metadata()?.len())
+    }
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        FileExt::read_at(&self.0, buf, offset)
+    }
+    fn truncate(&mut self, len: u64) -> io::Result<()> {
+        self.0.set_len(len)?;
+        self.0.sync_all()
+    }
+}
+
+fn sync_dir(path: &Path) -> io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    File::open(dir)?.sync_all()
+}
+
+impl TrailFs for RealFs {
+    fn open_append(&self, path: &Path) -> io::Result<Box<dyn TrailFile>> {
+        let existed = path.exists();
+        let f = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(path)?;
+        if !existed {
+            // A new file's directory entry must be durable too.
+            sync_dir(path)?;
+        }
+        Ok(Box::new(RealFile(f)))
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)?;
+        sync_dir(to)
+    }
+    fn list(&self, dir: &Path) -> io::Result<Vec<PathBuf>> {
+        std::fs::read_dir(dir)?
+            .map(|e| e.map(|e| e.path()))
+            .collect()
+    }
+    fn exists(&self, path: &Path) -> bool {
+        path.exists()
+    }
+}
+
+/// Writes all of `buf`, treating a write that makes no progress as an error.
+pub fn write_all(f: &mut dyn TrailFile, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        match f.write(buf) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "short write: no progress",
+                ))
+            }
+            Ok(n) => buf = &buf[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,816 @@
+//! The audit writer: one thread owns the trail file. Callers hand it records
+//! over a bounded channel and wait for the answer; every record waiting at
+//! the same moment goes into one write and one fsync (group commit).
+//!
+//! Fail closed: after any write, fsync, rename or anchor error the writer
+//! drops the file descriptor (it never writes to one whose fsync failed),
+//! answers every record with [`AuditError::Unavailable`], and retries with
+//! backoff to reopen the trail, repair its tail and write a durable
+//! `audit_recovered` record; only then does it accept records again.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use super::export::{Exporter, SyslogTarget};
+use super::fs::{write_all, TrailFile, TrailFs};
+use super::line::{self, AuditKey, LineHash, GENESIS};
+use super::{members, AuditError, Event, Receipt, RequestRecord};
+
+/// When a record counts as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// After fdatasync (group commit shares one among waiting records).
+    Always,
+    /// After write(2); fdatasync at most this long later. A crash can lose
+    /// acknowledged records from that window: for sites that accept it.
+    Interval(Duration),
+}
+
+impl Durability {
+    /// Parses `always` or `interval:10ms` (`ms` or `s`, 1 ms to 10 s).
+    pub fn parse(s: &str) -> Result<Durability, String> {
+        if s == "always" {
+            return Ok(Durability::Always);
+        }
+        let expected = || {
+            format!("fsync {s:?}: expected \"always\" or \"interval:N\" with N from 1ms to 10s, e.g. \"interval:10ms\"")
+        };
+        let v = s.strip_prefix("interval:").ok_or_else(expected)?;
+        let d = if let Some(ms) = v.strip_suffix("ms") {
+            ms.parse().ok().map(Duration::from_millis)
+        } else if let Some(secs) = v.strip_suffix('s') {
+            secs.parse().ok().map(Duration::from_secs)
+        } else {
+            None
+        };
+        match d {
+            Some(d) if d >= Duration::from_millis(1) && d <= Duration::from_secs(10) => {
+                Ok(Durability::Interval(d))
+            }
+            _ => Err(expected()),
+        }
+    }
+}
+
+/// How to run a writer.
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    /// The active trail file; rotated files sit beside it as `NAME.<last seq>`.
+    pub path: PathBuf,
+    /// The MAC key.
+    pub key: AuditKey,
+    /// When a record counts as written.
+    pub durability: Durability,
+    /// Rotate when the active file reaches this size.
+    pub rotate_bytes: Option<u64>,
+    /// Write a checkpoint every this many records (0: only at rotation and shutdown).
+    pub checkpoint_every: u64,
+    /// Append-only file that receives every checkpoint's (seq, hash).
+    pub anchor_path: Option<PathBuf>,
+    /// Export every record to syslog (RFC 5424).
+    pub syslog: Option<SyslogTarget>,
+    /// Records that may wait for the writer before callers get `Overloaded`.
+    pub queue: usize,
+    /// Records the syslog exporter may hold before it drops (and counts).
+    pub export_queue: usize,
+    /// First delay before retrying after a failure (doubles up to 5 s).
+    pub retry: Duration,
+}
+
+impl WriterConfig {
+    /// Defaults: fsync always, checkpoint every 10,000 records, no rotation.
+    pub fn new(path: PathBuf, key: AuditKey) -> WriterConfig {
+        WriterConfig {
+            path,
+            key,
+            durability: Durability::Always,
+            rotate_bytes: None,
+            checkpoint_every: 10_000,
+            anchor_path: None,
+            syslog: None,
+            queue: 65_536,
+            export_queue: 8_192,
+            retry: Duration::from_millis(200),
+        }
+    }
+}
+
+/// Counters, for metrics and tests.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Records written.
+    pub records: u64,
+    /// Write batches (group commits).
+    pub batches: u64,
+    /// fdatasync calls.
+    pub syncs: u64,
+    /// Failures that closed the trail.
+    pub failures: u64,
+    /// Records the syslog exporter dropped.
+    pub export_dropped: u64,
+}
+
+#[derive(Default)]
+struct Shared {
+    available: AtomicBool,
+    records: AtomicU64,
+    batches: AtomicU64,
+    syncs: AtomicU64,
+    failures: AtomicU64,
+}
+
+type Reply<T> = oneshot::Sender<Result<T, AuditError>>;
+
+enum Msg {
+    Record {
+        event: &'static str,
+        fields: String,
+        reply: Option<Reply<u64>>,
+    },
+    Rotate(Reply<()>),
+    Shutdown(String, Reply<()>),
+}
+
+/// The handle callers hold; cheap to clone.
+#[derive(Clone)]
+pub struct AuditWriter {
+    tx: SyncSender<Msg>,
+    shared: Arc<Shared>,
+    exporter_dropped: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for AuditWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditWriter")
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuditWriter {
+    /// Opens the trail (repairing a torn tail and continuing the chain),
+    /// writes a durable `startup` record, and starts the writer thread.
+    pub fn open(cfg: WriterConfig, fs: Arc<dyn TrailFs>) -> Result<AuditWriter, AuditError> {
+        let shared = Arc::new(Shared::default());
+        let exporter = cfg
+            .syslog
+            .clone()
+            .map(|t| Exporter::spawn(t, cfg.export_queue));
+        let exporter_dropped = exporter
+            .as_ref()
+            .map(|e| e.dropped.clone())
+            .unwrap_or_default();
+        let (tx, rx) = mpsc::sync_channel(cfg.queue.max(1));
+        let mut state = State {
+            retry_delay: cfg.retry,
+            cfg,
+            fs,
+            file: None,
+            anchor: None,
+            next_seq: 1,
+            prev: GENESIS,
+            file_len: 0,
+            failed: None,
+            next_retry: Instant::now(),
+            since_checkpoint: 0,
+            unsynced: None,
+            exporter,
+            dropped_reported: 0,
+            shared: shared.clone(),
+        };
+        let repair = state.reopen().map_err(|reason| AuditError::Startup {
+            path: state.cfg.path.display().to_string(),
+            reason,
+        })?;
+        let startup = format!(
+            "\"version\":\"{}\",\"pid\":{}",
+            env!("CARGO_PKG_VERSION"),
+            std::process::id()
+        );
+        let mut first: Vec<(&'static str, String)> =
+            repair.into_iter().map(|r| ("audit_repair", r)).collect();
+        first.push(("startup", startup));
+        state
+            .commit_internal(first, true)
+            .map_err(|reason| AuditError::Startup {
+                path: state.cfg.path.display().to_string(),
+                reason,
+            })?;
+        shared.available.store(true, Relaxed);
+        std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || state.run(rx))
+            .map_err(|e| AuditError::Startup {
+                path: String::new(),
+                reason: format!("cannot start the writer thread: {e}"),
+            })?;
+        Ok(AuditWriter {
+            tx,
+            shared,
+            exporter_dropped,
+        })
+    }
+
+    fn submit(&self, msg: Msg) -> Result<(), AuditError> {
+        self.tx.try_send(msg).map_err(|e| match e {
+            TrySendError::Full(_) => AuditError::Overloaded,
+            TrySendError::Disconnected(_) => AuditError::Closed,
+        })
+    }
+
+    async fn record(&self, event: &'static str, fields: String) -> Result<u64, AuditError> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Msg::Record {
+            event,
+            fields,
+            reply: Some(reply),
+        })?;
+        rx.await.unwrap_or(Err(AuditError::Closed))
+    }
+
+    /// Records a request decision; returns once the record is durable (or
+    /// written, in interval mode). The receipt is what lets a request go on.
+    pub async fn request(&self, r: RequestRecord) -> Result<Receipt, AuditError> {
+        let fields = members(serde_json::to_string(&r).unwrap_or_default());
+        let seq = self.record("request", fields).await?;
+        Ok(Receipt {
+            seq,
+            request_id: r.request_id,
+            allowed: r.decision == super::Decision::Allow,
+        })
+    }
+
+    /// Records any other event, durably.
+    pub async fn append(&self, e: Event) -> Result<u64, AuditError> {
+        self.record(e.name(), e.fields()).await
+    }
+
+    /// Blocking form of [`AuditWriter::append`], for threads outside tokio.
+    pub fn append_blocking(&self, e: Event) -> Result<u64, AuditError> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Msg::Record {
+            event: e.name(),
+            fields: e.fields(),
+            reply: Some(reply),
+        })?;
+        rx.blocking_recv().unwrap_or(Err(AuditError::Closed))
+    }
+
+    /// Closes the active file and starts the next one (SIGHUP); the chain
+    /// and the sequence continue.
+    pub async fn rotate(&self) -> Result<(), AuditError> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Msg::Rotate(reply))?;
+        rx.await.unwrap_or(Err(AuditError::Closed))
+    }
+
+    /// Writes `shutdown` and a final checkpoint, syncs, and stops the writer.
+    pub async fn shutdown(&self, reason: &str) -> Result<(), AuditError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Shutdown(reason.to_string(), reply))
+            .map_err(|_| AuditError::Closed)?;
+        rx.await.unwrap_or(Err(AuditError::Closed))
+    }
+
+    /// False while the writer refuses records (the gateway's health check).
+    pub fn is_available(&self) -> bool {
+        self.shared.available.load(Relaxed)
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> WriterStats {
+        WriterStats {
+            records: self.shared.records.load(Relaxed),
+            batches: self.shared.batches.load(Relaxed),
+            syncs: self.shared.syncs.load(Relaxed),
+            failures: self.shared.failures.load(Relaxed),
+            export_dropped: self.exporter_dropped.load(Relaxed),
+        }
+    }
+}
+
+/// Most records in one write.
+const MAX_BATCH: usize = 4096;
+/// Longest wait between recovery attempts.
+const MAX_RETRY: Duration = Duration::from_secs(5);
+
+struct State {
+    cfg: WriterConfig,
+    fs: Arc<dyn TrailFs>,
+    file: Option<Box<dyn TrailFile>>,
+    anchor: Option<Box<dyn TrailFile>>,
+    next_seq: u64,
+    prev: LineHash,
+    file_len: u64,
+    /// Why the trail is closed, while it is.
+    failed: Option<String>,
+    next_retry: Instant,
+    retry_delay: Duration,
+    since_checkpoint: u64,
+    /// Interval mode: when the oldest unsynced write happened.
+    unsynced: Option<Instant>,
+    exporter: Option<Exporter>,
+    dropped_reported: u64,
+    shared: Arc<Shared>,
+}
+
+fn io_text(what: &str, e: &io::Error) -> String {
+    format!("{what}: {e}")
+}
+
+impl State {
+    fn run(mut self, rx: mpsc::Receiver<Msg>) {
+        let mut pending: Vec<Msg> = Vec::new();
+        loop {
+            let wait = self
+                .next_deadline()
+                .map(|d| d.saturating_duration_since(Instant::now()));
+            let first = match wait {
+                None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                Some(w) => rx.recv_timeout(w),
+            };
+            match first {
+                Ok(m) => pending.push(m),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    let _ = self.sync_now();
+                    return;
+                }
+            }
+            while pending.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(m) => pending.push(m),
+                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                }
+            }
+            if self.failed.is_some() && Instant::now() >= self.next_retry {
+                self.recover();
+            }
+            if self
+                .unsynced
+                .is_some_and(|t| t.elapsed() >= self.interval())
+            {
+                if let Err(e) = self.sync_now() {
+                    self.fail(e);
+                }
+            }
+            if self.handle(std::mem::take(&mut pending)) {
+                return;
+            }
+        }
+    }
+
+    fn interval(&self) -> Duration {
+        match self.cfg.durability {
+            Durability::Interval(d) => d,
+            Durability::Always => Duration::ZERO,
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        if self.failed.is_some() {
+            return Some(self.next_retry);
+        }
+        self.unsynced.map(|t| t + self.interval())
+    }
+
+    /// Handles one batch of messages in order; true when shut down.
+    fn handle(&mut self, batch: Vec<Msg>) -> bool {
+        let mut records: Vec<(&'static str, String, Option<Reply<u64>>)> = Vec::new();
+        for msg in batch {
+            match msg {
+                Msg::Record {
+                    event,
+                    fields,
+                    reply,
+                } => records.push((event, fields, reply)),
+                Msg::Rotate(reply) => {
+                    self.commit(std::mem::take(&mut records));
+                    let _ = reply.send(self.guarded(|s| s.rotate()));
+                }
+                Msg::Shutdown(reason, reply) => {
+                    self.commit(std::mem::take(&mut records));
+                    let r = self.guarded(|s| {
+                        let fields = members(serde_json::json!({ "reason": reason }).to_string());
+                        s.commit_internal(vec![("shutdown", fields)], true)?;
+                        s.checkpoint("shutdown")
+                    });
+                    self.shared.available.store(false, Relaxed);
+                    let _ = reply.send(r);
+                    return true;
+                }
+            }
+        }
+        self.commit(records);
+        false
+    }
+
+    /// Runs a step unless the trail is closed; a failure closes it.
+    fn guarded(
+        &mut self,
+        step: impl FnOnce(&mut State) -> Result<(), String>,
+    ) -> Result<(), AuditError> {
+        if let Some(why) = &self.failed {
+            return Err(AuditError::Unavailable(why.clone()));
+        }
+        step(self).map_err(|e| {
+            self.fail(e.clone());
+            AuditError::Unavailable(e)
+        })
+    }
+
+    /// Writes caller records as one batch and answers each.
+    fn commit(&mut self, records: Vec<(&'static str, String, Option<Reply<u64>>)>) {
+        if records.is_empty() {
+            return;
+        }
+        if let Some(why) = &self.failed {
+            for (_, _, reply) in records {
+                if let Some(r) = reply {
+                    let _ = r.send(Err(AuditError::Unavailable(why.clone())));
+                }
+            }
+            return;
+        }
+        // Drops by the exporter are themselves audited, first in the batch.
+        let mut lines: Vec<(&'static str, String)> = Vec::with_capacity(records.len() + 1);
+        let dropped = self
+            .exporter
+            .as_ref()
+            .map_or(0, |e| e.dropped.load(Relaxed));
+        if dropped > self.dropped_reported {
+            let fields = format!(
+                "\"sink\":\"syslog\",\"dropped\":{},\"dropped_total\":{dropped}",
+                dropped - self.dropped_reported
+            );
+            lines.push(("export_dropped", fields));
+            self.dropped_reported = dropped;
+        }
+        let first_caller = lines.len();
+        let mut replies = Vec::with_capacity(records.len());
+        for (event, fields, reply) in records {
+            lines.push((event, fields));
+            replies.push(reply);
+        }
+        let sync = self.cfg.durability == Durability::Always;
+        match self.write_lines(lines, sync) {
+            Ok(seqs) => {
+                for (seq, reply) in seqs[first_caller..].iter().zip(replies) {
+                    if let Some(r) = reply {
+                        let _ = r.send(Ok(*seq));
+                    }
+                }
+                if let Err(e) = self.after_commit() {
+                    self.fail(e);
+                }
+            }
+            Err(e) => {
+                self.fail(e.clone());
+                for r in replies.into_iter().flatten() {
+                    let _ = r.send(Err(AuditError::Unavailable(e.clone())));
+                }
+            }
+        }
+    }
+
+    /// Periodic checkpoint and size rotation, after a successful commit.
+    fn after_commit(&mut self) -> Result<(), String> {
+        if self.cfg.checkpoint_every > 0 && self.since_checkpoint >= self.cfg.checkpoint_every {
+            self.checkpoint("interval")?;
+        }
+        if self
+            .cfg
+            .rotate_bytes
+            .is_some_and(|max| self.file_len >= max)
+        {
+            self.rotate()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the writer's own records; `sync` forces durability.
+    fn commit_internal(
+        &mut self,
+        lines: Vec<(&'static str, String)>,
+        sync: bool,
+    ) -> Result<(), String> {
+        self.write_lines(lines, sync || self.cfg.durability == Durability::Always)
+            .map(|_| ())
+    }
+
+    /// Formats, chains, writes and (when asked) syncs lines; returns their seqs.
+    fn write_lines(
+        &mut self,
+        lines: Vec<(&'static str, String)>,
+        sync: bool,
+    ) -> Result<Vec<u64>, String> {
+        let file = self.file.as_mut().ok_or("no trail file open")?;
+        let ts = line::now_rfc3339();
+        let mut buf = String::with_capacity(lines.len() * 400);
+        let mut seqs = Vec::with_capacity(lines.len());
+        let (mut seq, mut prev) = (self.next_seq, self.prev);
+        for (event, fields) in &lines {
+            let l = line::build(seq, &ts, event, &self.cfg.key, fields, &prev);
+            prev = line::hash_line(l.as_bytes());
+            buf.push_str(&l);
+            buf.push('\n');
+            seqs.push(seq);
+            seq += 1;
+        }
+        write_all(file.as_mut(), buf.as_bytes()).map_err(|e| io_text("write", &e))?;
+        // The chain advances only once the bytes are in the file; after a
+        // failure it is read back from the file on recovery anyway.
+        self.next_seq = seq;
+        self.prev = prev;
+        self.file_len += buf.len() as u64;
+        self.since_checkpoint += lines.len() as u64;
+        self.shared.records.fetch_add(lines.len() as u64, Relaxed);
+        self.shared.batches.fetch_add(1, Relaxed);
+        if sync {
+            self.sync_now()?;
+        } else {
+            self.unsynced.get_or_insert_with(Instant::now);
+        }
+        if let Some(ex) = &self.exporter {
+            for l in buf.lines() {
+                ex.send(l);
+            }
+        }
+        Ok(seqs)
+    }
+
+    fn sync_now(&mut self) -> Result<(), String> {
+        if let Some(f) = self.file.as_mut() {
+            f.sync().map_err(|e| io_text("fsync", &e))?;
+            self.shared.syncs.fetch_add(1, Relaxed);
+        }
+        self.unsynced = None;
+        Ok(())
+    }
+
+    /// A durable checkpoint line, then its (seq, hash) in the anchor file.
+    fn checkpoint(&mut self, reason: &str) -> Result<(), String> {
+        let fields = format!("\"reason\":\"{reason}\"");
+        self.commit_internal(vec![("checkpoint", fields)], true)?;
+        self.since_checkpoint = 0;
+        let (seq, hash) = (self.next_seq - 1, self.prev);
+        if let Some(anchor) = self.anchor.as_mut() {
+            let entry = format!(
+                "{{\"seq\":{seq},\"ts\":\"{}\",\"line_sha256\":\"{}\"}}\n",
+                line::now_rfc3339(),
+                line::hex_lower(&hash)
+            );
+            write_all(anchor.as_mut(), entry.as_bytes())
+                .map_err(|e| io_text("anchor write", &e))?;
+            anchor.sync().map_err(|e| io_text("anchor fsync", &e))?;
+        }
+        Ok(())
+    }
+
+    /// Checkpoint, rename the active file to `NAME.<last seq>`, open a new one.
+    fn rotate(&mut self) -> Result<(), String> {
+        self.checkpoint("rotation")?;
+        self.file = None;
+        let rotated = rotated_name(&self.cfg.path, self.next_seq - 1);
+        self.fs
+            .rename(&self.cfg.path, &rotated)
+            .map_err(|e| io_text("rotate", &e))?;
+        self.file = Some(
+            self.fs
+                .open_append(&self.cfg.path)
+                .map_err(|e| io_text("open after rotation", &e))?,
+        );
+        self.file_len = 0;
+        Ok(())
+    }
+
+    fn fail(&mut self, why: String) {
+        tracing::error!(error = %why, path = %self.cfg.path.display(), "audit trail failed; refusing records until it recovers");
+        self.shared.available.store(false, Relaxed);
+        self.shared.failures.fetch_add(1, Relaxed);
+        // Never write again through a descriptor that has failed.
+        self.file = None;
+        self.anchor = None;
+        self.unsynced = None;
+        self.failed = Some(why);
+        self.next_retry = Instant::now() + self.retry_delay;
+        self.retry_delay = (self.retry_delay * 2).min(MAX_RETRY);
+    }
+
+    /// Reopens the trail, repairs its tail, and writes `audit_recovered`.
+    fn recover(&mut self) {
+        let why = self.failed.clone().unwrap_or_default();
+        let result = self.reopen().and_then(|repair| {
+            let mut lines: Vec<(&'static str, String)> =
+                repair.into_iter().map(|r| ("audit_repair", r)).collect();
+            lines.push((
+                "audit_recovered",
+                members(serde_json::json!({ "after": why }).to_string()),
+            ));
+            self.commit_internal(lines, true)
+        });
+        match result {
+            Ok(()) => {
+                tracing::warn!(path = %self.cfg.path.display(), "audit trail recovered");
+                self.failed = None;
+                self.retry_delay = self.cfg.retry;
+                self.shared.available.store(true, Relaxed);
+            }
+            Err(e) => {
+                self.failed = None;
+                self.fail(format!("{e} (while recovering from: {why})"));
+            }
+        }
+    }
+
+    /// Opens the active file and the anchor, finds where the chain stands
+    /// and cuts a torn tail; returns the `audit_repair` fields if it cut.
+    fn reopen(&mut self) -> Result<Option<String>, String> {
+        self.file = None;
+        self.anchor = None;
+        let mut file = self
+            .fs
+            .open_append(&self.cfg.path)
+            .map_err(|e| io_text("open", &e))?;
+        let tail = find_tail(file.as_mut(), &self.cfg.key)
+            .map_err(|e| format!("{}: {e}", self.cfg.path.display()))?;
+        let (seq, prev) = match tail.last {
+            Some(last) => last,
+            None => self.tail_of_rotated()?,
+        };
+        let repair = match &tail.torn {
+            Some(torn) => {
+                file.truncate(tail.complete_len)
+                    .map_err(|e| io_text("truncate torn tail", &e))?;
+                let head = &torn[..torn.len().min(256)];
+                Some(members(
+                    serde_json::json!({
+                        "file": self.cfg.path.display().to_string(),
+                        "offset": tail.complete_len,
+                        "torn_bytes": torn.len(),
+                        "torn_sha256": line::hex_lower(&line::hash_line(torn)),
+                        "torn_head": String::from_utf8_lossy(head),
+                    })
+                    .to_string(),
+                ))
+            }
+            None => None,
+        };
+        if let Some(p) = &self.cfg.anchor_path {
+            self.anchor = Some(
+                self.fs
+                    .open_append(p)
+                    .map_err(|e| io_text("open anchor file", &e))?,
+            );
+        }
+        self.next_seq = seq;
+        self.prev = prev;
+        self.file_len = tail.complete_len;
+        self.file = Some(file);
+        Ok(repair)
+    }
+
+    /// With an empty active file, the chain continues from the newest
+    /// rotated file (or starts, if there is none).
+    fn tail_of_rotated(&self) -> Result<(u64, LineHash), String> {
+        let Some(newest) = rotated_files(self.fs.as_ref(), &self.cfg.path).pop() else {
+            return Ok((1, GENESIS));
+        };
+        let mut f = self
+            .fs
+            .open_append(&newest)
+            .map_err(|e| io_text("open rotated file", &e))?;
+        let tail = find_tail(f.as_mut(), &self.cfg.key)
+            .map_err(|e| format!("{}: {e}", newest.display()))?;
+        match (tail.last, tail.torn) {
+            (Some(last), None) => Ok(last),
+            _ => Err(format!(
+                "{}: rotated file does not end with a complete record",
+                newest.display()
+            )),
+        }
+    }
+}
+
+/// `NAME.<seq, 12 digits>`, so that rotated files sort in chain order.
+pub(crate) fn rotated_name(path: &Path, last_seq: u64) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{last_seq:012}"));
+    path.with_file_name(name)
+}
+
+/// Rotated files of a trail, oldest first.
+pub(crate) fn rotated_files(fs: &dyn TrailFs, path: &Path) -> Vec<PathBuf> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let base = path
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    let mut found: Vec<PathBuf> = fs
+        .list(dir)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| {
+            let name = p.file_name().unwrap_or_default().to_string_lossy();
+            name.strip_prefix(&base)
+                .and_then(|r| r.strip_prefix('.'))
+                .is_some_and(|n| n.len() == 12 && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+struct Tail {
+    /// (next seq, hash of the last complete line), if there is one.
+    last: Option<(u64, LineHash)>,
+    /// Length up to the end of the last complete line.
+    complete_len: u64,
+    /// Bytes after it (a write cut short by a crash).
+    torn: Option<Vec<u8>>,
+}
+
+fn read_range(f: &dyn TrailFile, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0; len];
+    let mut done = 0;
+    while done < len {
+        match f.read_at(&mut buf[done..], offset + done as u64)? {
+            0 => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "file shrank while reading",
+                ))
+            }
+            n => done += n,
+        }
+    }
+    Ok(buf)
+}
+
+/// Position of the last `\n` before `end`, reading backwards in chunks.
+fn last_newline_before(f: &dyn TrailFile, end: u64) -> io::Result<Option<u64>> {
+    const CHUNK: u64 = 64 * 1024;
+    let mut hi = end;
+    while hi > 0 {
+        let lo = hi.saturating_sub(CHUNK);
+        let chunk = read_range(f, lo, (hi - lo) as usize)?;
+        if let Some(i) = chunk.iter().rposition(|&b| b == b'\n') {
+            return Ok(Some(lo + i as u64));
+        }
+        hi = lo;
+    }
+    Ok(None)
+}
+
+/// Finds the last complete line (verifying its MAC when it was made with
+/// `key`) and anything torn after it.
+fn find_tail(f: &mut dyn TrailFile, key: &AuditKey) -> Result<Tail, String> {
+    let len = f.size().map_err(|e| io_text("stat", &e))?;
+    let io = |e: io::Error| io_text("read", &e);
+    let complete_len = match last_newline_before(f, len).map_err(io)? {
+        Some(nl) => nl + 1,
+        None => 0,
+    };
+    let torn = (complete_len < len)
+        .then(|| read_range(f, complete_len, (len - complete_len) as usize))
+        .transpose()
+        .map_err(io)?;
+    if complete_len == 0 {
+        return Ok(Tail {
+            last: None,
+            complete_len,
+            torn,
+        });
+    }
+    let start = last_newline_before(f, complete_len - 1)
+        .map_err(io)?
+        .map_or(0, |nl| nl + 1);
+    let last = read_range(f, start, (complete_len - 1 - start) as usize).map_err(io)?;
+    let header = match line::parse(&last) {
+        Ok(h) if h.key_id != key.id() => h,
+        Ok(_) => line::open(&last, std::slice::from_ref(key)).map_err(|e| {
+            format!("last record at byte {start}: {e}; run `ipmigw audit verify` before restarting")
+        })?,
+        Err(e) => {
+            return Err(format!(
+            "last complete line at byte {start}: {e}; run `ipmigw audit verify` before restarting"
+        ))
+        }
+    };
+    Ok(Tail {
+        last: Some((header.seq + 1, line::hash_line(&last))),
+        complete_len,
+        torn,
+    })
+}
