@@ -7,23 +7,17 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
-use serde_json::json;
 
-use super::{output, secrets, CliError, EXIT_BMC, EXIT_CONNECTION, EXIT_USAGE};
-use crate::bmc::{reads, BmcClient, BmcConfig, BmcError};
-use crate::ipmi::cmd::app::{format_guid, GetDeviceId, GetSystemGuid};
-use crate::ipmi::cmd::chassis::{
-    BootDevice, BootFlags, ChassisControl, GetBootFlags, GetChassisStatus, PowerAction,
-    SetBootFlags,
-};
+use super::{secrets, CliError, EXIT_BMC, EXIT_CONNECTION, EXIT_USAGE};
+use crate::bmc::{BmcClient, BmcConfig, BmcError};
+use crate::ipmi::cmd::chassis::PowerAction;
 use crate::ipmi::cmd::name::{classify, is_session_management};
 use crate::ipmi::cmd::RawRequest;
 use crate::ipmi::crypto::CipherSuite;
-use crate::ipmi::fru;
-use crate::ipmi::sel::{format_timestamp, sensor_type_name};
 use crate::ipmi::session::console::{ConsoleConfig, SessionError};
 use crate::ipmi::session::Privilege;
 use crate::ipmi::wire::message::NetFn;
+use crate::ops::{self, Op};
 
 /// The IPMI port.
 const DEFAULT_PORT: u16 = 623;
@@ -54,9 +48,9 @@ pub struct BmcArgs {
     /// Retries of read-only commands (state-changing ones are never re-sent).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=10))]
     retries: u32,
-    /// JSON output.
-    #[arg(long, global = true)]
-    json: bool,
+    /// JSON output (the global --json, filled in by `cli::main`).
+    #[arg(skip)]
+    pub(crate) json: bool,
     #[command(subcommand)]
     verb: BmcVerb,
 }
@@ -148,60 +142,19 @@ pub async fn run(args: BmcArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-async fn verb(c: &BmcClient, args: &BmcArgs, raw: Option<RawRequest>) -> Result<String, BmcError> {
-    let json = args.json;
-    Ok(match &args.verb {
-        BmcVerb::Power { action } if action == "status" => {
-            let s = c.execute(&GetChassisStatus).await?;
-            if json {
-                json!({"power": if s.power_on { "on" } else { "off" }}).to_string()
-            } else {
-                output::power_status(s.power_on)
-            }
-        }
+/// The operation a verb asks for.
+fn op(verb: &BmcVerb, raw: Option<RawRequest>) -> Op {
+    match verb {
+        BmcVerb::Power { action } if action == "status" => Op::PowerStatus,
         BmcVerb::Power { action } => {
-            let a = PowerAction::from_name(action).expect("clap allows only known actions");
-            c.execute(&ChassisControl(a)).await?;
-            if json {
-                json!({"action": a.name(), "result": "ok"}).to_string()
-            } else {
-                output::power_action(a)
-            }
+            Op::Power(PowerAction::from_name(action).expect("clap allows only known actions"))
         }
         BmcVerb::Chassis {
             verb: ChassisVerb::Status,
-        } => {
-            let s = c.execute(&GetChassisStatus).await?;
-            if json {
-                serde_json::to_string_pretty(&s).unwrap_or_default()
-            } else {
-                output::chassis_status(&s)
-            }
-        }
+        } => Op::ChassisStatus,
         BmcVerb::Chassis {
             verb: ChassisVerb::Bootdev { device: None, .. },
-        } => {
-            let f = c.execute(&GetBootFlags).await?;
-            if json {
-                serde_json::to_string_pretty(&f).unwrap_or_default()
-            } else {
-                format!(
-                    "Boot device: {} ({}, {}){}",
-                    f.device.name(),
-                    if f.persistent {
-                        "persistent"
-                    } else {
-                        "next boot only"
-                    },
-                    if f.efi { "EFI" } else { "legacy" },
-                    if f.valid {
-                        ""
-                    } else {
-                        "; boot flags not marked valid"
-                    }
-                )
-            }
-        }
+        } => Op::BootGet,
         BmcVerb::Chassis {
             verb:
                 ChassisVerb::Bootdev {
@@ -209,99 +162,39 @@ async fn verb(c: &BmcClient, args: &BmcArgs, raw: Option<RawRequest>) -> Result<
                     persistent,
                     efi,
                 },
-        } => {
-            let device = BootDevice::from_name(d).expect("clap allows only known devices");
-            c.execute(&SetBootFlags(BootFlags {
-                valid: true,
-                persistent: *persistent,
-                efi: *efi,
-                device,
-            }))
-            .await?;
-            if json {
-                json!({"device": device.name(), "persistent": persistent, "efi": efi}).to_string()
-            } else {
-                format!("Set Boot Device to {}", device.name())
-            }
-        }
-        BmcVerb::Mc { verb: McVerb::Info } => {
-            let d = c.execute(&GetDeviceId).await?;
-            let guid = c.execute(&GetSystemGuid).await.ok();
-            if json {
-                let mut v = serde_json::to_value(&d).unwrap_or_default();
-                v["system_guid"] = json!(guid.as_ref().map(format_guid));
-                serde_json::to_string_pretty(&v).unwrap_or_default()
-            } else {
-                output::mc_info(&d, guid.as_ref())
-            }
-        }
-        BmcVerb::Sensors => {
-            let list = reads::read_sensors(c).await?;
-            if json {
-                let v: Vec<_> = list
-                    .iter()
-                    .map(|s| {
-                        json!({"name": s.name, "number": s.number, "sensor_type": s.sensor_type,
-                               "reading": s.reading, "unit": s.unit, "status": s.status,
-                               "thresholds": s.thresholds.iter().cloned().collect::<std::collections::BTreeMap<_, _>>()})
-                    })
-                    .collect();
-                serde_json::to_string_pretty(&v).unwrap_or_default()
-            } else {
-                output::sensors(&list)
-            }
-        }
+        } => Op::BootSet(
+            ops::boot_flags(d, *persistent, *efi).expect("clap allows only known devices"),
+        ),
+        BmcVerb::Mc { verb: McVerb::Info } => Op::McInfo,
+        BmcVerb::Sensors => Op::Sensors,
         BmcVerb::Sel {
             verb: SelVerb::List,
-        } => {
-            let list = reads::read_sel(c).await?;
-            if json {
-                let v: Vec<_> = list
-                    .iter()
-                    .map(|r| {
-                        let (date, time) = r.timestamp.map(format_timestamp).unwrap_or_default();
-                        json!({"id": r.record_id, "record_type": r.record_type, "timestamp": r.timestamp,
-                               "date": date, "time": time,
-                               "sensor_type": r.event.map(|e| sensor_type_name(e.sensor_type)),
-                               "sensor_number": r.event.map(|e| e.sensor_number),
-                               "description": r.event.map(|e| e.description()),
-                               "direction": r.event.map(|e| e.direction())})
-                    })
-                    .collect();
-                serde_json::to_string_pretty(&v).unwrap_or_default()
-            } else {
-                output::sel_list(&list)
-            }
-        }
-        BmcVerb::Fru => {
-            let bytes = reads::read_fru(c, 0).await?;
-            let inv = fru::parse(&bytes).map_err(|source| BmcError::Malformed {
+        } => Op::Sel,
+        BmcVerb::Fru => Op::Fru,
+        BmcVerb::Raw { .. } => Op::Raw(raw.expect("parsed before connecting")),
+    }
+}
+
+async fn verb(c: &BmcClient, args: &BmcArgs, raw: Option<RawRequest>) -> Result<String, BmcError> {
+    let op = op(&args.verb, raw);
+    let a = op.run(c).await?;
+    if let (Some(cc), Op::Raw(req), false) = (a.completion_code, &op, args.json) {
+        if cc != 0 {
+            return Err(BmcError::Completion {
                 addr: c.addr(),
-                command: "fru.read".into(),
-                source,
-            })?;
-            if json {
-                serde_json::to_string_pretty(&inv).unwrap_or_default()
-            } else {
-                output::fru(&inv)
-            }
+                command: classify(req.netfn, req.cmd, &req.data).name.to_string(),
+                code: crate::ipmi::wire::message::CompletionCode(cc),
+            });
         }
-        BmcVerb::Raw { .. } => {
-            let req = raw.expect("parsed before connecting");
-            let name = classify(req.netfn, req.cmd, &req.data).name.to_string();
-            let r = c.request(req).await?;
-            if json {
-                json!({"completion_code": r.completion_code.0, "data": r.data.iter().map(|b| format!("{b:02x}")).collect::<String>()}).to_string()
-            } else if !r.completion_code.is_ok() {
-                return Err(BmcError::Completion {
-                    addr: c.addr(),
-                    command: name,
-                    code: r.completion_code,
-                });
-            } else {
-                output::raw_bytes(&r.data)
-            }
+    }
+    Ok(if args.json {
+        // One-line answers stay on one line (scripts grep them); records are pretty.
+        match op {
+            Op::PowerStatus | Op::Power(_) | Op::BootSet(_) | Op::Raw(_) => a.json.to_string(),
+            _ => serde_json::to_string_pretty(&a.json).unwrap_or_default(),
         }
+    } else {
+        a.text
     })
 }
 
@@ -361,7 +254,7 @@ async fn resolve(host: &str) -> Result<SocketAddr, CliError> {
         .ok_or_else(|| CliError::usage(format!("--host {host}: no address found")))
 }
 
-fn parse_byte(s: &str, what: &str) -> Result<u8, CliError> {
+pub(crate) fn parse_byte(s: &str, what: &str) -> Result<u8, CliError> {
     let v = if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
         u8::from_str_radix(h, 16)
     } else {
@@ -374,7 +267,7 @@ fn parse_byte(s: &str, what: &str) -> Result<u8, CliError> {
     })
 }
 
-fn parse_raw(netfn: &str, cmd: &str, data: &[String]) -> Result<RawRequest, CliError> {
+pub(crate) fn parse_raw(netfn: &str, cmd: &str, data: &[String]) -> Result<RawRequest, CliError> {
     let netfn = parse_byte(netfn, "NETFN")?;
     if netfn > 0x3F || netfn & 1 == 1 {
         return Err(CliError::usage(format!(

@@ -7,7 +7,8 @@
 
 mod audit;
 mod bmc;
-pub mod output;
+mod client;
+mod gateway;
 mod policy;
 pub mod secrets;
 mod sim;
@@ -32,6 +33,11 @@ pub struct Cli {
     /// More log output on stderr (-v info, -vv debug). RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
+    /// JSON output (read and client verbs).
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(flatten)]
+    client: client::ClientOpts,
     #[command(subcommand)]
     command: Verb,
 }
@@ -48,6 +54,14 @@ enum Verb {
     Policy(policy::PolicyArgs),
     /// Audit trail tools: verify, query, keygen.
     Audit(audit::AuditArgs),
+    /// Run the gateway: ipmigw serve --config FILE (SIGHUP reloads, SIGTERM drains).
+    Serve(gateway::ServeArgs),
+    /// Development PKI: pki init|revoke (NOT for production).
+    Pki(gateway::PkiArgs),
+    /// Simulated BMCs, a development PKI, a policy and a gateway on loopback.
+    Demo(gateway::DemoArgs),
+    #[command(flatten)]
+    Client(client::ClientVerb),
 }
 
 /// An error on its way to the user: what to print and the exit code.
@@ -95,9 +109,19 @@ pub fn main() -> u8 {
             return EXIT_USAGE;
         }
     };
+    let json = cli.json;
+    let mut client_opts = cli.client.clone();
+    client_opts.json = json;
     let result = rt.block_on(async {
         match cli.command {
-            Verb::Bmc(args) => bmc::run(args).await,
+            Verb::Bmc(mut args) => {
+                args.json = json;
+                bmc::run(args).await
+            }
+            Verb::Serve(args) => gateway::serve(args).await,
+            Verb::Pki(args) => gateway::pki(args),
+            Verb::Demo(args) => gateway::demo(args).await,
+            Verb::Client(verb) => client::run(client_opts, verb).await,
             Verb::Sim(args) => sim::run(args).await,
             Verb::CheckConfig(args) => policy::check_config(args),
             Verb::Policy(args) => policy::run(args),

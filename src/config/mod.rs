@@ -110,9 +110,7 @@ impl Source {
     }
 }
 
-/// The gateway configuration file. Sections that later parts of the gateway
-/// consume (`listen`, `tls`, `limits`, `bmc_defaults`) are kept as
-/// tables here and validated by those parts.
+/// The gateway configuration file, as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayFile {
@@ -120,15 +118,17 @@ pub struct GatewayFile {
     #[serde(default)]
     pub policy: Vec<Spanned<String>>,
     /// Listener settings.
-    pub listen: Option<toml::Table>,
+    pub listen: Option<crate::gateway::settings::ListenSection>,
     /// TLS settings.
-    pub tls: Option<toml::Table>,
+    pub tls: Option<crate::gateway::settings::TlsSection>,
     /// Audit settings.
     pub audit: Option<crate::audit::settings::AuditSection>,
     /// Limits.
-    pub limits: Option<toml::Table>,
+    #[serde(default)]
+    pub limits: crate::gateway::settings::LimitsSection,
     /// Defaults for every BMC entry.
-    pub bmc_defaults: Option<toml::Table>,
+    #[serde(default)]
+    pub bmc_defaults: crate::gateway::settings::BmcDefaults,
     /// The BMCs.
     #[serde(default)]
     pub bmc: Vec<BmcEntry>,

@@ -367,6 +367,31 @@ impl Policy {
             .collect()
     }
 
+    /// Whether `user` may see BMC `bmc` (some role grants something on it,
+    /// from `source`); unknown and invisible BMCs look the same to callers.
+    pub fn is_visible(&self, user: &str, bmc: &str, source: Option<IpAddr>) -> bool {
+        let (Some(&u), Some(&b)) = (self.user_index.get(user), self.bmc_index.get(bmc)) else {
+            return false;
+        };
+        let user = &self.users[u];
+        let source = source.map(normalize);
+        if let Some(ip) = source {
+            if [&self.global_source, &user.source]
+                .into_iter()
+                .flatten()
+                .any(|l| !l.contains(ip))
+            {
+                return false;
+            }
+        }
+        user.roles.iter().any(|&r| {
+            let role = &self.roles[r];
+            role.targets(b)
+                && !role.allow.is_empty()
+                && source.is_none_or(|ip| role.source.as_ref().is_none_or(|l| l.contains(ip)))
+        })
+    }
+
     /// The user a certificate identity maps to.
     pub fn user_for(&self, id: &Identity) -> Option<&str> {
         self.identity_index

@@ -337,6 +337,15 @@ impl SimBmc {
         self.power_on
     }
 
+    /// Turns the host on or off as a power button would (records a SEL
+    /// event); for demos and tests that want a running host.
+    pub fn set_host_power(&mut self, on: bool, now: Instant) {
+        self.settle(now);
+        if self.power_on != on {
+            self.set_power(on, now);
+        }
+    }
+
     /// Boot device selector and (valid, persistent, efi) flags.
     pub fn boot_flags(&self) -> (u8, bool, bool, bool) {
         let f = self.boot.flags;

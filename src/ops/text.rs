@@ -1,5 +1,5 @@
 //! Text output shaped like ipmitool's, so that people and scripts that know
-//! ipmitool can read it. JSON output lives with each verb (serde).
+//! ipmitool can read it. JSON output is built beside it in `ops`.
 
 use std::fmt::Write;
 

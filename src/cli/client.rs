@@ -1,0 +1,545 @@
+//! The gateway client verbs (`ipmigw power|chassis|mc|sensors|sel|fru|raw
+//! ... TARGET...`, `bmcs`, `whoami`): one mTLS connection (HTTP/2) to the
+//! gateway, every target concurrently over it, output like ipmitool (or
+//! `--json`), each line prefixed with the target when there are several.
+//!
+//! Settings: flags, else `IPMIGW_GATEWAY`/`IPMIGW_CERT`/`IPMIGW_KEY`/
+//! `IPMIGW_CA`, else `~/.config/ipmigw/client.toml`.
+
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use clap::{Args, Subcommand};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http2::SendRequest;
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::{json, Value};
+
+use super::{CliError, EXIT_BMC, EXIT_CONNECTION, EXIT_DENIED, EXIT_USAGE};
+use crate::policy::glob::BmcPattern;
+
+/// Where the gateway is and who we are.
+#[derive(Debug, Clone, Args)]
+pub struct ClientOpts {
+    /// Gateway URL, e.g. https://gw.example:8443.
+    #[arg(long, env = "IPMIGW_GATEWAY", global = true)]
+    gateway: Option<String>,
+    /// Client certificate (PEM).
+    #[arg(long, env = "IPMIGW_CERT", global = true)]
+    cert: Option<PathBuf>,
+    /// Client key (PEM; must not be readable by others).
+    #[arg(long, env = "IPMIGW_KEY", global = true)]
+    key: Option<PathBuf>,
+    /// CA that signed the gateway's certificate (PEM).
+    #[arg(long, env = "IPMIGW_CA", global = true)]
+    ca: Option<PathBuf>,
+    /// JSON output (the global --json, filled in by `cli::main`).
+    #[arg(skip)]
+    pub(crate) json: bool,
+}
+
+/// Client verbs.
+#[derive(Debug, Subcommand)]
+pub enum ClientVerb {
+    /// Power status or control: power status|on|off|cycle|reset|soft|diag TARGET...
+    Power {
+        #[arg(value_parser = ["status", "on", "off", "cycle", "reset", "soft", "diag"])]
+        action: String,
+        #[command(flatten)]
+        targets: Targets,
+    },
+    /// Chassis status, or set the boot device.
+    Chassis {
+        #[command(subcommand)]
+        verb: ChassisVerb,
+    },
+    /// Management controller info: mc info TARGET...
+    Mc {
+        #[arg(value_parser = ["info"])]
+        verb: String,
+        #[command(flatten)]
+        targets: Targets,
+    },
+    /// Sensors with readings and thresholds.
+    Sensors {
+        #[command(flatten)]
+        targets: Targets,
+    },
+    /// System event log: sel list TARGET...
+    Sel {
+        #[arg(value_parser = ["list"])]
+        verb: String,
+        #[command(flatten)]
+        targets: Targets,
+    },
+    /// FRU inventory.
+    Fru {
+        #[command(flatten)]
+        targets: Targets,
+    },
+    /// Raw request: raw TARGET NETFN CMD [DATA...].
+    Raw {
+        target: String,
+        netfn: String,
+        cmd: String,
+        data: Vec<String>,
+    },
+    /// The BMCs you may act on.
+    Bmcs,
+    /// Who the gateway thinks you are.
+    Whoami,
+}
+
+/// Chassis verbs.
+#[derive(Debug, Subcommand)]
+pub enum ChassisVerb {
+    /// Chassis status.
+    Status {
+        #[command(flatten)]
+        targets: Targets,
+    },
+    /// Set the boot device: chassis bootdev DEV [--persistent] [--efi] TARGET...
+    Bootdev {
+        #[arg(value_parser = ["pxe", "disk", "safe", "diag", "cdrom", "bios", "floppy", "none"])]
+        device: String,
+        /// For every boot, not just the next.
+        #[arg(long)]
+        persistent: bool,
+        /// EFI boot.
+        #[arg(long)]
+        efi: bool,
+        #[command(flatten)]
+        targets: Targets,
+    },
+}
+
+/// Targets: names, globs (`node0*`), or `--all`.
+#[derive(Debug, Clone, Args)]
+pub struct Targets {
+    /// BMC names or globs.
+    targets: Vec<String>,
+    /// Every BMC you may act on.
+    #[arg(long)]
+    all: bool,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClientFile {
+    gateway: Option<String>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    ca: Option<PathBuf>,
+}
+
+struct Settings {
+    host: String,
+    port: u16,
+    cert: PathBuf,
+    key: PathBuf,
+    ca: PathBuf,
+}
+
+fn settings(o: &ClientOpts) -> Result<Settings, CliError> {
+    let file_path =
+        std::env::var_os("HOME").map(|h| Path::new(&h).join(".config/ipmigw/client.toml"));
+    let file: ClientFile = match file_path.as_ref().filter(|p| p.exists()) {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| CliError::usage(format!("{}: {e}", p.display())))?;
+            toml::from_str(&text)
+                .map_err(|e| CliError::usage(format!("{}: {}", p.display(), e.message())))?
+        }
+        None => ClientFile::default(),
+    };
+    let missing = |what: &str, var: &str| {
+        CliError::usage(format!("no {what}: pass --{what}, set {var}, or put {what} = \"...\" in ~/.config/ipmigw/client.toml"))
+    };
+    let url = o
+        .gateway
+        .clone()
+        .or(file.gateway)
+        .ok_or_else(|| missing("gateway", "IPMIGW_GATEWAY"))?;
+    let rest = url
+        .strip_prefix("https://")
+        .ok_or_else(|| CliError::usage(format!("gateway {url:?}: expected https://HOST:PORT")))?;
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
+            h.trim_start_matches('[').trim_end_matches(']').to_string(),
+            p.parse()
+                .map_err(|_| CliError::usage(format!("gateway {url:?}: bad port")))?,
+        ),
+        _ => (rest.to_string(), 443),
+    };
+    Ok(Settings {
+        host,
+        port,
+        cert: o
+            .cert
+            .clone()
+            .or(file.cert)
+            .ok_or_else(|| missing("cert", "IPMIGW_CERT"))?,
+        key: o
+            .key
+            .clone()
+            .or(file.key)
+            .ok_or_else(|| missing("key", "IPMIGW_KEY"))?,
+        ca: o
+            .ca
+            .clone()
+            .or(file.ca)
+            .ok_or_else(|| missing("ca", "IPMIGW_CA"))?,
+    })
+}
+
+fn tls_config(s: &Settings) -> Result<rustls::ClientConfig, CliError> {
+    let read =
+        |p: &Path| std::fs::read(p).map_err(|e| CliError::usage(format!("{}: {e}", p.display())));
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut BufReader::new(&read(&s.ca)?[..])) {
+        let c = c.map_err(|e| CliError::usage(format!("{}: {e}", s.ca.display())))?;
+        roots
+            .add(c)
+            .map_err(|e| CliError::usage(format!("{}: {e}", s.ca.display())))?;
+    }
+    let chain: Vec<_> = rustls_pemfile::certs(&mut BufReader::new(&read(&s.cert)?[..]))
+        .filter_map(Result::ok)
+        .collect();
+    if chain.is_empty() {
+        return Err(CliError::usage(format!(
+            "{}: expected a PEM certificate",
+            s.cert.display()
+        )));
+    }
+    let key_bytes =
+        crate::secret::read_private_file(&s.key, "client key").map_err(CliError::usage)?;
+    let key = rustls_pemfile::private_key(&mut BufReader::new(key_bytes.expose()))
+        .ok()
+        .flatten()
+        .ok_or_else(|| {
+            CliError::usage(format!("{}: expected a PEM private key", s.key.display()))
+        })?;
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+    .map_err(|e| CliError::usage(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_client_auth_cert(chain, key)
+    .map_err(|e| CliError::usage(format!("{}: {e}", s.key.display())))?;
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(cfg)
+}
+
+fn conn_error(what: impl std::fmt::Display) -> CliError {
+    CliError {
+        code: EXIT_CONNECTION,
+        message: what.to_string(),
+    }
+}
+
+/// One HTTP/2 connection to the gateway.
+#[derive(Clone)]
+struct Gateway {
+    send: SendRequest<Full<Bytes>>,
+    authority: String,
+    json: bool,
+}
+
+async fn connect(o: &ClientOpts) -> Result<Gateway, CliError> {
+    let s = settings(o)?;
+    let cfg = tls_config(&s)?;
+    let server_name = rustls::pki_types::ServerName::try_from(s.host.clone())
+        .map_err(|_| CliError::usage(format!("gateway host {:?} is not a valid name", s.host)))?;
+    let tcp = tokio::net::TcpStream::connect((s.host.as_str(), s.port))
+        .await
+        .map_err(|e| conn_error(format!("cannot connect to {}:{}: {e}", s.host, s.port)))?;
+    let _ = tcp.set_nodelay(true);
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(server_name, tcp)
+        .await
+        .map_err(|e| conn_error(format!("TLS with {}:{}: {e}", s.host, s.port)))?;
+    let (send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .map_err(|e| conn_error(format!("HTTP/2 with the gateway: {e}")))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(Gateway {
+        send,
+        authority: format!("{}:{}", s.host, s.port),
+        json: o.json,
+    })
+}
+
+/// A gateway answer that is not a success, as the CLI reports it.
+fn failure(status: StatusCode, body: &[u8]) -> CliError {
+    let v: Value = serde_json::from_slice(body).unwrap_or_default();
+    let code = v["error"]["code"].as_str().unwrap_or("error");
+    let msg = v["error"]["message"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("gateway answered {status}"));
+    let exit = match status.as_u16() {
+        403 | 429 => EXIT_DENIED,
+        400 | 404 | 405 | 413 | 431 => EXIT_USAGE,
+        502 | 504 => EXIT_BMC,
+        503 if code == "bmc_busy" => EXIT_BMC,
+        _ => EXIT_CONNECTION,
+    };
+    let message = match code {
+        "rate_limited" => msg,
+        "denied" | "source_not_allowed" | "session_command_forbidden" => format!("denied: {msg}"),
+        _ => format!("{msg} ({code})"),
+    };
+    CliError {
+        code: exit,
+        message,
+    }
+}
+
+impl Gateway {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        text: bool,
+    ) -> Result<Vec<u8>, CliError> {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("https://{}{path}", self.authority))
+            .header(
+                "accept",
+                if text {
+                    "text/plain"
+                } else {
+                    "application/json"
+                },
+            );
+        let body = match body {
+            Some(v) => {
+                req = req.header("content-type", "application/json");
+                Full::new(Bytes::from(v.to_string()))
+            }
+            None => Full::new(Bytes::new()),
+        };
+        let req = req.body(body).map_err(|e| CliError::usage(e.to_string()))?;
+        let mut send = self.send.clone();
+        send.ready()
+            .await
+            .map_err(|e| conn_error(format!("gateway connection: {e}")))?;
+        let resp = send
+            .send_request(req)
+            .await
+            .map_err(|e| conn_error(format!("gateway request: {e}")))?;
+        let status = resp.status();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| conn_error(format!("gateway answer: {e}")))?
+            .to_bytes();
+        if status.is_success() {
+            Ok(bytes.to_vec())
+        } else {
+            Err(failure(status, &bytes))
+        }
+    }
+
+    async fn visible(&self) -> Result<Vec<String>, CliError> {
+        let b = self.call(Method::GET, "/v1/bmcs", None, false).await?;
+        let v: Value =
+            serde_json::from_slice(&b).map_err(|e| conn_error(format!("gateway answer: {e}")))?;
+        Ok(v["bmcs"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+}
+
+async fn resolve_targets(g: &Gateway, t: &Targets) -> Result<Vec<String>, CliError> {
+    if !t.all && t.targets.is_empty() {
+        return Err(CliError::usage(
+            "no TARGET: name one or more BMCs, a glob such as 'node0*', or --all",
+        ));
+    }
+    if !t.all && !t.targets.iter().any(|x| x.contains('*')) {
+        return Ok(t.targets.clone());
+    }
+    let visible = g.visible().await?;
+    if t.all {
+        return Ok(visible);
+    }
+    let mut out = Vec::new();
+    for pat in &t.targets {
+        let p = BmcPattern::parse(pat).map_err(CliError::usage)?;
+        let hits: Vec<&String> = visible.iter().filter(|n| p.matches(n)).collect();
+        if hits.is_empty() {
+            return Err(CliError::usage(format!(
+                "{pat:?} matches no BMC you may act on"
+            )));
+        }
+        out.extend(
+            hits.into_iter()
+                .filter(|h| !out.contains(*h))
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
+    }
+    Ok(out)
+}
+
+/// Runs a client verb; the exit code is the first failing target's.
+pub async fn run(opts: ClientOpts, verb: ClientVerb) -> Result<(), CliError> {
+    let g = connect(&opts).await?;
+    let (method, what, body, targets) = match &verb {
+        ClientVerb::Bmcs => {
+            let list = g.visible().await?;
+            if g.json {
+                println!("{}", json!({"bmcs": list}));
+            } else {
+                for b in list {
+                    println!("{b}");
+                }
+            }
+            return Ok(());
+        }
+        ClientVerb::Whoami => {
+            let b = g.call(Method::GET, "/v1/whoami", None, false).await?;
+            println!("{}", String::from_utf8_lossy(&b).trim_end());
+            return Ok(());
+        }
+        ClientVerb::Power { action, targets } if action == "status" => {
+            (Method::GET, "power", None, targets.clone())
+        }
+        ClientVerb::Power { action, targets } => (
+            Method::POST,
+            "power",
+            Some(json!({"action": action})),
+            targets.clone(),
+        ),
+        ClientVerb::Chassis {
+            verb: ChassisVerb::Status { targets },
+        } => (Method::GET, "chassis", None, targets.clone()),
+        ClientVerb::Chassis {
+            verb:
+                ChassisVerb::Bootdev {
+                    device,
+                    persistent,
+                    efi,
+                    targets,
+                },
+        } => (
+            Method::PUT,
+            "boot",
+            Some(json!({"device": device, "persistent": persistent, "efi": efi})),
+            targets.clone(),
+        ),
+        ClientVerb::Mc { targets, .. } => (Method::GET, "info", None, targets.clone()),
+        ClientVerb::Sensors { targets } => (Method::GET, "sensors", None, targets.clone()),
+        ClientVerb::Sel { targets, .. } => (Method::GET, "sel", None, targets.clone()),
+        ClientVerb::Fru { targets } => (Method::GET, "fru", None, targets.clone()),
+        ClientVerb::Raw {
+            target,
+            netfn,
+            cmd,
+            data,
+        } => {
+            let r = super::bmc::parse_raw(netfn, cmd, data)?;
+            let hex: String = r.data.iter().map(|b| format!("{b:02x}")).collect();
+            let body = json!({"netfn": r.netfn.0, "cmd": r.cmd, "data": hex});
+            let b = g
+                .call(
+                    Method::POST,
+                    &format!("/v1/bmcs/{}/raw", encode(target)),
+                    Some(body),
+                    false,
+                )
+                .await?;
+            let v: Value = serde_json::from_slice(&b).unwrap_or_default();
+            if g.json {
+                println!("{}", v);
+                return Ok(());
+            }
+            let cc = v["completion_code"].as_u64().unwrap_or(0);
+            let data = crate::audit::line::decode_hex(v["data"].as_str().unwrap_or("").as_bytes())
+                .unwrap_or_default();
+            if cc != 0 {
+                return Err(CliError {
+                    code: EXIT_BMC,
+                    message: format!("{target}: completion code 0x{cc:02x}"),
+                });
+            }
+            println!("{}", crate::ops::text::raw_bytes(&data));
+            return Ok(());
+        }
+    };
+    let names = resolve_targets(&g, &targets).await?;
+    let prefix = names.len() > 1;
+    let tasks: Vec<_> = names
+        .iter()
+        .map(|name| {
+            let (g, method, body) = (g.clone(), method.clone(), body.clone());
+            let path = format!("/v1/bmcs/{}/{what}", encode(name));
+            tokio::spawn(async move { g.call(method, &path, body, !g.json).await })
+        })
+        .collect();
+    let mut first_error: Option<CliError> = None;
+    for (name, t) in names.iter().zip(tasks) {
+        let r = t.await.unwrap_or_else(|e| Err(conn_error(e)));
+        match r {
+            Ok(body) => {
+                let text = String::from_utf8_lossy(&body);
+                for line in text.trim_end().lines() {
+                    if prefix {
+                        println!("{name}: {line}");
+                    } else {
+                        println!("{line}");
+                    }
+                }
+            }
+            Err(e) => {
+                if prefix {
+                    eprintln!("{name}: {}", e.message);
+                }
+                if first_error.is_none() {
+                    first_error = Some(CliError {
+                        code: e.code,
+                        message: format!("{name}: {}", e.message),
+                    });
+                }
+            }
+        }
+    }
+    match first_error {
+        Some(mut e) if prefix => {
+            e.message = "some targets failed (see above)".into();
+            Err(e)
+        }
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// BMC names are letters, digits, '-', '_', '.': anything else is escaped.
+fn encode(name: &str) -> String {
+    name.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}

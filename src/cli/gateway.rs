@@ -1,0 +1,196 @@
+//! `ipmigw serve`, `ipmigw pki init|revoke` and `ipmigw demo`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+use super::CliError;
+use crate::gateway::{self, demo};
+use crate::sim::{SimConfig, Simulator};
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The gateway config file.
+    #[arg(long)]
+    config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct PkiArgs {
+    #[command(subcommand)]
+    verb: PkiVerb,
+}
+
+#[derive(Debug, Subcommand)]
+enum PkiVerb {
+    /// Make a development CA, a server certificate and client certificates.
+    Init {
+        /// Where to write them.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Client certificates to issue (CN=NAME, e-mail NAME@example.test).
+        #[arg(long, value_delimiter = ',')]
+        users: Vec<String>,
+        /// DNS names for the server certificate (default localhost).
+        #[arg(long = "server-name")]
+        server_names: Vec<String>,
+        /// IP addresses for the server certificate (default 127.0.0.1).
+        #[arg(long = "server-ip")]
+        server_ips: Vec<IpAddr>,
+    },
+    /// Revoke a user's certificate: writes DIR/ca.crl (then SIGHUP the gateway).
+    Revoke {
+        /// The PKI directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// User name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where the demo's PKI, config, policy and audit trail go.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Simulated BMCs.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    bmcs: u16,
+    /// Gateway address.
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    listen: SocketAddr,
+}
+
+async fn wait_for_signal(hup: &mut Option<tokio::signal::unix::Signal>) -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        Some(_) = async { match term.as_mut() { Some(t) => t.recv().await, None => std::future::pending().await } } => "SIGTERM",
+        Some(_) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => "SIGHUP",
+    }
+}
+
+pub async fn serve(a: ServeArgs) -> Result<(), CliError> {
+    let gw = gateway::start(&a.config).await.map_err(CliError::usage)?;
+    eprintln!(
+        "ipmigw: serving on https://{} (SIGHUP reloads, SIGTERM stops)",
+        gw.local_addr()
+    );
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    loop {
+        match wait_for_signal(&mut hup).await {
+            "SIGHUP" => {
+                if let Err(e) = gw.reload().await {
+                    eprintln!("ipmigw: reload refused, previous configuration kept:\n{e}");
+                }
+                if let Err(e) = gw.shared().audit.rotate().await {
+                    eprintln!("ipmigw: audit rotation failed: {e}");
+                }
+            }
+            reason => {
+                gw.shutdown(reason).await;
+                return Ok(());
+            }
+        }
+    }
+}
+
+pub fn pki(a: PkiArgs) -> Result<(), CliError> {
+    match a.verb {
+        PkiVerb::Init {
+            dir,
+            users,
+            server_names,
+            server_ips,
+        } => {
+            let names = if server_names.is_empty() && server_ips.is_empty() {
+                vec!["localhost".to_string()]
+            } else {
+                server_names
+            };
+            let ips = if server_ips.is_empty() {
+                vec!["127.0.0.1".parse().expect("literal")]
+            } else {
+                server_ips
+            };
+            let files = crate::pki::init(&dir, &users, &names, &ips).map_err(CliError::usage)?;
+            println!("DEVELOPMENT PKI (not for production: the CA key is stored unprotected beside the certificates)");
+            for f in files {
+                println!("  {}", f.display());
+            }
+            Ok(())
+        }
+        PkiVerb::Revoke { dir, name } => {
+            let crl = crate::pki::revoke(&dir, &name).map_err(CliError::usage)?;
+            println!(
+                "revoked {name}; wrote {} (send SIGHUP to the gateway to apply it)",
+                crl.display()
+            );
+            Ok(())
+        }
+    }
+}
+
+pub async fn demo(a: DemoArgs) -> Result<(), CliError> {
+    let dir = a
+        .dir
+        .unwrap_or_else(|| std::env::temp_dir().join("ipmigw-demo"));
+    let sim = Simulator::start(SimConfig::new(
+        "127.0.0.1:0".parse().expect("literal"),
+        a.bmcs as usize,
+    ))
+    .await
+    .map_err(|e| CliError::usage(format!("simulated BMCs: {e}")))?;
+    // Hosts start running, as in a datacenter.
+    for b in sim.bmcs() {
+        b.with_model(|m, now| m.set_host_power(true, now));
+    }
+    let addrs: Vec<SocketAddr> = sim.bmcs().iter().map(|b| b.addr()).collect();
+    let config = demo::write_files(&dir, &addrs, a.listen).map_err(CliError::usage)?;
+    let gw = match gateway::start(&config).await {
+        Ok(g) => g,
+        Err(e) => {
+            sim.stop().await;
+            return Err(CliError::usage(format!(
+                "{e}\n(another demo running? pick another address with --listen 127.0.0.1:PORT)"
+            )));
+        }
+    };
+    let d = dir.display();
+    let exe = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|p| p.display().to_string()))
+        .unwrap_or_default();
+    let last = demo::bmc_name(addrs.len() - 1);
+    println!("ipmigw demo: {} simulated BMCs (node01-{last}), a development PKI and a gateway on https://{}", addrs.len(), gw.local_addr());
+    println!(
+        "Everything is on loopback; files are in {d} (development PKI: not for production).\n"
+    );
+    println!("In another terminal, be alice (operator on every demo BMC):\n");
+    println!("  export PATH=\"{exe}:$PATH\"");
+    println!("  export IPMIGW_GATEWAY=https://{} IPMIGW_CA={d}/pki/ca.crt IPMIGW_CERT={d}/pki/alice.crt IPMIGW_KEY={d}/pki/alice.key\n", gw.local_addr());
+    println!("Then try:\n");
+    println!("  ipmigw power status --all");
+    println!("  ipmigw power cycle node01");
+    println!("  ipmigw sensors node02");
+    println!("  IPMIGW_CERT={d}/pki/bob.crt IPMIGW_KEY={d}/pki/bob.key ipmigw power off node01   # bob is a viewer: denied, exit 3");
+    println!("  ipmigw audit query {d}/audit.jsonl");
+    println!("  ipmigw audit verify --key-file {d}/audit.key {d}/audit.jsonl\n");
+    println!("Ctrl-C stops the gateway and the simulated BMCs.");
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    loop {
+        match wait_for_signal(&mut hup).await {
+            "SIGHUP" => {
+                let _ = gw.reload().await;
+            }
+            reason => {
+                gw.shutdown(reason).await;
+                sim.stop().await;
+                println!("ipmigw demo: stopped (gateway, audit trail closed, simulated BMCs)");
+                return Ok(());
+            }
+        }
+    }
+}

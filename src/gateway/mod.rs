@@ -1,0 +1,495 @@
+//! The gateway (`ipmigw serve`): the mTLS front door, the HTTP API, the BMC
+//! pool, and the audit trail composed into one server.
+//!
+//! Security invariants kept here: a client certificate is mandatory and
+//! verified (chain, CRLs, clientAuth); every request is decided by policy
+//! and durably audited before any byte goes to a BMC; BMC credentials stay
+//! in the pool (never in logs, audit records or answers); a bad reload
+//! keeps the old configuration; a revoked certificate's open connections
+//! close at the next reload.
+
+pub mod api;
+pub mod demo;
+pub mod pool;
+pub mod settings;
+pub mod tls;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use governor::clock::DefaultClock;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls::pki_types::{CertificateDer, UnixTime};
+use sha2::{Digest, Sha256};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+
+use crate::audit::fs::RealFs;
+use crate::audit::{AuditWriter, Event, TlsRecord, WriterConfig};
+use crate::config::{ConfigError, Diag, GatewayConfig};
+use crate::policy::rate::{Limiter, Rate};
+use crate::policy::{Limits, Policy};
+use api::ConnInfo;
+use pool::BmcPool;
+use settings::{BmcSpec, LimitsSection};
+use tls::TlsSetup;
+
+/// Settings that apply to the whole server.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// `[limits]`.
+    pub limits: LimitsSection,
+    /// Handshakes per source.
+    pub handshake_rate: Rate,
+}
+
+/// A loaded, validated configuration.
+pub struct Loaded {
+    policy: Policy,
+    tls: TlsSetup,
+    settings: Settings,
+    specs: Vec<BmcSpec>,
+    audit: WriterConfig,
+    policy_sha256: String,
+}
+
+/// What a request sees of the current configuration.
+pub struct Runtime {
+    /// The policy.
+    pub policy: Policy,
+    /// Its rate limiters.
+    pub limits: Limits<DefaultClock>,
+    /// TLS.
+    pub tls: TlsSetup,
+    /// Server settings.
+    pub settings: Settings,
+}
+
+/// State shared by every connection.
+pub struct Shared {
+    current: ArcSwap<Runtime>,
+    /// BMC sessions.
+    pub pool: BmcPool,
+    /// The audit trail.
+    pub audit: AuditWriter,
+    generation: watch::Sender<u64>,
+    next_id: AtomicU64,
+    id_prefix: String,
+    handshakes: Limiter<IpAddr>,
+    config_path: PathBuf,
+}
+
+impl Shared {
+    /// The configuration now.
+    pub fn runtime(&self) -> arc_swap::Guard<Arc<Runtime>> {
+        self.current.load()
+    }
+
+    fn request_id(&self) -> String {
+        format!(
+            "{}-{:08x}",
+            self.id_prefix,
+            self.next_id.fetch_add(1, Relaxed)
+        )
+    }
+}
+
+fn cfg_err(e: ConfigError) -> String {
+    e.to_string()
+}
+
+/// Loads and checks everything a gateway needs from `path` (also what
+/// `check-config` validates): config, policy, TLS files, CRLs, BMC secrets,
+/// audit settings.
+pub fn load(path: &Path) -> Result<Loaded, String> {
+    let cfg = GatewayConfig::load(path).map_err(cfg_err)?;
+    let policy = crate::policy::load(&cfg).map_err(cfg_err)?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let src = &cfg.source;
+    let mut diags: Vec<Diag> = Vec::new();
+    let listen = match &cfg.file.listen {
+        Some(l) => l
+            .address
+            .get_ref()
+            .parse::<SocketAddr>()
+            .map_err(|_| {
+                diags.push(src.at(
+                    &l.address,
+                    format!(
+                        "[listen] address {:?}: expected IP:PORT",
+                        l.address.get_ref()
+                    ),
+                ))
+            })
+            .ok(),
+        None => {
+            diags.push(src.diag(0, "missing [listen] address = \"IP:PORT\""));
+            None
+        }
+    };
+    let tls = match &cfg.file.tls {
+        Some(t) => tls::load(src, dir, t, &mut diags),
+        None => {
+            diags.push(src.diag(0, "missing [tls] cert, key, client_ca"));
+            None
+        }
+    };
+    let audit = match &cfg.file.audit {
+        Some(a) => a.writer_config(src, dir, &mut diags),
+        None => {
+            diags.push(src.diag(
+                0,
+                "missing [audit] path, key_file: the gateway does not run without an audit trail",
+            ));
+            None
+        }
+    };
+    let limits = cfg.file.limits.clone();
+    let handshake_rate = Rate::parse(&limits.handshake_rate)
+        .map_err(|e| diags.push(src.diag(0, format!("[limits] handshake_rate: {e}"))))
+        .ok();
+    let specs = settings::bmc_specs(src, dir, &cfg.file.bmc_defaults, &cfg.file.bmc, &mut diags);
+    if !diags.is_empty() {
+        return Err(ConfigError(diags).to_string());
+    }
+    let mut h = Sha256::new();
+    for p in &cfg.policy_paths {
+        h.update(std::fs::read(p).unwrap_or_default());
+    }
+    Ok(Loaded {
+        policy,
+        tls: tls.expect("no diagnostics"),
+        settings: Settings {
+            listen: listen.expect("no diagnostics"),
+            limits,
+            handshake_rate: handshake_rate.expect("no diagnostics"),
+        },
+        specs,
+        audit: audit.expect("no diagnostics"),
+        policy_sha256: crate::audit::line::hex_lower(&h.finalize()),
+    })
+}
+
+/// A running gateway.
+pub struct GatewayHandle {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for GatewayHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayHandle")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Loads `config`, opens the audit trail and starts serving.
+pub async fn start(config: &Path) -> Result<GatewayHandle, String> {
+    let loaded = load(config)?;
+    let audit =
+        AuditWriter::open(loaded.audit.clone(), Arc::new(RealFs)).map_err(|e| e.to_string())?;
+    let listener = TcpListener::bind(loaded.settings.listen)
+        .await
+        .map_err(|e| format!("listen on {}: {e}", loaded.settings.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let pool = BmcPool::new(loaded.specs.clone(), loaded.settings.limits.bmc_queue);
+    let mut prefix = [0u8; 4];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut prefix);
+    let shared = Arc::new(Shared {
+        handshakes: Limiter::new(loaded.settings.handshake_rate, DefaultClock::default()),
+        current: ArcSwap::from_pointee(runtime(loaded)),
+        pool,
+        audit,
+        generation: watch::channel(0).0,
+        next_id: AtomicU64::new(1),
+        id_prefix: crate::audit::line::hex_lower(&prefix),
+        config_path: config.to_path_buf(),
+    });
+    let (stop, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(accept_loop(listener, shared.clone(), stop_rx));
+    tracing::info!(%addr, "gateway listening");
+    Ok(GatewayHandle {
+        addr,
+        shared,
+        stop,
+        task,
+    })
+}
+
+fn runtime(l: Loaded) -> Runtime {
+    Runtime {
+        limits: Limits::new(&l.policy, DefaultClock::default()),
+        policy: l.policy,
+        tls: l.tls,
+        settings: l.settings,
+    }
+}
+
+impl GatewayHandle {
+    /// Where it listens.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The shared state (tests read the audit writer's state).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// SIGHUP: reloads config, policy, certificates and CRLs; on any
+    /// problem keeps the old configuration and says why. Also rotates the
+    /// audit trail when asked.
+    pub async fn reload(&self) -> Result<(), String> {
+        let path = self.shared.config_path.clone();
+        match tokio::task::spawn_blocking(move || load(&path))
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            Ok(l) => {
+                let hash = l.policy_sha256.clone();
+                self.shared.pool.reconfigure(l.specs.clone());
+                self.shared.current.store(Arc::new(runtime(l)));
+                self.shared.generation.send_modify(|g| *g += 1);
+                let _ = self
+                    .shared
+                    .audit
+                    .append(Event::ConfigReload {
+                        policy_sha256: hash,
+                        ok: true,
+                        error: None,
+                    })
+                    .await;
+                tracing::info!("configuration reloaded");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reload refused; the previous configuration stays in effect");
+                let _ = self
+                    .shared
+                    .audit
+                    .append(Event::ConfigReload {
+                        policy_sha256: String::new(),
+                        ok: false,
+                        error: Some(e.clone()),
+                    })
+                    .await;
+                Err(e)
+            }
+        }
+    }
+
+    /// SIGTERM: stops accepting, lets in-flight requests finish (up to
+    /// `drain_ms`), closes BMC sessions, writes `shutdown`.
+    pub async fn shutdown(self, reason: &str) {
+        let _ = self.stop.send(true);
+        let drain = Duration::from_millis(self.shared.runtime().settings.limits.drain_ms);
+        let _ = tokio::time::timeout(drain + Duration::from_secs(1), self.task).await;
+        self.shared.pool.close_all().await;
+        if let Err(e) = self.shared.audit.shutdown(reason).await {
+            tracing::error!(error = %e, "shutdown record not written");
+        }
+    }
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let max = shared.runtime().settings.limits.max_connections;
+    let slots = Arc::new(Semaphore::new(max));
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            r = listener.accept() => {
+                let Ok((tcp, peer)) = r else { continue };
+                let Ok(permit) = slots.clone().try_acquire_owned() else {
+                    tracing::warn!(%peer, "connection refused: max_connections reached");
+                    continue;
+                };
+                let (shared, stop) = (shared.clone(), stop.clone());
+                conns.spawn(async move {
+                    connection(shared, tcp, peer, stop).await;
+                    drop(permit);
+                });
+            }
+            _ = stop.changed() => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+    drop(listener);
+    let drain = Duration::from_millis(shared.runtime().settings.limits.drain_ms);
+    let _ = tokio::time::timeout(drain, async { while conns.join_next().await.is_some() {} }).await;
+    conns.abort_all();
+}
+
+async fn audit_tls(
+    shared: &Shared,
+    outcome: &str,
+    reason: Option<String>,
+    cert: Option<String>,
+    source: IpAddr,
+    user: Option<String>,
+) {
+    let rec = TlsRecord {
+        outcome: outcome.into(),
+        reason,
+        cert_sha256: cert,
+        source: source.to_string(),
+        user,
+    };
+    if let Err(e) = shared.audit.append(Event::Tls(rec)).await {
+        tracing::error!(error = %e, "tls record not written");
+    }
+}
+
+async fn connection(
+    shared: Arc<Shared>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    mut stop: watch::Receiver<bool>,
+) {
+    let source = crate::policy::normalize(peer.ip());
+    if shared.handshakes.check(&source).is_err() {
+        tracing::warn!(%source, "connection refused: handshake rate exceeded");
+        return;
+    }
+    let _ = tcp.set_nodelay(true);
+    let rt = shared.runtime();
+    let acceptor = tokio_rustls::TlsAcceptor::from(rt.tls.server.clone());
+    let limits = rt.settings.limits.clone();
+    drop(rt);
+    let tls = match tokio::time::timeout(
+        Duration::from_millis(limits.handshake_timeout_ms),
+        acceptor.accept(tcp),
+    )
+    .await
+    {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            return audit_tls(
+                &shared,
+                "refused",
+                Some(format!("handshake: {e}")),
+                None,
+                source,
+                None,
+            )
+            .await
+        }
+        Err(_) => {
+            return audit_tls(
+                &shared,
+                "refused",
+                Some("handshake timeout".into()),
+                None,
+                source,
+                None,
+            )
+            .await
+        }
+    };
+    let chain: Vec<CertificateDer<'static>> = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
+        .unwrap_or_default();
+    let Some(leaf) = chain.first().cloned() else {
+        return audit_tls(
+            &shared,
+            "refused",
+            Some("no client certificate".into()),
+            None,
+            source,
+            None,
+        )
+        .await;
+    };
+    let cert = match tls::peer_cert(&leaf) {
+        Ok(c) => c,
+        Err(e) => return audit_tls(&shared, "refused", Some(e), None, source, None).await,
+    };
+    let mapped = tls::map_user(&shared.runtime().policy, &cert);
+    match &mapped {
+        Ok(u) => {
+            audit_tls(
+                &shared,
+                "accepted",
+                None,
+                Some(cert.sha256.clone()),
+                source,
+                Some(u.clone()),
+            )
+            .await
+        }
+        Err(why) => {
+            audit_tls(
+                &shared,
+                "refused",
+                Some(why.code().into()),
+                Some(cert.sha256.clone()),
+                source,
+                None,
+            )
+            .await
+        }
+    }
+    let info = Arc::new(ConnInfo {
+        source,
+        cert,
+        revoked: AtomicBool::new(false),
+    });
+    let svc = {
+        let (shared, info) = (shared.clone(), info.clone());
+        service_fn(move |req| {
+            let (shared, info) = (shared.clone(), info.clone());
+            async move { Ok::<_, std::convert::Infallible>(api::handle(shared, info, req).await) }
+        })
+    };
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .header_read_timeout(Duration::from_secs(30));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .max_header_list_size(limits.max_header_bytes as u32);
+    let conn = builder.serve_connection(TokioIo::new(tls), svc);
+    tokio::pin!(conn);
+    let mut generation = shared.generation.subscribe();
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(%source, error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            _ = stop.changed() => {
+                conn.as_mut().graceful_shutdown();
+            }
+            Ok(()) = generation.changed() => {
+                // A reload may have revoked this certificate or its user.
+                let rt = shared.runtime();
+                let still_valid = rt.tls.verifier.verify_client_cert(&leaf, &chain[1..], UnixTime::now()).is_ok() && tls::map_user(&rt.policy, &info.cert).is_ok();
+                if !still_valid {
+                    tracing::warn!(%source, "closing a connection whose certificate the new configuration refuses");
+                    info.revoked.store(true, Relaxed);
+                    drop(rt);
+                    audit_tls(&shared, "closed", Some("certificate refused after reload".into()), Some(info.cert.sha256.clone()), source, None).await;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+}

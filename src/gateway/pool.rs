@@ -1,0 +1,165 @@
+//! The BMC pool: one warm session per BMC (the engine's `BmcClient`),
+//! opened on first use and kept across requests and config reloads (unless
+//! that BMC's settings changed). Sending needs an audit [`Receipt`]: no
+//! request reaches a BMC unless its record is durable.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use super::settings::BmcSpec;
+use crate::audit::Receipt;
+use crate::bmc::{BmcClient, BmcConfig, BmcError, RawResponse, Transact};
+use crate::ipmi::cmd::name::classify;
+use crate::ipmi::cmd::RawRequest;
+use crate::ops::{Answer, Op};
+
+struct Slot {
+    spec: BmcSpec,
+    client: tokio::sync::Mutex<Option<BmcClient>>,
+}
+
+/// Every configured BMC's session.
+pub struct BmcPool {
+    slots: Mutex<HashMap<String, Arc<Slot>>>,
+    queue: usize,
+}
+
+impl std::fmt::Debug for BmcPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BmcPool").finish_non_exhaustive()
+    }
+}
+
+/// The wire side of one operation: a session, and the command names the
+/// operation may send. Only made from a receipt that allows the request.
+struct Gated<'a> {
+    client: &'a BmcClient,
+    allowed: Vec<String>,
+}
+
+impl Transact for Gated<'_> {
+    async fn transact(&self, req: RawRequest) -> Result<RawResponse, BmcError> {
+        let name = classify(req.netfn, req.cmd, &req.data).name.to_string();
+        if !self.allowed.contains(&name) {
+            return Err(BmcError::Protocol {
+                addr: self.client.addr(),
+                what: "operation",
+                why: format!("{name} is outside what was audited and allowed"),
+            });
+        }
+        self.client.request(req).await
+    }
+    fn addr(&self) -> SocketAddr {
+        self.client.addr()
+    }
+}
+
+impl BmcPool {
+    /// A pool for `specs`; sessions open on first use.
+    pub fn new(specs: Vec<BmcSpec>, queue: usize) -> BmcPool {
+        let pool = BmcPool {
+            slots: Mutex::new(HashMap::new()),
+            queue,
+        };
+        pool.reconfigure(specs);
+        pool
+    }
+
+    /// Applies a new BMC list: unchanged BMCs keep their session; changed
+    /// and removed ones are closed.
+    pub fn reconfigure(&self, specs: Vec<BmcSpec>) {
+        let mut slots = self.slots.lock().expect("pool lock");
+        let mut next = HashMap::new();
+        for spec in specs {
+            let slot = match slots.remove(&spec.name) {
+                Some(s) if s.spec == spec => s,
+                _ => Arc::new(Slot {
+                    spec: spec.clone(),
+                    client: tokio::sync::Mutex::new(None),
+                }),
+            };
+            next.insert(spec.name.clone(), slot);
+        }
+        let gone: Vec<Arc<Slot>> = slots.drain().map(|(_, s)| s).collect();
+        *slots = next;
+        drop(slots);
+        tokio::spawn(async move {
+            for s in gone {
+                if let Some(c) = s.client.lock().await.take() {
+                    c.close().await;
+                }
+            }
+        });
+    }
+
+    async fn client(&self, name: &str) -> Result<(BmcClient, SocketAddr), BmcError> {
+        let slot = self.slots.lock().expect("pool lock").get(name).cloned();
+        let Some(slot) = slot else {
+            return Err(BmcError::Protocol {
+                addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+                what: "pool",
+                why: format!("no BMC named {name}"),
+            });
+        };
+        // One login at a time per BMC; later callers wait for it.
+        let mut guard = slot.client.lock().await;
+        if let Some(c) = guard.as_ref() {
+            return Ok((c.clone(), slot.spec.addr));
+        }
+        let mut cfg = BmcConfig::new(slot.spec.addr, slot.spec.console());
+        cfg.timeout = slot.spec.timeout;
+        cfg.retries = slot.spec.retries;
+        cfg.queue_depth = self.queue;
+        let c = BmcClient::connect(cfg).await?;
+        *guard = Some(c.clone());
+        Ok((c, slot.spec.addr))
+    }
+
+    /// Runs an operation on BMC `name`, with the receipt of its audit record.
+    pub async fn run(&self, receipt: &Receipt, name: &str, op: &Op) -> Result<Answer, BmcError> {
+        if !receipt.allows() {
+            return Err(BmcError::Protocol {
+                addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+                what: "pool",
+                why: "the audit record of this request is a denial".into(),
+            });
+        }
+        let (client, _) = self.client(name).await?;
+        let gated = Gated {
+            client: &client,
+            allowed: op.wire_names(),
+        };
+        let r = op.run(&gated).await;
+        if let Err(BmcError::Closed(_)) = &r {
+            // The session task ended; the next request logs in again.
+            let slot = self.slots.lock().expect("pool lock").get(name).cloned();
+            if let Some(slot) = slot {
+                slot.client.lock().await.take();
+            }
+        }
+        r
+    }
+
+    /// Closes every session (shutdown).
+    pub async fn close_all(&self) {
+        let slots: Vec<Arc<Slot>> = self
+            .slots
+            .lock()
+            .expect("pool lock")
+            .values()
+            .cloned()
+            .collect();
+        let mut tasks = Vec::new();
+        for s in slots {
+            tasks.push(tokio::spawn(async move {
+                if let Some(c) = s.client.lock().await.take() {
+                    c.close().await;
+                }
+            }));
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+}

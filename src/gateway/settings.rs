@@ -1,0 +1,276 @@
+//! The gateway's own config sections (`[listen]`, `[tls]`, `[limits]`,
+//! `[bmc_defaults]`) and the BMC entries turned into connection specs with
+//! their secrets read. Errors carry file:line:col; secrets never appear in
+//! them.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::config::{BmcEntry, Diag, Source};
+use crate::ipmi::crypto::CipherSuite;
+use crate::ipmi::session::console::ConsoleConfig;
+use crate::ipmi::session::Privilege;
+use crate::secret::SecretBytes;
+
+/// `[listen]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenSection {
+    /// `IP:PORT` to listen on.
+    pub address: Spanned<String>,
+    /// Load balancers whose PROXY protocol v2 header is trusted (CIDRs).
+    #[serde(default)]
+    pub proxy_protocol_from: Vec<Spanned<String>>,
+}
+
+/// `[tls]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// Server certificate chain (PEM).
+    pub cert: Spanned<String>,
+    /// Server private key (PEM, private file).
+    pub key: Spanned<String>,
+    /// CA(s) that sign client certificates (PEM).
+    pub client_ca: Spanned<String>,
+    /// CRLs (PEM or DER); an expired CRL is an error.
+    #[serde(default)]
+    pub crl: Vec<Spanned<String>>,
+}
+
+/// `[limits]`; every field has a default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSection {
+    /// Open client connections at most.
+    pub max_connections: usize,
+    /// TLS handshake deadline, milliseconds.
+    pub handshake_timeout_ms: u64,
+    /// TLS handshakes per source address (`N/second|minute|hour`).
+    pub handshake_rate: String,
+    /// HTTP/2 streams per connection.
+    pub max_concurrent_streams: u32,
+    /// Request header bytes (431 beyond).
+    pub max_header_bytes: usize,
+    /// Request body bytes (413 beyond).
+    pub max_body_bytes: usize,
+    /// Requests waiting per BMC behind the one in flight (503 `bmc_busy` beyond).
+    pub bmc_queue: usize,
+    /// Time SIGTERM gives in-flight requests, milliseconds.
+    pub drain_ms: u64,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        LimitsSection {
+            max_connections: 4096,
+            handshake_timeout_ms: 10_000,
+            handshake_rate: "50/second".into(),
+            max_concurrent_streams: 128,
+            max_header_bytes: 16 * 1024,
+            max_body_bytes: 64 * 1024,
+            bmc_queue: 64,
+            drain_ms: 10_000,
+        }
+    }
+}
+
+/// `[bmc_defaults]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BmcDefaults {
+    /// Suites to propose, best first.
+    pub cipher_suites: Vec<u8>,
+    /// `user`, `operator` or `administrator`.
+    pub privilege: String,
+    /// Per-try timeout, milliseconds.
+    pub timeout_ms: u64,
+    /// Retries of read-only commands.
+    pub retries: u32,
+}
+
+impl Default for BmcDefaults {
+    fn default() -> Self {
+        BmcDefaults {
+            cipher_suites: vec![17, 3],
+            privilege: "operator".into(),
+            timeout_ms: 1000,
+            retries: 3,
+        }
+    }
+}
+
+/// How the gateway reaches one BMC (holds its secrets; Debug redacts them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BmcSpec {
+    /// Name in policy and URLs.
+    pub name: String,
+    /// UDP address.
+    pub addr: SocketAddr,
+    /// User name.
+    pub username: Vec<u8>,
+    /// Password.
+    pub password: SecretBytes,
+    /// Kg.
+    pub kg: Option<SecretBytes>,
+    /// Session privilege.
+    pub privilege: Privilege,
+    /// Suites, best first.
+    pub suites: Vec<CipherSuite>,
+    /// Per-try timeout.
+    pub timeout: Duration,
+    /// Retries.
+    pub retries: u32,
+}
+
+impl BmcSpec {
+    /// The console side's configuration.
+    pub fn console(&self) -> ConsoleConfig {
+        let mut c = ConsoleConfig::new(&self.username, self.password.clone(), self.privilege);
+        c.kg = self.kg.clone();
+        c.cipher_suites = self.suites.clone();
+        c
+    }
+}
+
+fn privilege(s: &str) -> Option<Privilege> {
+    match s {
+        "user" => Some(Privilege::User),
+        "operator" => Some(Privilege::Operator),
+        "administrator" => Some(Privilege::Administrator),
+        _ => None,
+    }
+}
+
+fn suites(list: &[u8]) -> Result<Vec<CipherSuite>, String> {
+    if list.is_empty() {
+        return Err("cipher_suites: empty; expected e.g. [17, 3]".into());
+    }
+    list.iter()
+        .map(|&id| match CipherSuite::try_from(id) {
+            Ok(s @ (CipherSuite::Suite17 | CipherSuite::Suite3)) => Ok(s),
+            _ => Err(format!(
+                "cipher_suites: {id} is not allowed; the gateway speaks 17 and 3 only"
+            )),
+        })
+        .collect()
+}
+
+/// Reads every `[[bmc]]` entry's secrets and resolves its address.
+pub fn bmc_specs(
+    src: &Source,
+    dir: &Path,
+    defaults: &BmcDefaults,
+    entries: &[BmcEntry],
+    diags: &mut Vec<Diag>,
+) -> Vec<BmcSpec> {
+    let default_priv = privilege(&defaults.privilege);
+    if default_priv.is_none() {
+        diags.push(src.diag(
+            0,
+            format!(
+                "[bmc_defaults] privilege {:?}: expected user, operator or administrator",
+                defaults.privilege
+            ),
+        ));
+    }
+    let default_suites = suites(&defaults.cipher_suites)
+        .map_err(|e| diags.push(src.diag(0, format!("[bmc_defaults] {e}"))))
+        .ok();
+    let mut out = Vec::new();
+    for e in entries {
+        let name = e.name.get_ref().clone();
+        let addr = match parse_addr(e.address.get_ref()) {
+            Some(a) => a,
+            None => {
+                diags.push(src.at(
+                    &e.address,
+                    format!(
+                        "BMC {name:?}: address {:?}: expected IP or IP:PORT (port 623 by default)",
+                        e.address.get_ref()
+                    ),
+                ));
+                continue;
+            }
+        };
+        let password = if let Some(f) = &e.password_file {
+            crate::cli::secrets::read_password_file(&dir.join(f))
+        } else if let Some(var) = &e.password_env {
+            match std::env::var_os(var) {
+                Some(v) if !v.is_empty() => Ok(SecretBytes::new(v.into_encoded_bytes())),
+                _ => Err(format!("environment variable {var} is not set or empty")),
+            }
+        } else {
+            continue; // reported by the config loader
+        };
+        let password = match password {
+            Ok(p) if p.len() <= 20 => p,
+            Ok(p) => {
+                diags.push(src.at(
+                    &e.name,
+                    format!(
+                        "BMC {name:?}: password is {} bytes; IPMI allows at most 20",
+                        p.len()
+                    ),
+                ));
+                continue;
+            }
+            Err(m) => {
+                diags.push(src.at(&e.name, format!("BMC {name:?}: {m}")));
+                continue;
+            }
+        };
+        let kg = match &e.kg_file {
+            None => None,
+            Some(f) => match crate::cli::secrets::read_kg_file(&dir.join(f)) {
+                Ok(k) => Some(k),
+                Err(m) => {
+                    diags.push(src.at(&e.name, format!("BMC {name:?}: {m}")));
+                    continue;
+                }
+            },
+        };
+        let suites = match &e.cipher_suites {
+            Some(list) => match suites(list) {
+                Ok(s) => s,
+                Err(m) => {
+                    diags.push(src.at(&e.name, format!("BMC {name:?}: {m}")));
+                    continue;
+                }
+            },
+            None => match &default_suites {
+                Some(s) => s.clone(),
+                None => continue,
+            },
+        };
+        let Some(privilege) = default_priv else {
+            continue;
+        };
+        out.push(BmcSpec {
+            name,
+            addr,
+            username: e
+                .username
+                .clone()
+                .unwrap_or_else(|| "admin".into())
+                .into_bytes(),
+            password,
+            kg,
+            privilege,
+            suites,
+            timeout: Duration::from_millis(defaults.timeout_ms.max(1)),
+            retries: defaults.retries,
+        });
+    }
+    out
+}
+
+fn parse_addr(s: &str) -> Option<SocketAddr> {
+    s.parse::<SocketAddr>()
+        .ok()
+        .or_else(|| s.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 623)))
+}

@@ -1,0 +1,247 @@
+//! The operations a user can ask of one BMC (power, chassis, boot device,
+//! controller info, sensors, event log, FRU, raw), shared by the gateway's
+//! HTTP API and `ipmigw bmc`: the policy name of each, the IPMI request
+//! that represents it in the audit trail, how it runs over [`Transact`],
+//! and its answer as JSON (the API's shape) and as ipmitool-like text.
+//!
+//! Never decides policy and never writes audit records: callers do both
+//! before an operation runs.
+
+pub mod text;
+
+use serde_json::{json, Value};
+
+use crate::bmc::{reads, BmcError, Transact};
+use crate::ipmi::cmd::app::{format_guid, GetDeviceId, GetSystemGuid};
+use crate::ipmi::cmd::chassis::{
+    BootDevice, BootFlags, ChassisControl, GetBootFlags, GetChassisStatus, PowerAction,
+    SetBootFlags,
+};
+use crate::ipmi::cmd::name::classify;
+use crate::ipmi::cmd::{Command, RawRequest};
+use crate::ipmi::fru;
+use crate::ipmi::sel::{format_timestamp, sensor_type_name};
+
+/// One operation on one BMC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// Power state.
+    PowerStatus,
+    /// Power control.
+    Power(PowerAction),
+    /// Chassis status.
+    ChassisStatus,
+    /// Boot device, read.
+    BootGet,
+    /// Boot device, set.
+    BootSet(BootFlags),
+    /// Device ID and GUID.
+    McInfo,
+    /// Every sensor (SDR repository walk plus readings).
+    Sensors,
+    /// Every SEL entry.
+    Sel,
+    /// FRU inventory of device 0.
+    Fru,
+    /// A raw request.
+    Raw(RawRequest),
+}
+
+/// An operation's answer, both ways.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The API's JSON.
+    pub json: Value,
+    /// ipmitool-like text.
+    pub text: String,
+    /// Completion code of a raw request (non-zero is not an error for raw
+    /// over the API; the caller decides).
+    pub completion_code: Option<u8>,
+    /// Response bytes, for the audit `result`.
+    pub response_len: usize,
+}
+
+impl Op {
+    /// The IPMI request that names this operation in policy and audit: the
+    /// operation itself for single commands, the first or defining command
+    /// of a multi-step read.
+    pub fn representative(&self) -> RawRequest {
+        match self {
+            Op::PowerStatus | Op::ChassisStatus => GetChassisStatus.request(),
+            Op::Power(a) => ChassisControl(*a).request(),
+            Op::BootGet => GetBootFlags.request(),
+            Op::BootSet(f) => SetBootFlags(*f).request(),
+            Op::McInfo => GetDeviceId.request(),
+            // Get Sensor Reading (sensor 0) stands for "read sensors".
+            Op::Sensors => RawRequest {
+                netfn: crate::ipmi::wire::message::NetFn::SENSOR_EVENT,
+                cmd: 0x2D,
+                data: vec![0],
+            },
+            // Get SEL Entry.
+            Op::Sel => RawRequest {
+                netfn: crate::ipmi::wire::message::NetFn::STORAGE,
+                cmd: 0x43,
+                data: vec![],
+            },
+            // Read FRU Data.
+            Op::Fru => RawRequest {
+                netfn: crate::ipmi::wire::message::NetFn::STORAGE,
+                cmd: 0x11,
+                data: vec![],
+            },
+            Op::Raw(r) => r.clone(),
+        }
+    }
+
+    /// Policy name and whether it changes state.
+    pub fn classify(&self) -> (String, bool) {
+        let r = self.representative();
+        let c = classify(r.netfn, r.cmd, &r.data);
+        (c.name.to_string(), c.state_changing)
+    }
+
+    /// Command names this operation may send on the wire (a multi-step
+    /// read sends several); anything else is refused by the caller's
+    /// transport.
+    pub fn wire_names(&self) -> Vec<String> {
+        match self {
+            Op::Sensors => vec!["sdr.read".into(), "sensor.read".into()],
+            Op::Sel => vec!["sel.read".into()],
+            Op::Fru => vec!["fru.read".into()],
+            Op::McInfo => vec!["mc.info".into()],
+            _ => vec![self.classify().0],
+        }
+    }
+
+    /// Runs the operation.
+    pub async fn run<T: Transact>(&self, t: &T) -> Result<Answer, BmcError> {
+        let done = |json: Value, text: String| Answer {
+            json,
+            text,
+            completion_code: None,
+            response_len: 0,
+        };
+        Ok(match self {
+            Op::PowerStatus => {
+                let s = reads::run(t, &GetChassisStatus).await?;
+                done(
+                    json!({"power": if s.power_on { "on" } else { "off" }}),
+                    text::power_status(s.power_on),
+                )
+            }
+            Op::Power(a) => {
+                reads::run(t, &ChassisControl(*a)).await?;
+                done(
+                    json!({"action": a.name(), "result": "ok"}),
+                    text::power_action(*a),
+                )
+            }
+            Op::ChassisStatus => {
+                let s = reads::run(t, &GetChassisStatus).await?;
+                done(
+                    serde_json::to_value(&s).unwrap_or_default(),
+                    text::chassis_status(&s),
+                )
+            }
+            Op::BootGet => {
+                let f = reads::run(t, &GetBootFlags).await?;
+                let line = format!(
+                    "Boot device: {} ({}, {}){}",
+                    f.device.name(),
+                    if f.persistent {
+                        "persistent"
+                    } else {
+                        "next boot only"
+                    },
+                    if f.efi { "EFI" } else { "legacy" },
+                    if f.valid {
+                        ""
+                    } else {
+                        "; boot flags not marked valid"
+                    }
+                );
+                done(serde_json::to_value(f).unwrap_or_default(), line)
+            }
+            Op::BootSet(f) => {
+                reads::run(t, &SetBootFlags(*f)).await?;
+                done(
+                    json!({"device": f.device.name(), "persistent": f.persistent, "efi": f.efi}),
+                    format!("Set Boot Device to {}", f.device.name()),
+                )
+            }
+            Op::McInfo => {
+                let d = reads::run(t, &GetDeviceId).await?;
+                let guid = reads::run(t, &GetSystemGuid).await.ok();
+                let mut v = serde_json::to_value(&d).unwrap_or_default();
+                v["system_guid"] = json!(guid.as_ref().map(format_guid));
+                done(v, text::mc_info(&d, guid.as_ref()))
+            }
+            Op::Sensors => {
+                let list = reads::read_sensors(t).await?;
+                let v: Vec<_> = list
+                    .iter()
+                    .map(|s| {
+                        json!({"name": s.name, "number": s.number, "sensor_type": s.sensor_type,
+                               "reading": s.reading, "unit": s.unit, "status": s.status,
+                               "thresholds": s.thresholds.iter().cloned().collect::<std::collections::BTreeMap<_, _>>()})
+                    })
+                    .collect();
+                done(Value::Array(v), text::sensors(&list))
+            }
+            Op::Sel => {
+                let list = reads::read_sel(t).await?;
+                let v: Vec<_> = list
+                    .iter()
+                    .map(|r| {
+                        let (date, time) = r.timestamp.map(format_timestamp).unwrap_or_default();
+                        json!({"id": r.record_id, "record_type": r.record_type, "timestamp": r.timestamp,
+                               "date": date, "time": time,
+                               "sensor_type": r.event.map(|e| sensor_type_name(e.sensor_type)),
+                               "sensor_number": r.event.map(|e| e.sensor_number),
+                               "description": r.event.map(|e| e.description()),
+                               "direction": r.event.map(|e| e.direction())})
+                    })
+                    .collect();
+                done(Value::Array(v), text::sel_list(&list))
+            }
+            Op::Fru => {
+                let bytes = reads::read_fru(t, 0).await?;
+                let inv = fru::parse(&bytes).map_err(|source| BmcError::Malformed {
+                    addr: t.addr(),
+                    command: "fru.read".into(),
+                    source,
+                })?;
+                done(
+                    serde_json::to_value(&inv).unwrap_or_default(),
+                    text::fru(&inv),
+                )
+            }
+            Op::Raw(req) => {
+                let r = t.transact(req.clone()).await?;
+                let hex: String = r.data.iter().map(|b| format!("{b:02x}")).collect();
+                let body = if r.completion_code.is_ok() {
+                    text::raw_bytes(&r.data)
+                } else {
+                    format!("completion code {}", r.completion_code)
+                };
+                Answer {
+                    json: json!({"completion_code": r.completion_code.0, "data": hex}),
+                    text: body,
+                    completion_code: Some(r.completion_code.0),
+                    response_len: r.data.len(),
+                }
+            }
+        })
+    }
+}
+
+/// Parses a boot device name and flags into the flags Set Boot Options writes.
+pub fn boot_flags(device: &str, persistent: bool, efi: bool) -> Option<BootFlags> {
+    Some(BootFlags {
+        valid: true,
+        persistent,
+        efi,
+        device: BootDevice::from_name(device)?,
+    })
+}

@@ -1,0 +1,651 @@
+//! The gateway end to end on loopback: simulated BMCs, the development PKI,
+//! the demo policy (alice operator, bob viewer, carol on node02 only), a
+//! gateway in-process, and the `ipmigw` client as a real process.
+
+use std::io::BufReader;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use ipmigw::gateway::{self, demo, GatewayHandle};
+use ipmigw::pki::{self, ClientCertSpec};
+use ipmigw::sim::{SimConfig, Simulator};
+
+mod common;
+
+struct Env {
+    dir: tempfile::TempDir,
+    sim: Simulator,
+    gw: GatewayHandle,
+}
+
+impl Env {
+    fn pki(&self) -> PathBuf {
+        self.dir.path().join("pki")
+    }
+    fn addr(&self) -> SocketAddr {
+        self.gw.local_addr()
+    }
+    fn audit_lines(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.dir.path().join("audit.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+async fn setup(bmcs: usize) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(SimConfig::new("127.0.0.1:0".parse().unwrap(), bmcs))
+        .await
+        .unwrap();
+    for b in sim.bmcs() {
+        b.with_model(|m, now| m.set_host_power(true, now));
+    }
+    let addrs: Vec<SocketAddr> = sim.bmcs().iter().map(|b| b.addr()).collect();
+    let config = demo::write_files(dir.path(), &addrs, "127.0.0.1:0".parse().unwrap()).unwrap();
+    // carol may act on node02 only, and only read its chassis status.
+    let users = dir.path().join("policies/users.toml");
+    let mut text = std::fs::read_to_string(&users).unwrap();
+    text = text.replace("[defaults]", "[[user]]\nname = \"carol\"\nidentity = \"cn:carol\"\nroles = [\"lab\"]\n\n[[role]]\nname = \"lab\"\ntargets = [\"node02\"]\nallow = [\"chassis.status\"]\n\n[defaults]");
+    std::fs::write(&users, text).unwrap();
+    pki::issue_client(&dir.path().join("pki"), &ClientCertSpec::new("carol")).unwrap();
+    let gw = gateway::start(&config)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    Env { dir, sim, gw }
+}
+
+/// A test HTTPS client (HTTP/1.1, one connection).
+struct Https {
+    send: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+}
+
+async fn connect(
+    addr: SocketAddr,
+    ca: &Path,
+    identity: Option<(&Path, &Path)>,
+) -> Result<Https, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut BufReader::new(&std::fs::read(ca).unwrap()[..])) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let b = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots);
+    let cfg = match identity {
+        Some((crt, key)) => {
+            let chain =
+                rustls_pemfile::certs(&mut BufReader::new(&std::fs::read(crt).unwrap()[..]))
+                    .map(Result::unwrap)
+                    .collect();
+            let key =
+                rustls_pemfile::private_key(&mut BufReader::new(&std::fs::read(key).unwrap()[..]))
+                    .unwrap()
+                    .unwrap();
+            b.with_client_auth_cert(chain, key).unwrap()
+        }
+        None => b.with_no_client_auth(),
+    };
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    Ok(Https { send })
+}
+
+impl Https {
+    async fn call(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<(u16, hyper::HeaderMap, Vec<u8>), String> {
+        let req = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "localhost")
+            .body(Full::new(
+                body.map(|b| Bytes::from(b.to_string())).unwrap_or_default(),
+            ))
+            .unwrap();
+        self.send.ready().await.map_err(|e| e.to_string())?;
+        let resp = tokio::time::timeout(Duration::from_secs(10), self.send.send_request(req))
+            .await
+            .map_err(|_| "timeout".to_string())?
+            .map_err(|e| e.to_string())?;
+        let (parts, body) = resp.into_parts();
+        let bytes = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+        Ok((parts.status.as_u16(), parts.headers, bytes.to_vec()))
+    }
+}
+
+async fn user(env: &Env, name: &str) -> Https {
+    let p = env.pki();
+    connect(
+        env.addr(),
+        &p.join("ca.crt"),
+        Some((
+            &p.join(format!("{name}.crt")),
+            &p.join(format!("{name}.key")),
+        )),
+    )
+    .await
+    .unwrap()
+}
+
+/// Runs the `ipmigw` client as `user` (a real process).
+async fn cli(env: &Env, user: &str, args: &[&str]) -> (i32, String, String) {
+    let p = env.pki();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ipmigw"))
+        .args(args)
+        .env("IPMIGW_GATEWAY", format!("https://{}", env.addr()))
+        .env("IPMIGW_CA", p.join("ca.crt"))
+        .env("IPMIGW_CERT", p.join(format!("{user}.crt")))
+        .env("IPMIGW_KEY", p.join(format!("{user}.key")))
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alice_operates_bob_is_denied_and_everything_is_audited() {
+    let env = setup(3).await;
+    let (code, out, err) = cli(&env, "alice", &["power", "status", "--all"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        out,
+        "node01: Chassis Power is on\nnode02: Chassis Power is on\nnode03: Chassis Power is on\n"
+    );
+
+    let (code, out, err) = cli(&env, "alice", &["power", "off", "node01"]).await;
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "Chassis Power Control: Down/Off\n"),
+        "{err}"
+    );
+    assert!(!env.sim.bmc(0).power_on(), "the BMC saw the power off");
+    let (code, _, err) = cli(&env, "alice", &["power", "cycle", "node02"]).await;
+    assert_eq!(code, 0, "{err}");
+
+    let (code, out, err) = cli(&env, "bob", &["power", "off", "node03"]).await;
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(
+        err.contains("denied: bob may not run chassis.power.off on node03"),
+        "{err}"
+    );
+    assert!(env.sim.bmc(2).power_on(), "nothing reached the BMC");
+
+    let (code, out, _) = cli(&env, "bob", &["--json", "power", "status", "node03"]).await;
+    assert_eq!((code, out.trim()), (0, "{\"power\":\"on\"}"));
+    let (code, out, _) = cli(&env, "bob", &["sensors", "node01"]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("Inlet Temp"), "{out}");
+
+    let lines = env.audit_lines();
+    let bob_off = lines
+        .iter()
+        .find(|l| {
+            l["event"] == "request" && l["user"] == "bob" && l["command"] == "chassis.power.off"
+        })
+        .expect("bob's denial is audited");
+    assert_eq!(bob_off["decision"], "deny");
+    assert!(bob_off["reason"]
+        .as_str()
+        .unwrap()
+        .contains("no role of user \"bob\" grants chassis.power.off"));
+    let alice_off = lines
+        .iter()
+        .find(|l| {
+            l["event"] == "request" && l["command"] == "chassis.power.off" && l["user"] == "alice"
+        })
+        .unwrap();
+    assert_eq!(alice_off["decision"], "allow");
+    assert!(
+        alice_off["rule"]
+            .as_str()
+            .unwrap()
+            .contains("operator.toml"),
+        "{alice_off}"
+    );
+    assert_eq!(alice_off["data"], "00");
+    let result = lines
+        .iter()
+        .find(|l| l["event"] == "result" && l["request_id"] == alice_off["request_id"])
+        .unwrap();
+    assert_eq!(result["completion_code"], 0);
+    assert!(lines
+        .iter()
+        .any(|l| l["event"] == "tls" && l["outcome"] == "accepted" && l["user"] == "bob"));
+
+    // No secret in the trail, and the trail verifies.
+    let trail = std::fs::read_to_string(env.dir.path().join("audit.jsonl")).unwrap();
+    assert!(!trail.contains(demo::SIM_OPERATOR_PASSWORD));
+    let (k, t) = (
+        env.dir.path().join("audit.key"),
+        env.dir.path().join("audit.jsonl"),
+    );
+    let (code, out, err) = cli(
+        &env,
+        "alice",
+        &[
+            "audit",
+            "verify",
+            "--key-file",
+            k.to_str().unwrap(),
+            t.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    env.gw.shutdown("test").await;
+    env.sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_answer_429_with_retry_after() {
+    let env = setup(2).await;
+    let mut alice = user(&env, "alice").await;
+    // operator.toml: state_changing_rate = "6/minute" (a burst of 6).
+    for i in 0..6 {
+        let (status, _, body) = alice
+            .call(
+                "POST",
+                "/v1/bmcs/node01/power",
+                Some(serde_json::json!({"action": "on"})),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            status,
+            200,
+            "request {i}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    let (status, headers, body) = alice
+        .call(
+            "POST",
+            "/v1/bmcs/node01/power",
+            Some(serde_json::json!({"action": "on"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 429, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(headers.get("retry-after").unwrap(), "10");
+    let (code, _, err) = cli(&env, "alice", &["power", "on", "node01"]).await;
+    assert_eq!(code, 3);
+    assert!(
+        err.contains("rate limited") && err.contains("retry after"),
+        "{err}"
+    );
+    // Reads are not state-changing and still pass.
+    assert_eq!(
+        alice
+            .call("GET", "/v1/bmcs/node01/power", None)
+            .await
+            .unwrap()
+            .0,
+        200
+    );
+    env.gw.shutdown("test").await;
+    env.sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_and_invisible_bmcs_get_the_same_404_and_raw_is_checked() {
+    let env = setup(2).await;
+    let mut carol = user(&env, "carol").await;
+    let (s1, _, invisible) = carol
+        .call("GET", "/v1/bmcs/node01/power", None)
+        .await
+        .unwrap();
+    let (s2, _, unknown) = carol
+        .call("GET", "/v1/bmcs/node99/power", None)
+        .await
+        .unwrap();
+    assert_eq!((s1, s2), (404, 404));
+    assert_eq!(invisible, unknown, "byte-identical");
+    let (s, _, body) = carol.call("GET", "/v1/bmcs", None).await.unwrap();
+    assert_eq!(
+        (s, String::from_utf8_lossy(&body).trim()),
+        (200, "{\"bmcs\":[\"node02\"]}")
+    );
+    assert_eq!(
+        carol
+            .call("GET", "/v1/bmcs/node02/chassis", None)
+            .await
+            .unwrap()
+            .0,
+        200
+    );
+
+    let mut alice = user(&env, "alice").await;
+    let (s, _, body) = alice
+        .call(
+            "POST",
+            "/v1/bmcs/node01/raw",
+            Some(serde_json::json!({"netfn": 6, "cmd": 1, "data": ""})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&body));
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["completion_code"], 0);
+    assert!(v["data"].as_str().unwrap().len() >= 22, "{v}");
+    for cmd in [0x3B, 0x3C, 0x38] {
+        let (s, _, body) = alice
+            .call(
+                "POST",
+                "/v1/bmcs/node01/raw",
+                Some(serde_json::json!({"netfn": 6, "cmd": cmd, "data": "04"})),
+            )
+            .await
+            .unwrap();
+        assert_eq!(s, 403);
+        assert!(String::from_utf8_lossy(&body).contains("session_command_forbidden"));
+    }
+    // alice's operator role has no raw grants beyond named commands: an OEM command is denied.
+    let (s, _, _) = alice
+        .call(
+            "POST",
+            "/v1/bmcs/node01/raw",
+            Some(serde_json::json!({"netfn": 0x2e, "cmd": 1, "data": ""})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, 403);
+    let (code, out, err) = cli(&env, "alice", &["raw", "node01", "0x06", "0x01"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    // Bad input: 400, and a body over the limit: 413.
+    assert_eq!(
+        alice
+            .call(
+                "POST",
+                "/v1/bmcs/node01/power",
+                Some(serde_json::json!({"action": "explode"}))
+            )
+            .await
+            .unwrap()
+            .0,
+        400
+    );
+    let big = serde_json::json!({"action": "on", "pad": "x".repeat(70_000)});
+    assert_eq!(
+        alice
+            .call("POST", "/v1/bmcs/node01/power", Some(big))
+            .await
+            .unwrap()
+            .0,
+        413
+    );
+    env.gw.shutdown("test").await;
+    env.sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_certificates_are_refused_and_audited() {
+    let env = setup(2).await;
+    let p = env.pki();
+    let ca = p.join("ca.crt");
+    // No client certificate.
+    let r = match connect(env.addr(), &ca, None).await {
+        Ok(mut c) => c.call("GET", "/v1/whoami", None).await.map(|r| r.0),
+        Err(e) => Err(e),
+    };
+    assert!(r.is_err(), "no certificate: {r:?}");
+    // Expired, serverAuth-only, from another CA (with alice's identity).
+    let mut expired = ClientCertSpec::new("old");
+    expired.valid_for = time::Duration::days(-1);
+    pki::issue_client(&p, &expired).unwrap();
+    let mut server_only = ClientCertSpec::new("srv");
+    server_only.server_auth_only = true;
+    pki::issue_client(&p, &server_only).unwrap();
+    let other = env.dir.path().join("other-ca");
+    pki::init(&other, &["alice".into()], &["localhost".into()], &[]).unwrap();
+    for (name, dir) in [
+        ("old", p.clone()),
+        ("srv", p.clone()),
+        ("alice", other.clone()),
+    ] {
+        let r = match connect(
+            env.addr(),
+            &ca,
+            Some((
+                &dir.join(format!("{name}.crt")),
+                &dir.join(format!("{name}.key")),
+            )),
+        )
+        .await
+        {
+            Ok(mut c) => c.call("GET", "/v1/whoami", None).await.map(|r| r.0),
+            Err(e) => Err(e),
+        };
+        assert!(
+            r.is_err() || r == Ok(403),
+            "{name} from {}: {r:?}",
+            dir.display()
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let refused = env
+        .audit_lines()
+        .into_iter()
+        .filter(|l| l["event"] == "tls" && l["outcome"] == "refused")
+        .count();
+    assert!(refused >= 4, "every refusal is audited ({refused})");
+
+    // Revocation: carol is connected; revoke + reload closes her connection.
+    let mut carol = user(&env, "carol").await;
+    assert_eq!(carol.call("GET", "/v1/whoami", None).await.unwrap().0, 200);
+    pki::revoke(&p, "carol").unwrap();
+    env.gw.reload().await.unwrap();
+    let started = std::time::Instant::now();
+    let after = carol.call("GET", "/v1/whoami", None).await;
+    assert!(after.as_ref().map_or(true, |r| r.0 == 403), "{after:?}");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert!(
+        connect(
+            env.addr(),
+            &ca,
+            Some((&p.join("carol.crt"), &p.join("carol.key")))
+        )
+        .await
+        .is_err()
+            || user(&env, "carol")
+                .await
+                .call("GET", "/v1/whoami", None)
+                .await
+                .is_err()
+    );
+
+    // A bad config on reload keeps the old one.
+    let users = env.dir.path().join("policies/users.toml");
+    let good = std::fs::read_to_string(&users).unwrap();
+    std::fs::write(
+        &users,
+        good.replace("roles = [\"operator\"]", "roles = [\"operatr\"]"),
+    )
+    .unwrap();
+    let e = env.gw.reload().await.unwrap_err();
+    assert!(e.contains("unknown role \"operatr\""), "{e}");
+    let (code, _, err) = cli(&env, "alice", &["power", "status", "node01"]).await;
+    assert_eq!(code, 0, "the old policy still serves: {err}");
+    assert!(env
+        .audit_lines()
+        .iter()
+        .any(|l| l["event"] == "config_reload" && l["ok"] == false));
+    env.gw.shutdown("test").await;
+    env.sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_the_gateway_to_ipmi_sim() {
+    let Some(bmc) = common::IpmiSim::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config =
+        demo::write_files(dir.path(), &[bmc.addr()], "127.0.0.1:0".parse().unwrap()).unwrap();
+    let gw = gateway::start(&config).await.unwrap();
+    let env_dir = dir.path().to_path_buf();
+    let run = |args: Vec<String>| {
+        let p = env_dir.join("pki");
+        let addr = gw.local_addr();
+        async move {
+            let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ipmigw"))
+                .args(&args)
+                .env("IPMIGW_GATEWAY", format!("https://{addr}"))
+                .env("IPMIGW_CA", p.join("ca.crt"))
+                .env("IPMIGW_CERT", p.join("alice.crt"))
+                .env("IPMIGW_KEY", p.join("alice.key"))
+                .output()
+                .await
+                .unwrap();
+            (
+                out.status.code().unwrap_or(-1),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        }
+    };
+    let (code, out, err) = run(vec!["power".into(), "on".into(), "node01".into()]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = run(vec!["power".into(), "status".into(), "node01".into()]).await;
+    assert_eq!((code, out.as_str()), (0, "Chassis Power is on\n"), "{err}");
+    assert_eq!(bmc.chassis("power"), "1", "ipmi_sim's chassis state");
+    let (code, out, err) = run(vec!["mc".into(), "info".into(), "node01".into()]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("Device ID"), "{out}");
+    gw.shutdown("test").await;
+}
+
+#[test]
+fn the_demo_starts_serves_its_printed_commands_and_stops_cleanly() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ipmigw"))
+        .args([
+            "demo",
+            "--dir",
+            dir.path().to_str().unwrap(),
+            "--bmcs",
+            "2",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut printed = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let done = line.starts_with("Ctrl-C stops");
+        printed.push(line);
+        if done {
+            break;
+        }
+    }
+    let exports = printed
+        .iter()
+        .find(|l| l.trim_start().starts_with("export IPMIGW_GATEWAY="))
+        .unwrap_or_else(|| panic!("{printed:?}"));
+    let vars: Vec<(String, String)> = exports
+        .trim_start()
+        .trim_start_matches("export ")
+        .split(' ')
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap();
+            (k.to_string(), v.to_string())
+        })
+        .collect();
+    let run = |cmd: &str| {
+        // The printed commands, as a user pastes them (with our binary first on PATH).
+        let bin_dir = Path::new(env!("CARGO_BIN_EXE_ipmigw"))
+            .parent()
+            .unwrap()
+            .display()
+            .to_string();
+        Command::new("sh")
+            .arg("-c")
+            .arg(cmd)
+            .envs(vars.iter().cloned())
+            .env(
+                "PATH",
+                format!("{bin_dir}:{}", std::env::var("PATH").unwrap_or_default()),
+            )
+            .output()
+            .unwrap()
+    };
+    let tries: Vec<&String> = printed
+        .iter()
+        .filter(|l| l.starts_with("  ipmigw ") || l.starts_with("  IPMIGW_CERT="))
+        .collect();
+    assert_eq!(tries.len(), 6, "{printed:?}");
+    let mut codes = Vec::new();
+    for t in &tries {
+        let cmd = t.split("   #").next().unwrap().trim();
+        let out = run(cmd);
+        codes.push(out.status.code().unwrap_or(-1));
+        if cmd.contains("power status") {
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout),
+                "node01: Chassis Power is on\nnode02: Chassis Power is on\n"
+            );
+        }
+    }
+    assert_eq!(codes, [0, 0, 0, 3, 0, 0], "{tries:?}");
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "demo did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(
+        rest.iter().any(|l| l.starts_with("ipmigw demo: stopped")),
+        "{rest:?}"
+    );
+    let trail = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    assert!(trail
+        .lines()
+        .last()
+        .unwrap()
+        .contains("\"event\":\"checkpoint\""));
+    assert!(trail.contains("\"event\":\"shutdown\""));
+}
