@@ -71,6 +71,15 @@ async fn connect(
     ca: &Path,
     identity: Option<(&Path, &Path)>,
 ) -> Result<Https, String> {
+    connect_with(addr, ca, identity, None).await
+}
+
+async fn connect_with(
+    addr: SocketAddr,
+    ca: &Path,
+    identity: Option<(&Path, &Path)>,
+    proxy_header: Option<Vec<u8>>,
+) -> Result<Https, String> {
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls_pemfile::certs(&mut BufReader::new(&std::fs::read(ca).unwrap()[..])) {
         roots.add(c.unwrap()).unwrap();
@@ -95,9 +104,14 @@ async fn connect(
         }
         None => b.with_no_client_auth(),
     };
-    let tcp = tokio::net::TcpStream::connect(addr)
+    let mut tcp = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(|e| e.to_string())?;
+    if let Some(h) = proxy_header {
+        tokio::io::AsyncWriteExt::write_all(&mut tcp, &h)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
     let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
         .connect("localhost".try_into().unwrap(), tcp)
         .await
@@ -648,4 +662,68 @@ fn the_demo_starts_serves_its_printed_commands_and_stops_cleanly() {
         .unwrap()
         .contains("\"event\":\"checkpoint\""));
     assert!(trail.contains("\"event\":\"shutdown\""));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_protocol_v2_is_trusted_only_from_listed_balancers() {
+    let env = setup(2).await;
+    let cfg = env.dir.path().join("gateway.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace(
+            "[listen]\n",
+            "[listen]\nproxy_protocol_from = [\"127.0.0.1/32\"]\n",
+        ),
+    )
+    .unwrap();
+    let gw = gateway::start(&cfg).await.unwrap_or_else(|e| panic!("{e}"));
+    let p = env.pki();
+    let alice = (p.join("alice.crt"), p.join("alice.key"));
+    let header =
+        ipmigw::gateway::proxy::encode("10.20.0.5:40000".parse().unwrap(), gw.local_addr());
+    let mut c = connect_with(
+        gw.local_addr(),
+        &p.join("ca.crt"),
+        Some((&alice.0, &alice.1)),
+        Some(header),
+    )
+    .await
+    .unwrap();
+    let (s, _, body) = c.call("GET", "/v1/whoami", None).await.unwrap();
+    assert_eq!(s, 200);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        v["source"], "10.20.0.5",
+        "policy sees the carried client address"
+    );
+    // The demo policy allows 127.0.0.0/8 only: from 10.20.0.5 alice sees nothing.
+    assert_eq!(
+        c.call("GET", "/v1/bmcs/node01/power", None)
+            .await
+            .unwrap()
+            .0,
+        404
+    );
+    // Without a header from a trusted balancer: refused.
+    assert!(connect(
+        gw.local_addr(),
+        &p.join("ca.crt"),
+        Some((&alice.0, &alice.1))
+    )
+    .await
+    .is_err());
+    // The first gateway does not trust 127.0.0.1: a header there breaks TLS.
+    let header = ipmigw::gateway::proxy::encode("10.20.0.5:40000".parse().unwrap(), env.addr());
+    assert!(connect_with(
+        env.addr(),
+        &p.join("ca.crt"),
+        Some((&alice.0, &alice.1)),
+        Some(header)
+    )
+    .await
+    .is_err());
+    gw.shutdown("test").await;
+    env.gw.shutdown("test").await;
+    env.sim.stop().await;
 }

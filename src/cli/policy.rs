@@ -66,6 +66,7 @@ fn load(path: &Path) -> Result<(GatewayConfig, Policy), CliError> {
 
 pub fn check_config(a: CheckConfigArgs) -> Result<(), CliError> {
     let (cfg, policy) = load(&a.config)?;
+    let servable = cfg.file.listen.is_some() || cfg.file.tls.is_some();
     let mut diags = Vec::new();
     let dir = a.config.parent().unwrap_or(Path::new("."));
     let audit = cfg
@@ -76,6 +77,10 @@ pub fn check_config(a: CheckConfigArgs) -> Result<(), CliError> {
     if !diags.is_empty() {
         return Err(config_error(ConfigError(diags)));
     }
+    if servable {
+        // Everything `serve` reads: TLS files and CRLs, BMC secrets, limits.
+        crate::gateway::load(&a.config).map_err(CliError::usage)?;
+    }
     print!("{}", summary(&cfg, &policy));
     if let Some(w) = audit {
         println!(
@@ -84,6 +89,9 @@ pub fn check_config(a: CheckConfigArgs) -> Result<(), CliError> {
             w.key.id(),
             w.durability
         );
+    }
+    if !servable {
+        println!("\nnote: no [listen] or [tls]: config and policy checked; `ipmigw serve` also needs [listen], [tls] and [audit]");
     }
     Ok(())
 }

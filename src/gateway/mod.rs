@@ -11,6 +11,7 @@
 pub mod api;
 pub mod demo;
 pub mod pool;
+pub mod proxy;
 pub mod settings;
 pub mod tls;
 
@@ -48,6 +49,8 @@ pub struct Settings {
     pub limits: LimitsSection,
     /// Handshakes per source.
     pub handshake_rate: Rate,
+    /// Balancers whose PROXY protocol v2 header is trusted.
+    pub proxy_from: Vec<ipnet::IpNet>,
 }
 
 /// A loaded, validated configuration.
@@ -151,6 +154,24 @@ pub fn load(path: &Path) -> Result<Loaded, String> {
             None
         }
     };
+    let mut proxy_from = Vec::new();
+    for c in cfg.file.listen.iter().flat_map(|l| &l.proxy_protocol_from) {
+        match c.get_ref().parse::<ipnet::IpNet>() {
+            Ok(n) if n.trunc() == n => proxy_from.push(n),
+            Ok(n) => diags.push(src.at(
+                c,
+                format!(
+                    "proxy_protocol_from: {:?} has host bits set (did you mean {}?)",
+                    c.get_ref(),
+                    n.trunc()
+                ),
+            )),
+            Err(_) => diags.push(src.at(
+                c,
+                format!("proxy_protocol_from: {:?} is not a CIDR", c.get_ref()),
+            )),
+        }
+    }
     let limits = cfg.file.limits.clone();
     let handshake_rate = Rate::parse(&limits.handshake_rate)
         .map_err(|e| diags.push(src.diag(0, format!("[limits] handshake_rate: {e}"))))
@@ -170,6 +191,7 @@ pub fn load(path: &Path) -> Result<Loaded, String> {
             listen: listen.expect("no diagnostics"),
             limits,
             handshake_rate: handshake_rate.expect("no diagnostics"),
+            proxy_from,
         },
         specs,
         audit: audit.expect("no diagnostics"),
@@ -349,28 +371,73 @@ async fn audit_tls(
     }
 }
 
+/// Reads a PROXY v2 header from a trusted balancer.
+async fn read_proxy_header(tcp: &mut TcpStream) -> Result<proxy::Proxied, String> {
+    use tokio::io::AsyncReadExt;
+    let mut fixed = [0u8; proxy::FIXED];
+    tcp.read_exact(&mut fixed)
+        .await
+        .map_err(|e| e.to_string())?;
+    let len = proxy::remaining_len(&fixed).map_err(|e| e.to_string())?;
+    let mut header = fixed.to_vec();
+    header.resize(proxy::FIXED + len, 0);
+    tcp.read_exact(&mut header[proxy::FIXED..])
+        .await
+        .map_err(|e| e.to_string())?;
+    proxy::parse(&header).map_err(|e| e.to_string())
+}
+
 async fn connection(
     shared: Arc<Shared>,
-    tcp: TcpStream,
+    mut tcp: TcpStream,
     peer: SocketAddr,
     mut stop: watch::Receiver<bool>,
 ) {
-    let source = crate::policy::normalize(peer.ip());
+    let rt = shared.runtime();
+    let acceptor = tokio_rustls::TlsAcceptor::from(rt.tls.server.clone());
+    let limits = rt.settings.limits.clone();
+    let trusted_balancer = rt
+        .settings
+        .proxy_from
+        .iter()
+        .any(|n| n.contains(&crate::policy::normalize(peer.ip())));
+    drop(rt);
+    let handshake_deadline = Duration::from_millis(limits.handshake_timeout_ms);
+    let mut source = crate::policy::normalize(peer.ip());
+    if trusted_balancer {
+        match tokio::time::timeout(handshake_deadline, read_proxy_header(&mut tcp)).await {
+            Ok(Ok(proxy::Proxied::Client(c))) => source = crate::policy::normalize(c.ip()),
+            Ok(Ok(proxy::Proxied::Local)) => {}
+            Ok(Err(e)) => {
+                return audit_tls(
+                    &shared,
+                    "refused",
+                    Some(format!("PROXY header from {peer}: {e}")),
+                    None,
+                    source,
+                    None,
+                )
+                .await
+            }
+            Err(_) => {
+                return audit_tls(
+                    &shared,
+                    "refused",
+                    Some(format!("PROXY header from {peer}: timeout")),
+                    None,
+                    source,
+                    None,
+                )
+                .await
+            }
+        }
+    }
     if shared.handshakes.check(&source).is_err() {
         tracing::warn!(%source, "connection refused: handshake rate exceeded");
         return;
     }
     let _ = tcp.set_nodelay(true);
-    let rt = shared.runtime();
-    let acceptor = tokio_rustls::TlsAcceptor::from(rt.tls.server.clone());
-    let limits = rt.settings.limits.clone();
-    drop(rt);
-    let tls = match tokio::time::timeout(
-        Duration::from_millis(limits.handshake_timeout_ms),
-        acceptor.accept(tcp),
-    )
-    .await
-    {
+    let tls = match tokio::time::timeout(handshake_deadline, acceptor.accept(tcp)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             return audit_tls(
