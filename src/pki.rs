@@ -226,6 +226,28 @@ struct Revoked {
 }
 
 fn write_crl(dir: &Path, ca: &Ca, serials: &[(String, String)]) -> Result<(), String> {
+    write_crl_until(
+        dir,
+        ca,
+        serials,
+        OffsetDateTime::now_utc() + Duration::days(30),
+    )
+}
+
+/// Re-issues `DIR/ca.crl` with the same revocations, valid until
+/// `next_update` (a time in the past makes an expired CRL, which the
+/// gateway must refuse to work with).
+pub fn renew_crl(dir: &Path, next_update: OffsetDateTime) -> Result<(), String> {
+    let ca = load_or_make_ca(dir)?;
+    write_crl_until(dir, &ca, &[], next_update)
+}
+
+fn write_crl_until(
+    dir: &Path,
+    ca: &Ca,
+    serials: &[(String, String)],
+    next_update: OffsetDateTime,
+) -> Result<(), String> {
     let state_path = dir.join("revoked.json");
     let mut state: Revoked = std::fs::read_to_string(&state_path)
         .ok()
@@ -250,8 +272,8 @@ fn write_crl(dir: &Path, ca: &Ca, serials: &[(String, String)]) -> Result<(), St
         })
         .collect();
     let crl = CertificateRevocationListParams {
-        this_update: now - Duration::minutes(1),
-        next_update: now + Duration::days(30),
+        this_update: (now - Duration::minutes(1)).min(next_update - Duration::days(1)),
+        next_update,
         crl_number: SerialNumber::from(state.crl_number),
         issuing_distribution_point: None,
         revoked_certs: revoked,

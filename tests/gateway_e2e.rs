@@ -493,6 +493,31 @@ async fn bad_certificates_are_refused_and_audited() {
                 .is_err()
     );
 
+    // An expired CRL: every new connection is refused.
+    pki::renew_crl(
+        &p,
+        time::OffsetDateTime::now_utc() - time::Duration::hours(1),
+    )
+    .unwrap();
+    env.gw.reload().await.unwrap();
+    let r = match connect(
+        env.addr(),
+        &ca,
+        Some((&p.join("alice.crt"), &p.join("alice.key"))),
+    )
+    .await
+    {
+        Ok(mut c) => c.call("GET", "/v1/whoami", None).await.map(|r| r.0),
+        Err(e) => Err(e),
+    };
+    assert!(r.is_err() || r == Ok(403), "expired CRL: {r:?}");
+    pki::renew_crl(
+        &p,
+        time::OffsetDateTime::now_utc() + time::Duration::days(1),
+    )
+    .unwrap();
+    env.gw.reload().await.unwrap();
+
     // A bad config on reload keeps the old one.
     let users = env.dir.path().join("policies/users.toml");
     let good = std::fs::read_to_string(&users).unwrap();
@@ -726,4 +751,113 @@ async fn proxy_protocol_v2_is_trusted_only_from_listed_balancers() {
     gw.shutdown("test").await;
     env.gw.shutdown("test").await;
     env.sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bmc_password_canary_never_appears_in_logs_answers_or_the_trail() {
+    use std::io::BufRead;
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(SimConfig::new("127.0.0.1:0".parse().unwrap(), 2))
+        .await
+        .unwrap();
+    let addrs: Vec<SocketAddr> = sim.bmcs().iter().map(|b| b.addr()).collect();
+    let config = demo::write_files(dir.path(), &addrs, "127.0.0.1:0".parse().unwrap()).unwrap();
+    // node02's password is wrong, and a canary.
+    let canary = "CanaryS3cret!";
+    let pw = dir.path().join("secrets/node02.password");
+    std::fs::remove_file(&pw).unwrap();
+    std::fs::write(&pw, canary).unwrap();
+    std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let mut gw = std::process::Command::new(env!("CARGO_BIN_EXE_ipmigw"))
+        .args(["-vv", "serve", "--config", config.to_str().unwrap()])
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = gw.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(a) = line.strip_prefix("ipmigw: serving on https://") {
+                let _ = tx.send(a.split(' ').next().unwrap().to_string());
+            }
+            all += &line;
+            all.push('\n');
+        }
+        all
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("gateway starts");
+    let p = dir.path().join("pki");
+    let client = |args: &'static [&'static str]| {
+        let (addr, p) = (addr.clone(), p.clone());
+        async move {
+            let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ipmigw"))
+                .args(args)
+                .env("IPMIGW_GATEWAY", format!("https://{addr}"))
+                .env("IPMIGW_CA", p.join("ca.crt"))
+                .env("IPMIGW_CERT", p.join("alice.crt"))
+                .env("IPMIGW_KEY", p.join("alice.key"))
+                .output()
+                .await
+                .unwrap();
+            (
+                out.status.code().unwrap_or(-1),
+                format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                ),
+            )
+        }
+    };
+    let (code, out) = client(&["power", "status", "node01"]).await;
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = client(&["--json", "power", "status", "node02"]).await;
+    assert_eq!(code, 4, "{out}");
+    assert!(out.contains("could not log in to the BMC"), "{out}");
+    let (_, who) = client(&["whoami"]).await;
+    std::process::Command::new("kill")
+        .args(["-TERM", &gw.id().to_string()])
+        .status()
+        .unwrap();
+    let status = gw.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let logs = reader.join().unwrap();
+    let trail = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    assert!(
+        logs.contains("BMC operation failed"),
+        "debug logs were captured: {logs}"
+    );
+    for (what, text) in [
+        ("gateway logs", &logs),
+        ("client output", &out),
+        ("whoami", &who),
+        ("audit trail", &trail),
+    ] {
+        assert!(
+            !text.contains(canary),
+            "{what} contains the canary:\n{text}"
+        );
+        assert!(
+            !text.contains(demo::SIM_OPERATOR_PASSWORD),
+            "{what} contains a BMC password"
+        );
+    }
+    assert!(
+        trail.contains("\"event\":\"bmc_session\",") && trail.contains("\"action\":\"failure\""),
+        "{trail}"
+    );
+    assert!(
+        trail.contains("\"action\":\"logout\""),
+        "sessions are closed at shutdown: {trail}"
+    );
+    sim.stop().await;
 }

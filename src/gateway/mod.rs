@@ -224,7 +224,11 @@ pub async fn start(config: &Path) -> Result<GatewayHandle, String> {
         .await
         .map_err(|e| format!("listen on {}: {e}", loaded.settings.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let pool = BmcPool::new(loaded.specs.clone(), loaded.settings.limits.bmc_queue);
+    let pool = BmcPool::new(
+        loaded.specs.clone(),
+        loaded.settings.limits.bmc_queue,
+        audit.clone(),
+    );
     let mut prefix = [0u8; 4];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut prefix);
     let shared = Arc::new(Shared {

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use super::settings::BmcSpec;
-use crate::audit::Receipt;
+use crate::audit::{AuditWriter, BmcSessionRecord, Event, Receipt};
 use crate::bmc::{BmcClient, BmcConfig, BmcError, RawResponse, Transact};
 use crate::ipmi::cmd::name::classify;
 use crate::ipmi::cmd::RawRequest;
@@ -23,6 +23,27 @@ struct Slot {
 pub struct BmcPool {
     slots: Mutex<HashMap<String, Arc<Slot>>>,
     queue: usize,
+    audit: AuditWriter,
+}
+
+/// Records a `bmc_session` event (never a secret: reasons are error texts
+/// that name addresses and statuses only).
+async fn session_event(
+    audit: &AuditWriter,
+    bmc: &str,
+    action: &str,
+    suite: Option<u8>,
+    reason: Option<String>,
+) {
+    let rec = BmcSessionRecord {
+        bmc: bmc.into(),
+        action: action.into(),
+        cipher_suite: suite,
+        reason,
+    };
+    if let Err(e) = audit.append(Event::BmcSession(rec)).await {
+        tracing::error!(error = %e, bmc, "bmc_session record not written");
+    }
 }
 
 impl std::fmt::Debug for BmcPool {
@@ -57,10 +78,11 @@ impl Transact for Gated<'_> {
 
 impl BmcPool {
     /// A pool for `specs`; sessions open on first use.
-    pub fn new(specs: Vec<BmcSpec>, queue: usize) -> BmcPool {
+    pub fn new(specs: Vec<BmcSpec>, queue: usize, audit: AuditWriter) -> BmcPool {
         let pool = BmcPool {
             slots: Mutex::new(HashMap::new()),
             queue,
+            audit,
         };
         pool.reconfigure(specs);
         pool
@@ -84,10 +106,19 @@ impl BmcPool {
         let gone: Vec<Arc<Slot>> = slots.drain().map(|(_, s)| s).collect();
         *slots = next;
         drop(slots);
+        let audit = self.audit.clone();
         tokio::spawn(async move {
             for s in gone {
                 if let Some(c) = s.client.lock().await.take() {
                     c.close().await;
+                    session_event(
+                        &audit,
+                        &s.spec.name,
+                        "logout",
+                        None,
+                        Some("configuration changed".into()),
+                    )
+                    .await;
                 }
             }
         });
@@ -111,7 +142,14 @@ impl BmcPool {
         cfg.timeout = slot.spec.timeout;
         cfg.retries = slot.spec.retries;
         cfg.queue_depth = self.queue;
-        let c = BmcClient::connect(cfg).await?;
+        let c = match BmcClient::connect(cfg).await {
+            Ok(c) => c,
+            Err(e) => {
+                session_event(&self.audit, name, "failure", None, Some(e.to_string())).await;
+                return Err(e);
+            }
+        };
+        session_event(&self.audit, name, "login", None, None).await;
         *guard = Some(c.clone());
         Ok((c, slot.spec.addr))
     }
@@ -152,9 +190,18 @@ impl BmcPool {
             .collect();
         let mut tasks = Vec::new();
         for s in slots {
+            let audit = self.audit.clone();
             tasks.push(tokio::spawn(async move {
                 if let Some(c) = s.client.lock().await.take() {
                     c.close().await;
+                    session_event(
+                        &audit,
+                        &s.spec.name,
+                        "logout",
+                        None,
+                        Some("shutdown".into()),
+                    )
+                    .await;
                 }
             }));
         }
