@@ -251,6 +251,22 @@ impl AuditWriter {
         self.record(e.name(), e.fields()).await
     }
 
+    /// Queues a record without waiting for it to be written (it goes into
+    /// the next group commit). For records whose durability nothing waits
+    /// on, such as `result`; never for `request`.
+    pub fn append_queued(&self, e: Event) -> Result<(), AuditError> {
+        if !self.is_available() {
+            return Err(AuditError::Unavailable(
+                "the trail is closed until it recovers".into(),
+            ));
+        }
+        self.submit(Msg::Record {
+            event: e.name(),
+            fields: e.fields(),
+            reply: None,
+        })
+    }
+
     /// Blocking form of [`AuditWriter::append`], for threads outside tokio.
     pub fn append_blocking(&self, e: Event) -> Result<u64, AuditError> {
         let (reply, rx) = oneshot::channel();

@@ -73,6 +73,8 @@ async fn wait_for_signal(hup: &mut Option<tokio::signal::unix::Signal>) -> &'sta
 }
 
 pub async fn serve(a: ServeArgs) -> Result<(), CliError> {
+    // One UDP socket per BMC plus client connections: use the hard limit.
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
     let gw = gateway::start(&a.config).await.map_err(CliError::usage)?;
     eprintln!(
         "ipmigw: serving on https://{} (SIGHUP reloads, SIGTERM stops)",
@@ -134,6 +136,7 @@ pub fn pki(a: PkiArgs) -> Result<(), CliError> {
 }
 
 pub async fn demo(a: DemoArgs) -> Result<(), CliError> {
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
     let dir = a
         .dir
         .unwrap_or_else(|| std::env::temp_dir().join("ipmigw-demo"));

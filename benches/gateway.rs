@@ -1,0 +1,484 @@
+//! The gateway against the tools people use today, side by side in one run
+//! (issue: benchmarks). Starts everything on loopback: simulated BMCs
+//! (`ipmigw sim`, its own process), a development PKI, and a gateway
+//! (`ipmigw serve`, its own process, audit `fsync = "always"`).
+//!
+//! Scenarios: one-shot CLI vs ipmitool; warm per-command latency through the
+//! gateway vs our RMCP+ client straight to the BMC; fan-out over many BMCs
+//! vs freeipmi's ipmipower and an ipmitool loop; audited throughput with 64
+//! clients; gateway memory with many BMCs and many idle clients.
+//!
+//! `cargo bench --bench gateway` (full, a few minutes) or `-- --quick`
+//! (smoke, under a minute, smaller counts; figure names carry the counts
+//! used). Ends with `figure: NAME VALUE UNIT` lines.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use ipmigw::bmc::{BmcClient, BmcConfig};
+use ipmigw::gateway::demo;
+use ipmigw::ipmi::cmd::chassis::GetChassisStatus;
+use ipmigw::ipmi::session::console::ConsoleConfig;
+use ipmigw::ipmi::session::Privilege;
+use ipmigw::secret::SecretBytes;
+
+mod common;
+use common::{proc_usage, Sim};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ipmigw");
+
+struct Gateway {
+    child: Child,
+    addr: String,
+    dir: PathBuf,
+}
+
+impl Gateway {
+    /// Writes a deployment for `bmcs` simulated BMCs and starts `ipmigw serve`.
+    fn start(dir: &Path, sim: &Sim, bmcs: usize) -> Gateway {
+        Gateway::start_with(dir, sim, bmcs, "always")
+    }
+
+    /// The same with another audit fsync mode.
+    fn start_with(dir: &Path, sim: &Sim, bmcs: usize, fsync: &str) -> Gateway {
+        let addrs: Vec<SocketAddr> = (0..bmcs)
+            .map(|i| SocketAddr::from(([127, 0, 0, 1], sim.base + i as u16)))
+            .collect();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config =
+            demo::write_files(dir, &addrs, SocketAddr::from(([127, 0, 0, 1], port))).unwrap();
+        // Benchmarks measure capacity, not the demo's per-user rate limit.
+        let users = dir.join("policies/users.toml");
+        let text = std::fs::read_to_string(&users)
+            .unwrap()
+            .replace("rate = \"6000/minute\"", "rate = \"1000000/second\"");
+        std::fs::write(&users, text).unwrap();
+        // Many clients from one address: no per-source handshake limit.
+        let text = std::fs::read_to_string(&config)
+            .unwrap()
+            .replace(
+                "[limits]\n",
+                "[limits]\nhandshake_rate = \"1000000/second\"\nmax_connections = 20000\n",
+            )
+            .replace("fsync = \"always\"", &format!("fsync = \"{fsync}\""));
+        std::fs::write(&config, text).unwrap();
+        let mut child = Command::new(BIN)
+            .args(["serve", "--config", config.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let addr = loop {
+            match lines.next() {
+                Some(Ok(l)) => {
+                    if let Some(a) = l.strip_prefix("ipmigw: serving on https://") {
+                        break a.split(' ').next().unwrap().to_string();
+                    }
+                }
+                _ => panic!("gateway did not start"),
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        Gateway {
+            child,
+            addr,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn pid(&self) -> String {
+        self.child.id().to_string()
+    }
+
+    fn cli(&self, args: &[&str]) -> Command {
+        let p = self.dir.join("pki");
+        let mut c = Command::new(BIN);
+        c.args(args)
+            .env("IPMIGW_GATEWAY", format!("https://{}", self.addr))
+            .env("IPMIGW_CA", p.join("ca.crt"))
+            .env("IPMIGW_CERT", p.join("alice.crt"))
+            .env("IPMIGW_KEY", p.join("alice.key"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        c
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.pid()]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+type Send = hyper::client::conn::http2::SendRequest<Full<Bytes>>;
+
+async fn h2(gw: &Gateway) -> Send {
+    let p = gw.dir.join("pki");
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut BufReader::new(
+        &std::fs::read(p.join("ca.crt")).unwrap()[..],
+    )) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let chain = rustls_pemfile::certs(&mut BufReader::new(
+        &std::fs::read(p.join("alice.crt")).unwrap()[..],
+    ))
+    .map(Result::unwrap)
+    .collect();
+    let key = rustls_pemfile::private_key(&mut BufReader::new(
+        &std::fs::read(p.join("alice.key")).unwrap()[..],
+    ))
+    .unwrap()
+    .unwrap();
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_client_auth_cert(chain, key)
+    .unwrap();
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(&gw.addr).await.unwrap();
+    tcp.set_nodelay(true).unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    let (send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    send
+}
+
+async fn get(send: &Send, path: &str) -> u16 {
+    let req = hyper::Request::get(format!("https://localhost{path}"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let mut s = send.clone();
+    s.ready().await.unwrap();
+    let resp = s.send_request(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let _ = resp.into_body().collect().await;
+    status
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(((v.len() as f64 * p) as usize).min(v.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or(0.0)
+}
+
+fn wall(mut c: Command) -> (f64, bool) {
+    let t = Instant::now();
+    let ok = c.status().map(|s| s.success()).unwrap_or(false);
+    (t.elapsed().as_secs_f64(), ok)
+}
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn ipmitool(sim: &Sim, i: usize) -> Command {
+    let mut c = Command::new("ipmitool");
+    c.args([
+        "-I",
+        "lanplus",
+        "-C",
+        "3",
+        "-H",
+        "127.0.0.1",
+        "-p",
+        &(sim.base as usize + i).to_string(),
+        "-U",
+        "operator",
+        "-P",
+        demo::SIM_OPERATOR_PASSWORD,
+        "power",
+        "status",
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    c
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let fanout_n = if quick { 200 } else { 1000 };
+    let loop_n = if quick { 20 } else { 100 };
+    let runs = if quick { 8 } else { 30 };
+    let lat_n = if quick { 500 } else { 3000 };
+    let tput_secs = if quick { 3 } else { 10 };
+    let big_n = if quick { 2000 } else { 10_000 };
+    let idle_n = if quick { 200 } else { 1000 };
+    let work = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("target/bench-gateway-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut figures: Vec<String> = Vec::new();
+    let mut fig = |name: String, v: f64, unit: &str| {
+        println!("  {name:<28} {v:>12.3} {unit}");
+        figures.push(format!("figure: {name} {v:.3} {unit}"));
+    };
+    println!(
+        "machine: {} cores; everything on loopback; audit fsync = always",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+
+    let sim = Sim::start(fanout_n, 8);
+    let gw = Gateway::start(&work.join("gw"), &sim, fanout_n);
+
+    // 1. One-shot CLI through the gateway vs ipmitool straight to the BMC.
+    println!("\n1. one-shot `power status`, {runs} runs each, interleaved (median wall time)");
+    let _ = gw.cli(&["power", "status", "node01"]).status(); // the gateway's session to node01 is now warm
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    let tool = have("ipmitool");
+    for _ in 0..runs {
+        let (t, ok) = wall(gw.cli(&["power", "status", "node01"]));
+        assert!(ok, "ipmigw power status failed");
+        ours.push(t * 1e3);
+        if tool {
+            theirs.push(wall(ipmitool(&sim, 0)).0 * 1e3);
+        }
+    }
+    let cli_ms = pct(&mut ours, 0.5);
+    fig("cli_ms".into(), cli_ms, "ms");
+    if tool {
+        let it = pct(&mut theirs, 0.5);
+        fig("ipmitool_ms".into(), it, "ms");
+        fig("cli_vs_ipmitool".into(), cli_ms / it, "ratio");
+    } else {
+        println!("  ipmitool not installed: skipped");
+    }
+
+    // 2. Warm per-command latency: gateway vs our client straight to the BMC.
+    println!("\n2. warm per-command latency, {lat_n} sequential commands each");
+    let (direct, through) = rt.block_on(async {
+        let console = ConsoleConfig::new(
+            b"operator",
+            SecretBytes::new(demo::SIM_OPERATOR_PASSWORD.as_bytes().to_vec()),
+            Privilege::Operator,
+        );
+        let c = BmcClient::connect(BmcConfig::new(
+            SocketAddr::from(([127, 0, 0, 1], sim.base + 1)),
+            console,
+        ))
+        .await
+        .unwrap();
+        let mut direct = Vec::new();
+        for _ in 0..lat_n {
+            let t = Instant::now();
+            c.execute(&GetChassisStatus).await.unwrap();
+            direct.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        c.close().await;
+        let send = h2(&gw).await;
+        assert_eq!(get(&send, "/v1/bmcs/node02/power").await, 200);
+        let mut through = Vec::new();
+        for _ in 0..lat_n {
+            let t = Instant::now();
+            get(&send, "/v1/bmcs/node02/power").await;
+            through.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        (direct, through)
+    });
+    let (mut d, mut g) = (direct, through);
+    let (dp50, dp99, gp50, gp99) = (
+        pct(&mut d, 0.5),
+        pct(&mut d, 0.99),
+        pct(&mut g, 0.5),
+        pct(&mut g, 0.99),
+    );
+    fig("direct_p50_us".into(), dp50, "us");
+    fig("direct_p99_us".into(), dp99, "us");
+    fig("gateway_p50_us".into(), gp50, "us");
+    fig("gateway_p99_us".into(), gp99, "us");
+    fig("overhead_p50_us".into(), gp50 - dp50, "us");
+    // Where the overhead goes: the same through a gateway whose audit
+    // acknowledges after write(2) and syncs every 10 ms.
+    let gw_int = Gateway::start_with(&work.join("interval"), &sim, 4, "interval:10ms");
+    let mut gi = rt.block_on(async {
+        let send = h2(&gw_int).await;
+        assert_eq!(get(&send, "/v1/bmcs/node02/power").await, 200);
+        let mut v = Vec::new();
+        for _ in 0..lat_n {
+            let t = Instant::now();
+            get(&send, "/v1/bmcs/node02/power").await;
+            v.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        v
+    });
+    drop(gw_int);
+    let gip50 = pct(&mut gi, 0.5);
+    fig("gateway_interval_p50_us".into(), gip50, "us");
+    fig("overhead_interval_p50_us".into(), gip50 - dp50, "us");
+
+    // 3. Fan-out: power status of every BMC.
+    println!("\n3. fan-out `power status` over {fanout_n} BMCs (wall time)");
+    let gw_fan = Gateway::start(&work.join("fan"), &sim, fanout_n);
+    let (cold, ok) = wall(gw_fan.cli(&["power", "status", "--all"]));
+    assert!(ok, "cold fan-out failed");
+    let (warm, ok) = wall(gw_fan.cli(&["power", "status", "--all"]));
+    assert!(ok, "warm fan-out failed");
+    fig(format!("fanout_{fanout_n}_cold_s"), cold, "s");
+    fig(format!("fanout_{fanout_n}_s"), warm, "s");
+    drop(gw_fan);
+    if have("ipmipower") {
+        let hosts = format!(
+            "127.0.0.1:[{}-{}]",
+            sim.base,
+            sim.base as usize + fanout_n - 1
+        );
+        let mut c = Command::new("ipmipower");
+        c.args([
+            "-D",
+            "LAN_2_0",
+            "-I",
+            "3",
+            "-h",
+            &hosts,
+            "-u",
+            "operator",
+            "-p",
+            demo::SIM_OPERATOR_PASSWORD,
+            "--stat",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        let (t, _) = wall(c);
+        fig(format!("ipmipower_{fanout_n}_s"), t, "s");
+        fig("fanout_vs_ipmipower".into(), t / warm, "x faster");
+    } else {
+        println!("  ipmipower not installed: skipped");
+    }
+    if tool {
+        let t = Instant::now();
+        for i in 0..loop_n {
+            let _ = ipmitool(&sim, i).status();
+        }
+        fig(
+            format!("ipmitool_loop_{loop_n}_s"),
+            t.elapsed().as_secs_f64(),
+            "s",
+        );
+    }
+
+    // 4. Audited throughput: 64 clients over 100 BMCs.
+    println!("\n4. audited throughput, 64 clients over 100 BMCs, {tput_secs} s");
+    let (rps, gw_cpu, sim_cpu) = rt.block_on(async {
+        let mut sends = Vec::new();
+        for _ in 0..64 {
+            sends.push(h2(&gw).await);
+        }
+        // Warm every session first.
+        for b in 0..100 {
+            get(&sends[0], &format!("/v1/bmcs/{}/power", demo::bmc_name(b))).await;
+        }
+        let done = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (gw0, sim0) = (
+            proc_usage(&gw.pid()).0,
+            proc_usage(&sim.pid().to_string()).0,
+        );
+        let t = Instant::now();
+        let tasks: Vec<_> = sends
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let (done, stop) = (done.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let mut b = i;
+                    while !stop.load(Relaxed) {
+                        get(&s, &format!("/v1/bmcs/{}/power", demo::bmc_name(b % 100))).await;
+                        done.fetch_add(1, Relaxed);
+                        b += 7;
+                    }
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_secs(tput_secs)).await;
+        stop.store(true, Relaxed);
+        for t in tasks {
+            let _ = t.await;
+        }
+        let secs = t.elapsed().as_secs_f64();
+        let n = done.load(Relaxed) as f64;
+        let (gw1, sim1) = (
+            proc_usage(&gw.pid()).0,
+            proc_usage(&sim.pid().to_string()).0,
+        );
+        (n / secs, (gw1 - gw0) / n * 1e6, (sim1 - sim0) / n * 1e6)
+    });
+    fig("throughput_rps".into(), rps, "1/s");
+    fig("gateway_cpu_us_per_req".into(), gw_cpu, "us");
+    fig("sim_cpu_us_per_req".into(), sim_cpu, "us");
+    drop(gw);
+    drop(sim);
+
+    // 5. Memory: many BMCs with warm sessions, then many idle clients.
+    println!("\n5. gateway memory: {big_n} BMCs (sessions warm), then {idle_n} idle mTLS clients");
+    let big_sim = Sim::start(big_n, 4);
+    let big = Gateway::start(&work.join("big"), &big_sim, big_n);
+    let (_, ok) = wall(big.cli(&["power", "status", "--all"]));
+    assert!(ok, "warming {big_n} sessions failed");
+    let rss_bmcs = proc_usage(&big.pid()).1 as f64 / 1048576.0;
+    let rss_clients = rt.block_on(async {
+        let mut idle = Vec::new();
+        for _ in 0..idle_n {
+            idle.push(h2(&big).await);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let rss = proc_usage(&big.pid()).1 as f64 / 1048576.0;
+        drop(idle);
+        rss
+    });
+    fig(format!("rss_{}k_bmcs_mb", big_n / 1000), rss_bmcs, "MB");
+    fig(
+        format!("rss_{}_clients_mb", idle_n),
+        rss_clients - rss_bmcs,
+        "MB",
+    );
+    fig("rss_total_mb".into(), rss_clients, "MB");
+    drop(big);
+    drop(big_sim);
+    let _ = std::fs::remove_dir_all(&work);
+
+    println!();
+    for f in figures {
+        println!("{f}");
+    }
+}
