@@ -244,13 +244,13 @@ fn conn_error(what: impl std::fmt::Display) -> CliError {
 
 /// One HTTP/2 connection to the gateway.
 #[derive(Clone)]
-struct Gateway {
+pub(crate) struct Gateway {
     send: SendRequest<Full<Bytes>>,
     authority: String,
     json: bool,
 }
 
-async fn connect(o: &ClientOpts) -> Result<Gateway, CliError> {
+pub(crate) async fn connect(o: &ClientOpts) -> Result<Gateway, CliError> {
     let s = settings(o)?;
     let cfg = tls_config(&s)?;
     let server_name = rustls::pki_types::ServerName::try_from(s.host.clone())
@@ -311,6 +311,22 @@ impl Gateway {
         body: Option<Value>,
         text: bool,
     ) -> Result<Vec<u8>, CliError> {
+        let (status, bytes) = self.call_raw(method, path, body, text).await?;
+        if status.is_success() {
+            Ok(bytes)
+        } else {
+            Err(failure(status, &bytes))
+        }
+    }
+
+    /// One request; any HTTP status is an answer (connection trouble is not).
+    pub(crate) async fn call_raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        text: bool,
+    ) -> Result<(StatusCode, Vec<u8>), CliError> {
         let mut req = Request::builder()
             .method(method)
             .uri(format!("https://{}{path}", self.authority))
@@ -345,11 +361,7 @@ impl Gateway {
             .await
             .map_err(|e| conn_error(format!("gateway answer: {e}")))?
             .to_bytes();
-        if status.is_success() {
-            Ok(bytes.to_vec())
-        } else {
-            Err(failure(status, &bytes))
-        }
+        Ok((status, bytes.to_vec()))
     }
 
     async fn visible(&self) -> Result<Vec<String>, CliError> {
@@ -532,7 +544,7 @@ pub async fn run(opts: ClientOpts, verb: ClientVerb) -> Result<(), CliError> {
 }
 
 /// BMC names are letters, digits, '-', '_', '.': anything else is escaped.
-fn encode(name: &str) -> String {
+pub(crate) fn encode(name: &str) -> String {
     name.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || b"-_.".contains(&b) {

@@ -7,6 +7,7 @@
 
 mod audit;
 mod bmc;
+mod bridge;
 mod client;
 mod gateway;
 mod policy;
@@ -60,6 +61,9 @@ enum Verb {
     Pki(gateway::PkiArgs),
     /// Simulated BMCs, a development PKI, a policy and a gateway on loopback.
     Demo(gateway::DemoArgs),
+    /// A local RMCP+ BMC for ipmitool/freeipmi that forwards every command
+    /// through the gateway: bridge [--listen 127.0.0.1:PORT] TARGET.
+    Bridge(bridge::BridgeArgs),
     #[command(flatten)]
     Client(client::ClientVerb),
 }
@@ -122,6 +126,7 @@ pub fn main() -> u8 {
             Verb::Pki(args) => gateway::pki(args),
             Verb::Demo(args) => gateway::demo(args).await,
             Verb::Client(verb) => client::run(client_opts, verb).await,
+            Verb::Bridge(args) => bridge::run(client_opts, args).await,
             Verb::Sim(args) => sim::run(args).await,
             Verb::CheckConfig(args) => policy::check_config(args),
             Verb::Policy(args) => policy::run(args),

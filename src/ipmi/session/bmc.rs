@@ -70,6 +70,9 @@ pub struct EndpointConfig {
     pub idle_timeout: Duration,
     /// Optional BMC key Kg.
     pub kg: Option<SecretBytes>,
+    /// Accept any user name (1..=16 bytes) as the first configured user:
+    /// the local bridge, where only the password matters.
+    pub any_user_name: bool,
 }
 
 impl EndpointConfig {
@@ -81,6 +84,7 @@ impl EndpointConfig {
             max_sessions: DEFAULT_MAX_SESSIONS,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             kg: None,
+            any_user_name: false,
         }
     }
 }
@@ -152,6 +156,8 @@ enum Stage {
         bmc_random: [u8; 16],
         role: u8,
         user: usize,
+        /// The name RAKP 1 carried (what RAKP 3's HMAC covers).
+        username: Vec<u8>,
     },
     Active(Box<Active>),
 }
@@ -531,6 +537,7 @@ impl Endpoint {
                 bmc_random,
                 role: r1.role,
                 user,
+                username: r1.username.clone(),
             };
         }
         Some(setup_reply(PayloadKind::RAKP2, |o| r2.emit(o), false))
@@ -550,9 +557,16 @@ impl Endpoint {
             return Err(RmcpPlusStatus::UNAUTHORIZED_NAME);
         }
         let name_only = r1.role & ROLE_NAME_ONLY_LOOKUP != 0;
-        let found = self.users.iter().position(|u| {
-            u.enabled && u.name == r1.username && (name_only || u.privilege == requested)
-        });
+        let found = self
+            .users
+            .iter()
+            .position(|u| {
+                u.enabled && u.name == r1.username && (name_only || u.privilege == requested)
+            })
+            .or_else(|| {
+                let any = self.cfg.any_user_name && r1.username.len() <= 16;
+                (any && self.users.first().is_some_and(|u| u.enabled)).then_some(0)
+            });
         let user = found.ok_or(RmcpPlusStatus::UNAUTHORIZED_NAME)?;
         if self.users[user].privilege < requested {
             return Err(RmcpPlusStatus::UNAUTHORIZED_ROLE);
@@ -591,13 +605,14 @@ impl Endpoint {
         let Some(session) = self.sessions.get(&r3.bmc_sid) else {
             return refuse(self, 0, RmcpPlusStatus::INVALID_SESSION_ID);
         };
-        let (console_random, bmc_random, role, user) = match &session.stage {
+        let (console_random, bmc_random, role, user, username) = match &session.stage {
             Stage::ExpectRakp3 {
                 console_random,
                 bmc_random,
                 role,
                 user,
-            } => (*console_random, *bmc_random, *role, *user),
+                username,
+            } => (*console_random, *bmc_random, *role, *user, username.clone()),
             Stage::Active(a) => {
                 return match &a.rakp_replay {
                     Some((rakp3, rakp4)) if rakp3 == payload => Some(plain(rakp4.clone())),
@@ -627,7 +642,7 @@ impl Endpoint {
             bmc_random: &bmc_random,
             bmc_guid: &self.cfg.guid,
             role,
-            username: &u.name,
+            username: &username,
         };
         if !keys::verify_rakp3(suite.auth(), &u.password, &inputs, &r3.auth_code) {
             self.sessions.remove(&r3.bmc_sid);
