@@ -210,11 +210,14 @@ fn have(tool: &str) -> bool {
 
 fn ipmitool(sim: &Sim, i: usize) -> Command {
     let mut c = Command::new("ipmitool");
+    // The gateway's own sessions are operator sessions: ask for the same.
     c.args([
         "-I",
         "lanplus",
         "-C",
         "3",
+        "-L",
+        "OPERATOR",
         "-H",
         "127.0.0.1",
         "-p",
@@ -272,7 +275,15 @@ fn main() {
         assert!(ok, "ipmigw power status failed");
         ours.push(t * 1e3);
         if tool {
-            theirs.push(wall(ipmitool(&sim, 0)).0 * 1e3);
+            let (t, ok) = wall(ipmitool(&sim, 0));
+            if !ok {
+                let out = ipmitool(&sim, 0).stderr(Stdio::piped()).output().unwrap();
+                panic!(
+                    "ipmitool power status failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            theirs.push(t * 1e3);
         }
     }
     let cli_ms = pct(&mut ours, 0.5);
@@ -283,6 +294,68 @@ fn main() {
         fig("cli_vs_ipmitool".into(), cli_ms / it, "ratio");
     } else {
         println!("  ipmitool not installed: skipped");
+    }
+
+    // 1b. ipmitool through the bridge vs straight to the BMC.
+    if tool {
+        println!("\n1b. `ipmitool power status` through `ipmigw bridge` vs straight to the BMC, {runs} runs each (median)");
+        let pw = work.join("bridge.pw");
+        std::fs::write(&pw, "BridgePass1").unwrap();
+        std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        let mut bridge = gw
+            .cli(&[
+                "bridge",
+                "--listen",
+                "127.0.0.1:0",
+                "--password-file",
+                pw.to_str().unwrap(),
+                "node01",
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(bridge.stdout.take().unwrap()).lines();
+        let first = lines.next().unwrap().unwrap();
+        std::thread::spawn(move || for _ in lines {});
+        let port = first
+            .split("udp://")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|a| a.parse::<SocketAddr>().ok())
+            .expect("bridge address")
+            .port();
+        let (mut via, mut direct) = (Vec::new(), Vec::new());
+        for _ in 0..runs {
+            let mut c = Command::new("ipmitool");
+            c.args([
+                "-I",
+                "lanplus",
+                "-C",
+                "17",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-U",
+                "me",
+                "-P",
+                "BridgePass1",
+                "power",
+                "status",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+            let (t, ok) = wall(c);
+            assert!(ok, "ipmitool through the bridge failed");
+            via.push(t * 1e3);
+            direct.push(wall(ipmitool(&sim, 0)).0 * 1e3);
+        }
+        let _ = bridge.kill();
+        let _ = bridge.wait();
+        let (v, d) = (pct(&mut via, 0.5), pct(&mut direct, 0.5));
+        fig("bridge_ipmitool_ms".into(), v, "ms");
+        fig("direct_ipmitool_ms".into(), d, "ms");
+        fig("bridge_vs_direct".into(), v / d, "ratio");
     }
 
     // 2. Warm per-command latency: gateway vs our client straight to the BMC.
@@ -388,7 +461,10 @@ fn main() {
     if tool {
         let t = Instant::now();
         for i in 0..loop_n {
-            let _ = ipmitool(&sim, i).status();
+            assert!(
+                ipmitool(&sim, i).status().is_ok_and(|s| s.success()),
+                "ipmitool loop failed"
+            );
         }
         fig(
             format!("ipmitool_loop_{loop_n}_s"),

@@ -103,10 +103,18 @@ pub fn main() -> u8 {
         }
     };
     init_tracing(cli.verbose);
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // Servers get worker threads; one-shot verbs start faster on one thread
+    // (no thread spawns, no cgroup reads to size a pool).
+    let server = matches!(
+        cli.command,
+        Verb::Serve(_) | Verb::Demo(_) | Verb::Sim(_) | Verb::Bridge(_)
+    );
+    let mut builder = if server {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("ipmigw: cannot start the async runtime: {e}");

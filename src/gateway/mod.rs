@@ -370,7 +370,10 @@ async fn audit_tls(
         source: source.to_string(),
         user,
     };
-    if let Err(e) = shared.audit.append(Event::Tls(rec)).await {
+    // Queued, not waited for: a connection's first request record is
+    // durable only after this one (same queue, same order), and a refused
+    // handshake has nothing to hold back.
+    if let Err(e) = shared.audit.append_queued(Event::Tls(rec)) {
         tracing::error!(error = %e, "tls record not written");
     }
 }
