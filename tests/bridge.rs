@@ -385,3 +385,70 @@ async fn the_bridge_in_front_of_ipmi_sim() {
     assert_eq!(bmc.chassis("power"), "1");
     gw.shutdown("test").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_bridge_process_serves_a_map_of_targets() {
+    if tools().is_none() {
+        return;
+    }
+    let env = setup().await;
+    let (dir, gw_addr) = (env.dir.path().to_path_buf(), env.gw.local_addr());
+    let direct: Vec<u16> = env.sim.bmcs().iter().map(|b| b.addr().port()).collect();
+    tokio::task::spawn_blocking(move || {
+        let map = dir.join("bridges.txt");
+        std::fs::write(&map, "# two BMCs\nnode01\nnode02   # the second\n").unwrap();
+        let pw = dir.join("map.pw");
+        std::fs::write(&pw, LOCAL_PASSWORD).unwrap();
+        std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        let p = dir.join("pki");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ipmigw"))
+            .args([
+                "bridge",
+                "--listen",
+                "127.0.0.1:0",
+                "--password-file",
+                pw.to_str().unwrap(),
+                "--map",
+                map.to_str().unwrap(),
+            ])
+            .env("IPMIGW_GATEWAY", format!("https://{gw_addr}"))
+            .env("IPMIGW_CA", p.join("ca.crt"))
+            .env("IPMIGW_CERT", p.join("alice.crt"))
+            .env("IPMIGW_KEY", p.join("alice.key"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut ports = Vec::new();
+        for _ in 0..2 {
+            let l = lines.next().unwrap().unwrap();
+            let addr: SocketAddr = l
+                .split("udp://")
+                .nth(1)
+                .and_then(|r| r.split(' ').next())
+                .unwrap()
+                .parse()
+                .unwrap();
+            ports.push(addr.port());
+        }
+        std::thread::spawn(move || for _ in lines {});
+        for (via, direct) in ports.iter().zip(&direct) {
+            let a = ipmitool(
+                *direct,
+                "admin",
+                common::ADMIN_PASSWORD,
+                "17",
+                &["mc", "info"],
+            );
+            let b = ipmitool(*via, "me", LOCAL_PASSWORD, "17", &["mc", "info"]);
+            assert_eq!(stdout(&a), stdout(&b));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    })
+    .await
+    .unwrap();
+    env.gw.shutdown("test").await;
+    env.sim.stop().await;
+}

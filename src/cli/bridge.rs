@@ -39,8 +39,46 @@ pub struct BridgeArgs {
     /// Local password (at most 20 bytes); random and printed once otherwise.
     #[arg(long)]
     password_file: Option<PathBuf>,
+    /// A file naming one BMC per line (`#` comments): one bridge each, on
+    /// consecutive ports from --listen.
+    #[arg(long, conflicts_with = "target")]
+    map: Option<PathBuf>,
     /// The BMC (as the gateway names it).
-    target: String,
+    #[arg(required_unless_present = "map")]
+    target: Option<String>,
+}
+
+fn targets(a: &BridgeArgs) -> Result<Vec<String>, CliError> {
+    let Some(map) = &a.map else {
+        return Ok(a.target.clone().into_iter().collect());
+    };
+    let text = std::fs::read_to_string(map)
+        .map_err(|e| CliError::usage(format!("--map {}: {e}", map.display())))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let name = line.split('#').next().unwrap_or("").trim();
+        if name.is_empty() {
+            continue;
+        }
+        if !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(CliError::usage(format!(
+                "{}:{}: {name:?} is not a BMC name",
+                map.display(),
+                i + 1
+            )));
+        }
+        out.push(name.to_string());
+    }
+    if out.is_empty() {
+        return Err(CliError::usage(format!(
+            "--map {}: names no BMC",
+            map.display()
+        )));
+    }
+    Ok(out)
 }
 
 /// Completion codes the local tool sees when the gateway refuses.
@@ -141,9 +179,68 @@ pub async fn run(opts: ClientOpts, a: BridgeArgs) -> Result<(), CliError> {
         )));
     }
     let (password, generated) = local_password(&a)?;
+    let targets = targets(&a)?;
+    if a.listen.port() != 0 && a.listen.port() as usize + targets.len() > 65_536 {
+        return Err(CliError::usage(format!(
+            "--listen {}: not enough ports for {} bridges",
+            a.listen,
+            targets.len()
+        )));
+    }
     let gateway = client::connect(&opts).await?;
-    let socket = UdpSocket::bind(a.listen)
-        .map_err(|e| CliError::usage(format!("--listen {}: {e}", a.listen)))?;
+    // A closed stdout (a supervisor that read the first line) must not stop the bridge.
+    let say = |line: String| {
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), "{line}");
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::new();
+    let mut first = None;
+    for (i, target) in targets.iter().enumerate() {
+        let port = if a.listen.port() == 0 {
+            0
+        } else {
+            a.listen.port() + i as u16
+        };
+        let addr = SocketAddr::new(a.listen.ip(), port);
+        let (worker, local) = spawn_bridge(addr, target, &password, gateway.clone(), stop.clone())?;
+        say(format!(
+            "ipmigw bridge: {target} on udp://{local} (any user name; cipher suites 17 and 3)"
+        ));
+        first.get_or_insert(local);
+        workers.push(worker);
+    }
+    if generated {
+        // Printed once, to the person who started the bridge: it only opens the local hop.
+        say(format!(
+            "local password: {}",
+            String::from_utf8_lossy(password.expose())
+        ));
+    }
+    if let Some(local) = first {
+        say(format!(
+            "try: ipmitool -I lanplus -H {} -p {} -U $USER -P <local password> -C 17 power status",
+            local.ip(),
+            local.port()
+        ));
+    }
+    wait_for_stop().await;
+    stop.store(true, Relaxed);
+    let _ =
+        tokio::task::spawn_blocking(move || workers.into_iter().for_each(|w| drop(w.join()))).await;
+    Ok(())
+}
+
+/// One local BMC for `target` on `addr`, served by its own thread.
+fn spawn_bridge(
+    addr: SocketAddr,
+    target: &str,
+    password: &SecretBytes,
+    gateway: Gateway,
+    stop: Arc<AtomicBool>,
+) -> Result<(std::thread::JoinHandle<()>, SocketAddr), CliError> {
+    let socket =
+        UdpSocket::bind(addr).map_err(|e| CliError::usage(format!("--listen {addr}: {e}")))?;
     socket
         .set_read_timeout(Some(Duration::from_millis(200)))
         .map_err(|e| CliError::usage(e.to_string()))?;
@@ -155,6 +252,8 @@ pub async fn run(opts: ClientOpts, a: BridgeArgs) -> Result<(), CliError> {
     let mut cfg = EndpointConfig::new(guid);
     cfg.suites = vec![CipherSuite::Suite17, CipherSuite::Suite3];
     cfg.any_user_name = true;
+    // Local tools and scripts may run side by side; sessions cost little here.
+    cfg.max_sessions = 32;
     let users = vec![BmcUser {
         name: b"bridge".to_vec(),
         password: password.clone(),
@@ -165,37 +264,14 @@ pub async fn run(opts: ClientOpts, a: BridgeArgs) -> Result<(), CliError> {
     let mut fwd = Forwarder {
         rt: tokio::runtime::Handle::current(),
         gateway,
-        path: format!("/v1/bmcs/{}/raw", client::encode(&a.target)),
-        target: a.target.clone(),
+        path: format!("/v1/bmcs/{}/raw", client::encode(target)),
+        target: target.to_string(),
     };
-    // A closed stdout (a supervisor that read the first line) must not stop the bridge.
-    let say = |line: String| {
-        use std::io::Write;
-        let _ = writeln!(std::io::stdout(), "{line}");
-    };
-    say(format!(
-        "ipmigw bridge: {} on udp://{local} (any user name; cipher suites 17 and 3)",
-        a.target
-    ));
-    if generated {
-        // Printed once, to the person who started the bridge: it only opens the local hop.
-        say(format!(
-            "local password: {}",
-            String::from_utf8_lossy(password.expose())
-        ));
-    }
-    say(format!(
-        "try: ipmitool -I lanplus -H {} -p {} -U $USER -P <local password> -C 17 power status",
-        local.ip(),
-        local.port()
-    ));
-    let stop = Arc::new(AtomicBool::new(false));
-    let stop_loop = stop.clone();
     let worker = std::thread::Builder::new()
-        .name("bridge".into())
+        .name(format!("bridge-{target}"))
         .spawn(move || {
             let mut buf = vec![0u8; 1024];
-            while !stop_loop.load(Relaxed) {
+            while !stop.load(Relaxed) {
                 endpoint.handle_timeout(Instant::now());
                 let (n, peer) = match socket.recv_from(&mut buf) {
                     Ok(r) => r,
@@ -218,10 +294,7 @@ pub async fn run(opts: ClientOpts, a: BridgeArgs) -> Result<(), CliError> {
             }
         })
         .map_err(|e| CliError::usage(format!("cannot start the bridge thread: {e}")))?;
-    wait_for_stop().await;
-    stop.store(true, Relaxed);
-    let _ = tokio::task::spawn_blocking(move || worker.join()).await;
-    Ok(())
+    Ok((worker, local))
 }
 
 async fn wait_for_stop() {
