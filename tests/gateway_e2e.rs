@@ -130,10 +130,24 @@ impl Https {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> Result<(u16, hyper::HeaderMap, Vec<u8>), String> {
-        let req = hyper::Request::builder()
+        self.call_with(method, path, body, None).await
+    }
+
+    async fn call_with(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+        extra_header: Option<(&str, String)>,
+    ) -> Result<(u16, hyper::HeaderMap, Vec<u8>), String> {
+        let mut req = hyper::Request::builder()
             .method(method)
             .uri(path)
-            .header("host", "localhost")
+            .header("host", "localhost");
+        if let Some((k, v)) = extra_header {
+            req = req.header(k, v);
+        }
+        let req = req
             .body(Full::new(
                 body.map(|b| Bytes::from(b.to_string())).unwrap_or_default(),
             ))
@@ -403,6 +417,21 @@ async fn unknown_and_invisible_bmcs_get_the_same_404_and_raw_is_checked() {
             .unwrap()
             .0,
         400
+    );
+    // Headers over the limit: 431 (or the connection is dropped), never served.
+    let mut fresh = user(&env, "alice").await;
+    let r = fresh
+        .call_with(
+            "GET",
+            "/v1/whoami",
+            None,
+            Some(("x-padding", "y".repeat(40_000))),
+        )
+        .await;
+    assert!(
+        matches!(r, Ok((431, _, _)) | Err(_)),
+        "{:?}",
+        r.map(|r| r.0)
     );
     let big = serde_json::json!({"action": "on", "pad": "x".repeat(70_000)});
     assert_eq!(
