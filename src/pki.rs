@@ -263,7 +263,7 @@ fn write_crl_until(
     let revoked = state
         .serials
         .iter()
-        .filter_map(|(hex, _)| crate::audit::line::decode_hex(hex.as_bytes()))
+        .filter_map(|(serial, _)| hex::decode(serial).ok())
         .map(|b| RevokedCertParams {
             serial_number: SerialNumber::from_slice(&b),
             revocation_time: now,
@@ -298,7 +298,7 @@ pub fn serial_of(path: &Path) -> Result<String, String> {
     let pem = std::fs::read(path).map_err(|e| err(path, e))?;
     let (_, p) = x509_parser::pem::parse_x509_pem(&pem).map_err(|e| err(path, e))?;
     let cert = p.parse_x509().map_err(|e| err(path, e))?;
-    Ok(crate::audit::line::hex_lower(cert.raw_serial()))
+    Ok(hex::encode(cert.raw_serial()))
 }
 
 /// Adds user `name`'s certificate to `DIR/ca.crl`.
@@ -348,7 +348,7 @@ mod tests {
                 .unwrap();
         let serials: Vec<String> = parsed
             .iter_revoked_certificates()
-            .map(|r| crate::audit::line::hex_lower(r.raw_serial()))
+            .map(|r| hex::encode(r.raw_serial()))
             .collect();
         assert_eq!(serials, [serial_of(&d.path().join("bob.crt")).unwrap()]);
         assert!(issue_client(d.path(), &ClientCertSpec::new("../x")).is_err());

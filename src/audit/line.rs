@@ -56,7 +56,7 @@ impl AuditKey {
         let mut h = Sha256::new();
         h.update(b"ipmigw audit key id\0");
         h.update(key.expose());
-        let id = hex_lower(&h.finalize()[..8]);
+        let id = hex::encode(&h.finalize()[..8]);
         Ok(AuditKey { key, id })
     }
 
@@ -70,7 +70,7 @@ impl AuditKey {
             && trimmed.len() % 2 == 0
             && trimmed.iter().all(u8::is_ascii_hexdigit)
         {
-            SecretBytes::new(decode_hex(trimmed).expect("checked hex"))
+            SecretBytes::new(hex::decode(trimmed).expect("checked hex"))
         } else {
             bytes
         };
@@ -95,28 +95,6 @@ impl AuditKey {
         m.update(canonical);
         m.verify_slice(mac).is_ok()
     }
-}
-
-/// Lower-case hex.
-pub fn hex_lower(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 15) as usize] as char);
-    }
-    s
-}
-
-/// Hex (either case) to bytes.
-pub fn decode_hex(s: &[u8]) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
-        return None;
-    }
-    let nibble = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    s.chunks(2)
-        .map(|p| Some(nibble(p[0])? << 4 | nibble(p[1])?))
-        .collect()
 }
 
 /// SHA-256 of a line (without its newline).
@@ -149,11 +127,11 @@ pub fn build(
         line.push_str(fields);
     }
     line.push_str(",\"prev\":\"");
-    line.push_str(&hex_lower(prev));
+    line.push_str(&hex::encode(prev));
     line.push('"');
     let mac = key.mac(line.as_bytes());
     line.push_str(",\"mac\":\"");
-    line.push_str(&hex_lower(&mac));
+    line.push_str(&hex::encode(mac));
     line.push_str("\"}");
     line
 }
@@ -211,9 +189,9 @@ fn split_mac(line: &[u8]) -> Result<(&[u8], [u8; 32]), LineError> {
         return Err(LineError::Malformed("does not end with the mac field"));
     }
     let hex = &suffix[MAC_OPEN.len()..MAC_OPEN.len() + 64];
-    let mac: [u8; 32] = decode_hex(hex)
-        .and_then(|v| v.try_into().ok())
-        .ok_or(LineError::Malformed("mac is not 64 hex digits"))?;
+    let mut mac = [0u8; 32];
+    hex::decode_to_slice(hex, &mut mac)
+        .map_err(|_| LineError::Malformed("mac is not 64 hex digits"))?;
     Ok((canonical, mac))
 }
 
@@ -229,9 +207,9 @@ pub fn parse(line: &[u8]) -> Result<Header, LineError> {
     if !tail.starts_with(PREV_OPEN) || !tail.ends_with(b"\"") {
         return Err(LineError::Malformed("prev is not the field before mac"));
     }
-    let prev: LineHash = decode_hex(&tail[PREV_OPEN.len()..PREV_OPEN.len() + 64])
-        .and_then(|v| v.try_into().ok())
-        .ok_or(LineError::Malformed("prev is not 64 hex digits"))?;
+    let mut prev: LineHash = [0; 32];
+    hex::decode_to_slice(&tail[PREV_OPEN.len()..PREV_OPEN.len() + 64], &mut prev)
+        .map_err(|_| LineError::Malformed("prev is not 64 hex digits"))?;
     #[derive(serde::Deserialize)]
     struct Fields {
         seq: u64,

@@ -167,12 +167,10 @@ pub fn redact_request_data(netfn: u8, cmd: u8, data: &[u8]) -> String {
         _ => None,
     };
     match keep {
-        Some(k) if data.len() > k => format!(
-            "{}<redacted:{}>",
-            line::hex_lower(&data[..k]),
-            data.len() - k
-        ),
-        _ => line::hex_lower(data),
+        Some(k) if data.len() > k => {
+            format!("{}<redacted:{}>", hex::encode(&data[..k]), data.len() - k)
+        }
+        _ => hex::encode(data),
     }
 }
 

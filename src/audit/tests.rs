@@ -372,7 +372,7 @@ async fn no_secret_reaches_the_trail() {
     .unwrap();
     w.shutdown("t").await.unwrap();
     let text = std::fs::read_to_string(&cfg.path).unwrap();
-    let hex_canary = line::hex_lower(canary);
+    let hex_canary = hex::encode(canary);
     assert!(
         !text.contains("CanaryPassw0rd") && !text.contains(&hex_canary),
         "{text}"

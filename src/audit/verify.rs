@@ -101,7 +101,8 @@ fn read_anchor(path: &Path) -> Result<BTreeMap<u64, Anchor>, VerifyError> {
             ))
         };
         let e: Entry = serde_json::from_str(l).map_err(|_| bad())?;
-        let hash: LineHash = line::decode_hex(e.line_sha256.as_bytes())
+        let hash: LineHash = hex::decode(e.line_sha256.as_bytes())
+            .ok()
             .and_then(|v| v.try_into().ok())
             .ok_or_else(bad)?;
         out.insert(

@@ -581,7 +581,7 @@ impl State {
             let entry = format!(
                 "{{\"seq\":{seq},\"ts\":\"{}\",\"line_sha256\":\"{}\"}}\n",
                 line::now_rfc3339(),
-                line::hex_lower(&hash)
+                hex::encode(hash)
             );
             write_all(anchor.as_mut(), entry.as_bytes())
                 .map_err(|e| io_text("anchor write", &e))?;
@@ -671,7 +671,7 @@ impl State {
                         "file": self.cfg.path.display().to_string(),
                         "offset": tail.complete_len,
                         "torn_bytes": torn.len(),
-                        "torn_sha256": line::hex_lower(&line::hash_line(torn)),
+                        "torn_sha256": hex::encode(line::hash_line(torn)),
                         "torn_head": String::from_utf8_lossy(head),
                     })
                     .to_string(),

@@ -166,7 +166,7 @@ fn run_query(a: QueryArgs) -> Result<(), CliError> {
 fn keygen(a: KeygenArgs) -> Result<(), CliError> {
     let mut key = [0u8; 32];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
-    let mut text = crate::audit::line::hex_lower(&key);
+    let mut text = hex::encode(key);
     text.push('\n');
     let mut f = std::fs::OpenOptions::new()
         .write(true)

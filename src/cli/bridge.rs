@@ -97,7 +97,7 @@ struct Forwarder {
 
 impl Forwarder {
     async fn forward(&self, req: &Request) -> (CompletionCode, Vec<u8>) {
-        let hex: String = req.data.iter().map(|b| format!("{b:02x}")).collect();
+        let hex = hex::encode(&req.data);
         let body = json!({"netfn": req.netfn.0, "cmd": req.cmd, "data": hex});
         let (status, bytes) = match self
             .gateway
@@ -115,7 +115,8 @@ impl Forwarder {
             let cc = v["completion_code"]
                 .as_u64()
                 .unwrap_or(CC_UNSPECIFIED as u64) as u8;
-            let data = crate::audit::line::decode_hex(v["data"].as_str().unwrap_or("").as_bytes())
+            let data = hex::decode(v["data"].as_str().unwrap_or("").as_bytes())
+                .ok()
                 .unwrap_or_default();
             return (CompletionCode(cc), data);
         }

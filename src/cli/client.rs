@@ -468,7 +468,7 @@ pub async fn run(opts: ClientOpts, verb: ClientVerb) -> Result<(), CliError> {
             data,
         } => {
             let r = super::bmc::parse_raw(netfn, cmd, data)?;
-            let hex: String = r.data.iter().map(|b| format!("{b:02x}")).collect();
+            let hex = hex::encode(&r.data);
             let body = json!({"netfn": r.netfn.0, "cmd": r.cmd, "data": hex});
             let b = g
                 .call(
@@ -484,7 +484,8 @@ pub async fn run(opts: ClientOpts, verb: ClientVerb) -> Result<(), CliError> {
                 return Ok(());
             }
             let cc = v["completion_code"].as_u64().unwrap_or(0);
-            let data = crate::audit::line::decode_hex(v["data"].as_str().unwrap_or("").as_bytes())
+            let data = hex::decode(v["data"].as_str().unwrap_or("").as_bytes())
+                .ok()
                 .unwrap_or_default();
             if cc != 0 {
                 return Err(CliError {

@@ -213,9 +213,8 @@ fn operation(method: &Method, what: &str, body: &[u8]) -> Result<Op, BadInput> {
                 .filter(|n| *n <= 0x3E && n % 2 == 0)
                 .ok_or_else(|| bad("netfn: expected an even request netFn 0-62"))?;
             let cmd = byte("cmd").ok_or_else(|| bad("cmd: expected 0-255"))?;
-            let hex = v.get("data").and_then(Value::as_str).unwrap_or("");
-            let data = crate::audit::line::decode_hex(hex.as_bytes())
-                .ok_or_else(|| bad("data: expected hex bytes"))?;
+            let data_hex = v.get("data").and_then(Value::as_str).unwrap_or("");
+            let data = hex::decode(data_hex).map_err(|_| bad("data: expected hex bytes"))?;
             if data.len() > 200 {
                 return Err(bad("data: at most 200 bytes"));
             }

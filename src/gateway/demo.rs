@@ -51,7 +51,7 @@ pub fn write_files(dir: &Path, bmcs: &[SocketAddr], listen: SocketAddr) -> Resul
     if !key.exists() {
         let mut k = [0u8; 32];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut k);
-        write(&key, &(crate::audit::line::hex_lower(&k) + "\n"), 0o600)?;
+        write(&key, &(hex::encode(k) + "\n"), 0o600)?;
     }
     write(
         &dir.join("policies/operator.toml"),

@@ -195,7 +195,7 @@ pub fn load(path: &Path) -> Result<Loaded, String> {
         },
         specs,
         audit: audit.expect("no diagnostics"),
-        policy_sha256: crate::audit::line::hex_lower(&h.finalize()),
+        policy_sha256: hex::encode(h.finalize()),
     })
 }
 
@@ -238,7 +238,7 @@ pub async fn start(config: &Path) -> Result<GatewayHandle, String> {
         audit,
         generation: watch::channel(0).0,
         next_id: AtomicU64::new(1),
-        id_prefix: crate::audit::line::hex_lower(&prefix),
+        id_prefix: hex::encode(prefix),
         config_path: config.to_path_buf(),
     });
     let (stop, stop_rx) = watch::channel(false);

@@ -176,7 +176,7 @@ pub fn peer_cert(der: &[u8]) -> Result<PeerCert, String> {
     }
     let client_auth = matches!(cert.extended_key_usage(), Ok(Some(eku)) if eku.value.client_auth);
     Ok(PeerCert {
-        sha256: crate::audit::line::hex_lower(&Sha256::digest(der)),
+        sha256: hex::encode(Sha256::digest(der)),
         identities: ids,
         client_auth,
     })

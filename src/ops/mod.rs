@@ -219,7 +219,7 @@ impl Op {
             }
             Op::Raw(req) => {
                 let r = t.transact(req.clone()).await?;
-                let hex: String = r.data.iter().map(|b| format!("{b:02x}")).collect();
+                let hex = hex::encode(&r.data);
                 let body = if r.completion_code.is_ok() {
                     text::raw_bytes(&r.data)
                 } else {
