@@ -19,6 +19,16 @@ struct Slot {
     client: tokio::sync::Mutex<Option<BmcClient>>,
 }
 
+impl Slot {
+    /// Sends Close Session, if a session is open, and records the logout.
+    async fn close(&self, audit: &AuditWriter, why: &str) {
+        if let Some(c) = self.client.lock().await.take() {
+            c.close().await;
+            session_event(audit, &self.spec.name, "logout", Some(why.into())).await;
+        }
+    }
+}
+
 /// Every configured BMC's session.
 pub struct BmcPool {
     slots: Mutex<HashMap<String, Arc<Slot>>>,
@@ -28,17 +38,12 @@ pub struct BmcPool {
 
 /// Records a `bmc_session` event (never a secret: reasons are error texts
 /// that name addresses and statuses only).
-async fn session_event(
-    audit: &AuditWriter,
-    bmc: &str,
-    action: &str,
-    suite: Option<u8>,
-    reason: Option<String>,
-) {
+async fn session_event(audit: &AuditWriter, bmc: &str, action: &str, reason: Option<String>) {
     let rec = BmcSessionRecord {
         bmc: bmc.into(),
         action: action.into(),
-        cipher_suite: suite,
+        // The engine does not report the suite it agreed on.
+        cipher_suite: None,
         reason,
     };
     if let Err(e) = audit.append(Event::BmcSession(rec)).await {
@@ -61,8 +66,8 @@ struct Gated<'a> {
 
 impl Transact for Gated<'_> {
     async fn transact(&self, req: RawRequest) -> Result<RawResponse, BmcError> {
-        let name = classify(req.netfn, req.cmd, &req.data).name.to_string();
-        if !self.allowed.contains(&name) {
+        let name = classify(req.netfn, req.cmd, &req.data).name;
+        if !self.allowed.iter().any(|a| a == name.as_str()) {
             return Err(BmcError::Protocol {
                 addr: self.client.addr(),
                 what: "operation",
@@ -109,22 +114,12 @@ impl BmcPool {
         let audit = self.audit.clone();
         tokio::spawn(async move {
             for s in gone {
-                if let Some(c) = s.client.lock().await.take() {
-                    c.close().await;
-                    session_event(
-                        &audit,
-                        &s.spec.name,
-                        "logout",
-                        None,
-                        Some("configuration changed".into()),
-                    )
-                    .await;
-                }
+                s.close(&audit, "configuration changed").await;
             }
         });
     }
 
-    async fn client(&self, name: &str) -> Result<(BmcClient, SocketAddr), BmcError> {
+    async fn client(&self, name: &str) -> Result<BmcClient, BmcError> {
         let slot = self.slots.lock().expect("pool lock").get(name).cloned();
         let Some(slot) = slot else {
             return Err(BmcError::Protocol {
@@ -136,7 +131,7 @@ impl BmcPool {
         // One login at a time per BMC; later callers wait for it.
         let mut guard = slot.client.lock().await;
         if let Some(c) = guard.as_ref() {
-            return Ok((c.clone(), slot.spec.addr));
+            return Ok(c.clone());
         }
         let mut cfg = BmcConfig::new(slot.spec.addr, slot.spec.console());
         cfg.timeout = slot.spec.timeout;
@@ -145,13 +140,13 @@ impl BmcPool {
         let c = match BmcClient::connect(cfg).await {
             Ok(c) => c,
             Err(e) => {
-                session_event(&self.audit, name, "failure", None, Some(e.to_string())).await;
+                session_event(&self.audit, name, "failure", Some(e.to_string())).await;
                 return Err(e);
             }
         };
-        session_event(&self.audit, name, "login", None, None).await;
+        session_event(&self.audit, name, "login", None).await;
         *guard = Some(c.clone());
-        Ok((c, slot.spec.addr))
+        Ok(c)
     }
 
     /// Runs an operation on BMC `name`, with the receipt of its audit record.
@@ -163,7 +158,7 @@ impl BmcPool {
                 why: "the audit record of this request is a denial".into(),
             });
         }
-        let (client, _) = self.client(name).await?;
+        let client = self.client(name).await?;
         let gated = Gated {
             client: &client,
             allowed: op.wire_names(),
@@ -191,19 +186,9 @@ impl BmcPool {
         let mut tasks = Vec::new();
         for s in slots {
             let audit = self.audit.clone();
-            tasks.push(tokio::spawn(async move {
-                if let Some(c) = s.client.lock().await.take() {
-                    c.close().await;
-                    session_event(
-                        &audit,
-                        &s.spec.name,
-                        "logout",
-                        None,
-                        Some("shutdown".into()),
-                    )
-                    .await;
-                }
-            }));
+            tasks.push(tokio::spawn(
+                async move { s.close(&audit, "shutdown").await },
+            ));
         }
         for t in tasks {
             let _ = t.await;
