@@ -23,7 +23,7 @@ use super::Shared;
 use crate::audit::{AuditError, Decision as AuditDecision, Event, RequestRecord, ResultRecord};
 use crate::bmc::BmcError;
 use crate::ipmi::cmd::chassis::PowerAction;
-use crate::ipmi::cmd::name::is_session_management;
+use crate::ipmi::cmd::name::{classify, is_session_management};
 use crate::ipmi::cmd::RawRequest;
 use crate::ipmi::wire::message::NetFn;
 use crate::ops::{self, Op};
@@ -248,7 +248,9 @@ struct Asked<'a> {
     user: &'a str,
     conn: &'a ConnInfo,
     bmc: &'a str,
-    op: &'a Op,
+    /// The request that names the operation, and its command name.
+    req: &'a RawRequest,
+    command: &'a str,
 }
 
 fn record(
@@ -262,17 +264,16 @@ fn record(
         user,
         conn,
         bmc,
-        op,
+        req,
+        command,
     } = *a;
-    let req = op.representative();
-    let (command, _) = op.classify();
     RequestRecord::new(
         id.into(),
         user.into(),
         conn.cert.sha256.clone(),
         conn.source.to_string(),
         bmc.into(),
-        command,
+        command.into(),
         req.netfn.0,
         req.cmd,
         &req.data,
@@ -301,13 +302,16 @@ async fn run(
     id: &str,
     wants_text: bool,
 ) -> Answer {
-    let (command, state_changing) = op.classify();
+    // Classified once: the decision and both audit records use it.
+    let req = op.representative();
+    let classified = classify(req.netfn, req.cmd, &req.data);
+    let (command, state_changing) = (classified.name.as_str(), classified.state_changing);
     let rt = shared.runtime();
     let preq = PolicyRequest {
         user,
         source: Some(conn.source),
         bmc,
-        command: &command,
+        command,
         state_changing,
     };
     let decision = match rt.policy.decide(&preq) {
@@ -319,7 +323,8 @@ async fn run(
         user,
         conn,
         bmc,
-        op: &op,
+        req: &req,
+        command,
     };
     let permit_rule = match decision {
         Decision::Allow(p) => p.rule().to_string(),
