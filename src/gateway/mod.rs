@@ -355,7 +355,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
     conns.abort_all();
 }
 
-async fn audit_tls(
+fn audit_tls(
     shared: &Shared,
     outcome: &str,
     reason: Option<String>,
@@ -376,6 +376,11 @@ async fn audit_tls(
     if let Err(e) = shared.audit.append_queued(Event::Tls(rec)) {
         tracing::error!(error = %e, "tls record not written");
     }
+}
+
+/// Audits a refused connection.
+fn refuse(shared: &Shared, source: IpAddr, cert: Option<String>, why: impl Into<String>) {
+    audit_tls(shared, "refused", Some(why.into()), cert, source, None);
 }
 
 /// Reads a PROXY v2 header from a trusted balancer.
@@ -412,30 +417,19 @@ async fn connection(
     let handshake_deadline = Duration::from_millis(limits.handshake_timeout_ms);
     let mut source = crate::policy::normalize(peer.ip());
     if trusted_balancer {
-        match tokio::time::timeout(handshake_deadline, read_proxy_header(&mut tcp)).await {
-            Ok(Ok(proxy::Proxied::Client(c))) => source = crate::policy::normalize(c.ip()),
-            Ok(Ok(proxy::Proxied::Local)) => {}
-            Ok(Err(e)) => {
-                return audit_tls(
+        let header = tokio::time::timeout(handshake_deadline, read_proxy_header(&mut tcp))
+            .await
+            .unwrap_or_else(|_| Err("timeout".into()));
+        match header {
+            Ok(proxy::Proxied::Client(c)) => source = crate::policy::normalize(c.ip()),
+            Ok(proxy::Proxied::Local) => {}
+            Err(e) => {
+                return refuse(
                     &shared,
-                    "refused",
-                    Some(format!("PROXY header from {peer}: {e}")),
-                    None,
                     source,
                     None,
+                    format!("PROXY header from {peer}: {e}"),
                 )
-                .await
-            }
-            Err(_) => {
-                return audit_tls(
-                    &shared,
-                    "refused",
-                    Some(format!("PROXY header from {peer}: timeout")),
-                    None,
-                    source,
-                    None,
-                )
-                .await
             }
         }
     }
@@ -446,28 +440,8 @@ async fn connection(
     let _ = tcp.set_nodelay(true);
     let tls = match tokio::time::timeout(handshake_deadline, acceptor.accept(tcp)).await {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            return audit_tls(
-                &shared,
-                "refused",
-                Some(format!("handshake: {e}")),
-                None,
-                source,
-                None,
-            )
-            .await
-        }
-        Err(_) => {
-            return audit_tls(
-                &shared,
-                "refused",
-                Some("handshake timeout".into()),
-                None,
-                source,
-                None,
-            )
-            .await
-        }
+        Ok(Err(e)) => return refuse(&shared, source, None, format!("handshake: {e}")),
+        Err(_) => return refuse(&shared, source, None, "handshake timeout"),
     };
     let chain: Vec<CertificateDer<'static>> = tls
         .get_ref()
@@ -476,44 +450,22 @@ async fn connection(
         .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
         .unwrap_or_default();
     let Some(leaf) = chain.first().cloned() else {
-        return audit_tls(
-            &shared,
-            "refused",
-            Some("no client certificate".into()),
-            None,
-            source,
-            None,
-        )
-        .await;
+        return refuse(&shared, source, None, "no client certificate");
     };
     let cert = match tls::peer_cert(&leaf) {
         Ok(c) => c,
-        Err(e) => return audit_tls(&shared, "refused", Some(e), None, source, None).await,
+        Err(e) => return refuse(&shared, source, None, e),
     };
-    let mapped = tls::map_user(&shared.runtime().policy, &cert);
-    match &mapped {
-        Ok(u) => {
-            audit_tls(
-                &shared,
-                "accepted",
-                None,
-                Some(cert.sha256.clone()),
-                source,
-                Some(u.clone()),
-            )
-            .await
-        }
-        Err(why) => {
-            audit_tls(
-                &shared,
-                "refused",
-                Some(why.code().into()),
-                Some(cert.sha256.clone()),
-                source,
-                None,
-            )
-            .await
-        }
+    match tls::map_user(&shared.runtime().policy, &cert) {
+        Ok(u) => audit_tls(
+            &shared,
+            "accepted",
+            None,
+            Some(cert.sha256.clone()),
+            source,
+            Some(u),
+        ),
+        Err(why) => refuse(&shared, source, Some(cert.sha256.clone()), why.code()),
     }
     let info = Arc::new(ConnInfo {
         source,
@@ -560,7 +512,7 @@ async fn connection(
                     tracing::warn!(%source, "closing a connection whose certificate the new configuration refuses");
                     info.revoked.store(true, Relaxed);
                     drop(rt);
-                    audit_tls(&shared, "closed", Some("certificate refused after reload".into()), Some(info.cert.sha256.clone()), source, None).await;
+                    audit_tls(&shared, "closed", Some("certificate refused after reload".into()), Some(info.cert.sha256.clone()), source, None);
                     conn.as_mut().graceful_shutdown();
                 }
             }
