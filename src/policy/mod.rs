@@ -342,27 +342,8 @@ impl Policy {
         let Some(&u) = self.user_index.get(user) else {
             return vec![];
         };
-        let user = &self.users[u];
-        let source = source.map(normalize);
-        if let Some(ip) = source {
-            if [&self.global_source, &user.source]
-                .into_iter()
-                .flatten()
-                .any(|l| !l.contains(ip))
-            {
-                return vec![];
-            }
-        }
         (0..self.bmcs.len())
-            .filter(|&b| {
-                user.roles.iter().any(|&r| {
-                    let role = &self.roles[r];
-                    role.targets(b)
-                        && !role.allow.is_empty()
-                        && source
-                            .is_none_or(|ip| role.source.as_ref().is_none_or(|l| l.contains(ip)))
-                })
-            })
+            .filter(|&b| self.visible_to(u, b, source))
             .map(|b| self.bmcs[b].as_str())
             .collect()
     }
@@ -370,9 +351,13 @@ impl Policy {
     /// Whether `user` may see BMC `bmc` (some role grants something on it,
     /// from `source`); unknown and invisible BMCs look the same to callers.
     pub fn is_visible(&self, user: &str, bmc: &str, source: Option<IpAddr>) -> bool {
-        let (Some(&u), Some(&b)) = (self.user_index.get(user), self.bmc_index.get(bmc)) else {
-            return false;
-        };
+        match (self.user_index.get(user), self.bmc_index.get(bmc)) {
+            (Some(&u), Some(&b)) => self.visible_to(u, b, source),
+            _ => false,
+        }
+    }
+
+    fn visible_to(&self, u: usize, b: usize, source: Option<IpAddr>) -> bool {
         let user = &self.users[u];
         let source = source.map(normalize);
         if let Some(ip) = source {
@@ -506,13 +491,6 @@ pub struct Grants<'a> {
 /// A role's two limiters: `rate` and `state_changing_rate`.
 type RoleLimiters<C> = (Option<Limiter<u64, C>>, Option<Limiter<u64, C>>);
 
-/// One step of [`Limits::check`]: the check, run only if the earlier passed,
-/// and the rate's rule.
-type RateStep<'a> = (
-    &'a dyn Fn() -> Option<Result<(), Duration>>,
-    &'a Option<(Rate, Rule)>,
-);
-
 /// Rate limiters for a policy (the stateful half of a decision).
 pub struct Limits<C: Clock + Clone = DefaultClock> {
     per_role: Vec<RoleLimiters<C>>,
@@ -555,39 +533,38 @@ impl<C: Clock + Clone> Limits<C> {
         let key = (permit.user as u64) << 32 | permit.bmc as u64;
         let role = &policy.roles[permit.role];
         let (rate, sc_rate) = &self.per_role[permit.role];
-        let sc = permit.state_changing;
-        // Checked in order, stopping at the first refusal, so that a request
-        // refused by one limit does not spend cells of the later ones.
-        let checks: [RateStep<'_>; 4] = [
-            (&|| rate.as_ref().map(|l| l.check(&key)), &role.rate),
-            (
-                &|| sc_rate.as_ref().filter(|_| sc).map(|l| l.check(&key)),
-                &role.state_changing_rate,
-            ),
-            (
-                &|| {
-                    self.per_user
-                        .as_ref()
-                        .map(|l| l.check(&(permit.user as u32)))
-                },
-                &policy.user_rate,
-            ),
-            (
-                &|| self.per_bmc.as_ref().map(|l| l.check(&(permit.bmc as u32))),
-                &policy.bmc_rate,
-            ),
-        ];
-        for (check, rule) in checks {
-            if let (Some(Err(wait)), Some((_, rule))) = (check(), rule) {
-                let detail = format!(
-                    "{} {} {} exceeded; retry after {:.3} s",
-                    rule.owner,
-                    rule.kind,
-                    rule.pattern,
-                    wait.as_secs_f64()
-                );
-                return deny(DenyReason::RateLimited(wait), Some(rule.clone()), detail);
-            }
+        // Checked in order, stopping at the first refusal (`or_else` is
+        // lazy), so that a request refused by one limit does not spend
+        // cells of the later ones.
+        let refused = rate
+            .as_ref()
+            .and_then(|l| l.check(&key).err())
+            .map(|w| (w, &role.rate))
+            .or_else(|| {
+                let l = sc_rate.as_ref().filter(|_| permit.state_changing)?;
+                l.check(&key).err().map(|w| (w, &role.state_changing_rate))
+            })
+            .or_else(|| {
+                let l = self.per_user.as_ref()?;
+                l.check(&(permit.user as u32))
+                    .err()
+                    .map(|w| (w, &policy.user_rate))
+            })
+            .or_else(|| {
+                let l = self.per_bmc.as_ref()?;
+                l.check(&(permit.bmc as u32))
+                    .err()
+                    .map(|w| (w, &policy.bmc_rate))
+            });
+        if let Some((wait, Some((_, rule)))) = refused {
+            let detail = format!(
+                "{} {} {} exceeded; retry after {:.3} s",
+                rule.owner,
+                rule.kind,
+                rule.pattern,
+                wait.as_secs_f64()
+            );
+            return deny(DenyReason::RateLimited(wait), Some(rule.clone()), detail);
         }
         Decision::Allow(permit)
     }
