@@ -53,7 +53,9 @@ fn err(path: &Path, e: impl std::fmt::Display) -> String {
     format!("{}: {e}", path.display())
 }
 
-fn write_file(path: &Path, content: &str, private: bool) -> Result<(), String> {
+/// Replaces `path` with `content`; `private` files get mode 0600, others
+/// 0644. Created fresh (never through an existing file or link).
+pub(crate) fn write_file(path: &Path, content: &str, private: bool) -> Result<(), String> {
     let _ = std::fs::remove_file(path);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
