@@ -24,12 +24,9 @@ impl Bridge {
     fn start(dir: &Path, gw: SocketAddr, user: &str, target: &str) -> Bridge {
         let pw = dir.join(format!("bridge-{user}.pw"));
         if !pw.exists() {
-            std::fs::write(&pw, LOCAL_PASSWORD).unwrap();
-            std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-                .unwrap();
+            common::private_file(&pw, LOCAL_PASSWORD);
         }
-        let p = dir.join("pki");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ipmigw"))
+        let mut child = common::ipmigw_as(gw, &dir.join("pki"), user)
             .args([
                 "bridge",
                 "--listen",
@@ -38,10 +35,6 @@ impl Bridge {
                 pw.to_str().unwrap(),
                 target,
             ])
-            .env("IPMIGW_GATEWAY", format!("https://{gw}"))
-            .env("IPMIGW_CA", p.join("ca.crt"))
-            .env("IPMIGW_CERT", p.join(format!("{user}.crt")))
-            .env("IPMIGW_KEY", p.join(format!("{user}.key")))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -398,10 +391,8 @@ async fn one_bridge_process_serves_a_map_of_targets() {
         let map = dir.join("bridges.txt");
         std::fs::write(&map, "# two BMCs\nnode01\nnode02   # the second\n").unwrap();
         let pw = dir.join("map.pw");
-        std::fs::write(&pw, LOCAL_PASSWORD).unwrap();
-        std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-        let p = dir.join("pki");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ipmigw"))
+        common::private_file(&pw, LOCAL_PASSWORD);
+        let mut child = common::ipmigw_as(gw_addr, &dir.join("pki"), "alice")
             .args([
                 "bridge",
                 "--listen",
@@ -411,10 +402,6 @@ async fn one_bridge_process_serves_a_map_of_targets() {
                 "--map",
                 map.to_str().unwrap(),
             ])
-            .env("IPMIGW_GATEWAY", format!("https://{gw_addr}"))
-            .env("IPMIGW_CA", p.join("ca.crt"))
-            .env("IPMIGW_CERT", p.join("alice.crt"))
-            .env("IPMIGW_KEY", p.join("alice.key"))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

@@ -179,21 +179,9 @@ async fn user(env: &Env, name: &str) -> Https {
 
 /// Runs the `ipmigw` client as `user` (a real process).
 async fn cli(env: &Env, user: &str, args: &[&str]) -> (i32, String, String) {
-    let p = env.pki();
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ipmigw"))
-        .args(args)
-        .env("IPMIGW_GATEWAY", format!("https://{}", env.addr()))
-        .env("IPMIGW_CA", p.join("ca.crt"))
-        .env("IPMIGW_CERT", p.join(format!("{user}.crt")))
-        .env("IPMIGW_KEY", p.join(format!("{user}.key")))
-        .output()
-        .await
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let mut c = common::ipmigw_as(env.addr(), &env.pki(), user);
+    c.args(args);
+    common::output_of(c).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -576,26 +564,11 @@ async fn through_the_gateway_to_ipmi_sim() {
     let config =
         demo::write_files(dir.path(), &[bmc.addr()], "127.0.0.1:0".parse().unwrap()).unwrap();
     let gw = gateway::start(&config).await.unwrap();
-    let env_dir = dir.path().to_path_buf();
+    let pki = dir.path().join("pki");
     let run = |args: Vec<String>| {
-        let p = env_dir.join("pki");
-        let addr = gw.local_addr();
-        async move {
-            let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ipmigw"))
-                .args(&args)
-                .env("IPMIGW_GATEWAY", format!("https://{addr}"))
-                .env("IPMIGW_CA", p.join("ca.crt"))
-                .env("IPMIGW_CERT", p.join("alice.crt"))
-                .env("IPMIGW_KEY", p.join("alice.key"))
-                .output()
-                .await
-                .unwrap();
-            (
-                out.status.code().unwrap_or(-1),
-                String::from_utf8_lossy(&out.stdout).into_owned(),
-                String::from_utf8_lossy(&out.stderr).into_owned(),
-            )
-        }
+        let mut c = common::ipmigw_as(gw.local_addr(), &pki, "alice");
+        c.args(args);
+        common::output_of(c)
     };
     let (code, out, err) = run(vec!["power".into(), "on".into(), "node01".into()]).await;
     assert_eq!(code, 0, "{out}{err}");
@@ -796,8 +769,7 @@ async fn a_bmc_password_canary_never_appears_in_logs_answers_or_the_trail() {
     let canary = "CanaryS3cret!";
     let pw = dir.path().join("secrets/node02.password");
     std::fs::remove_file(&pw).unwrap();
-    std::fs::write(&pw, canary).unwrap();
-    std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    common::private_file(&pw, canary);
     let mut gw = std::process::Command::new(env!("CARGO_BIN_EXE_ipmigw"))
         .args(["-vv", "serve", "--config", config.to_str().unwrap()])
         .env("RUST_LOG", "debug")
@@ -824,27 +796,14 @@ async fn a_bmc_password_canary_never_appears_in_logs_answers_or_the_trail() {
     let addr = rx
         .recv_timeout(Duration::from_secs(20))
         .expect("gateway starts");
-    let p = dir.path().join("pki");
+    let addr: SocketAddr = addr.parse().unwrap();
+    let pki = dir.path().join("pki");
     let client = |args: &'static [&'static str]| {
-        let (addr, p) = (addr.clone(), p.clone());
+        let mut c = common::ipmigw_as(addr, &pki, "alice");
+        c.args(args);
         async move {
-            let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ipmigw"))
-                .args(args)
-                .env("IPMIGW_GATEWAY", format!("https://{addr}"))
-                .env("IPMIGW_CA", p.join("ca.crt"))
-                .env("IPMIGW_CERT", p.join("alice.crt"))
-                .env("IPMIGW_KEY", p.join("alice.key"))
-                .output()
-                .await
-                .unwrap();
-            (
-                out.status.code().unwrap_or(-1),
-                format!(
-                    "{}{}",
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr)
-                ),
-            )
+            let (code, out, err) = common::output_of(c).await;
+            (code, out + &err)
         }
     };
     let (code, out) = client(&["power", "status", "node01"]).await;

@@ -337,3 +337,30 @@ fn fru_image(serial: &str) -> Vec<u8> {
     }
     .encode()
 }
+
+/// `ipmigw` acting as `user` of the gateway at `gateway`, with the certificates
+/// of a demo-layout PKI directory (`ca.crt`, `USER.crt`, `USER.key`).
+pub fn ipmigw_as(gateway: SocketAddr, pki: &Path, user: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ipmigw"));
+    c.env("IPMIGW_GATEWAY", format!("https://{gateway}"))
+        .env("IPMIGW_CA", pki.join("ca.crt"))
+        .env("IPMIGW_CERT", pki.join(format!("{user}.crt")))
+        .env("IPMIGW_KEY", pki.join(format!("{user}.key")));
+    c
+}
+
+/// Runs a command without blocking the async runtime: (exit code, stdout, stderr).
+pub async fn output_of(cmd: Command) -> (i32, String, String) {
+    let out = tokio::process::Command::from(cmd).output().await.unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Writes a file readable by its owner only (as secret files must be).
+pub fn private_file(path: &Path, content: &str) {
+    std::fs::write(path, content).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
