@@ -225,7 +225,7 @@ pub async fn run(opts: ClientOpts, a: BridgeArgs) -> Result<(), CliError> {
             local.port()
         ));
     }
-    wait_for_stop().await;
+    super::signals::Signals::new(false).next().await;
     stop.store(true, Relaxed);
     let _ =
         tokio::task::spawn_blocking(move || workers.into_iter().for_each(|w| drop(w.join()))).await;
@@ -296,13 +296,4 @@ fn spawn_bridge(
         })
         .map_err(|e| CliError::usage(format!("cannot start the bridge thread: {e}")))?;
     Ok((worker, local))
-}
-
-async fn wait_for_stop() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        Some(_) = async { match term.as_mut() { Some(t) => t.recv().await, None => std::future::pending().await } } => {}
-    }
 }

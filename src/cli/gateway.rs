@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
+use super::signals::{Received, Signals};
 use super::CliError;
 use crate::gateway::{self, demo};
 use crate::sim::{SimConfig, Simulator};
@@ -62,16 +63,6 @@ pub struct DemoArgs {
     listen: SocketAddr,
 }
 
-async fn wait_for_signal(hup: &mut Option<tokio::signal::unix::Signal>) -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => "SIGINT",
-        Some(_) = async { match term.as_mut() { Some(t) => t.recv().await, None => std::future::pending().await } } => "SIGTERM",
-        Some(_) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => "SIGHUP",
-    }
-}
-
 pub async fn serve(a: ServeArgs) -> Result<(), CliError> {
     // One UDP socket per BMC plus client connections: use the hard limit.
     let _ = rlimit::increase_nofile_limit(u64::MAX);
@@ -80,10 +71,10 @@ pub async fn serve(a: ServeArgs) -> Result<(), CliError> {
         "ipmigw: serving on https://{} (SIGHUP reloads, SIGTERM stops)",
         gw.local_addr()
     );
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut signals = Signals::new(true);
     loop {
-        match wait_for_signal(&mut hup).await {
-            "SIGHUP" => {
+        match signals.next().await {
+            Received::Hangup => {
                 if let Err(e) = gw.reload().await {
                     eprintln!("ipmigw: reload refused, previous configuration kept:\n{e}");
                 }
@@ -91,8 +82,8 @@ pub async fn serve(a: ServeArgs) -> Result<(), CliError> {
                     eprintln!("ipmigw: audit rotation failed: {e}");
                 }
             }
-            reason => {
-                gw.shutdown(reason).await;
+            stop => {
+                gw.shutdown(stop.name()).await;
                 return Ok(());
             }
         }
@@ -182,14 +173,14 @@ pub async fn demo(a: DemoArgs) -> Result<(), CliError> {
     println!("  ipmigw audit query {d}/audit.jsonl");
     println!("  ipmigw audit verify --key-file {d}/audit.key {d}/audit.jsonl\n");
     println!("Ctrl-C stops the gateway and the simulated BMCs.");
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut signals = Signals::new(true);
     loop {
-        match wait_for_signal(&mut hup).await {
-            "SIGHUP" => {
+        match signals.next().await {
+            Received::Hangup => {
                 let _ = gw.reload().await;
             }
-            reason => {
-                gw.shutdown(reason).await;
+            stop => {
+                gw.shutdown(stop.name()).await;
                 sim.stop().await;
                 println!("ipmigw demo: stopped (gateway, audit trail closed, simulated BMCs)");
                 return Ok(());

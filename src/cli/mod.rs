@@ -12,6 +12,7 @@ mod client;
 mod gateway;
 mod policy;
 pub mod secrets;
+mod signals;
 mod sim;
 
 use clap::{Parser, Subcommand};

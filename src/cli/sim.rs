@@ -137,24 +137,9 @@ pub async fn run(a: SimArgs) -> Result<(), CliError> {
             handles.iter().for_each(|b| b.forget_sessions());
         }
     });
-    wait_for_shutdown().await;
+    super::signals::Signals::new(false).next().await;
     reboots.abort();
     sim.stop().await;
     eprintln!("ipmigw sim: stopped");
     Ok(())
-}
-
-async fn wait_for_shutdown() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
-    }
 }
