@@ -52,7 +52,7 @@ async fn setup(bmcs: usize) -> Env {
     // carol may act on node02 only, and only read its chassis status.
     let users = dir.path().join("policies/users.toml");
     let mut text = std::fs::read_to_string(&users).unwrap();
-    text = text.replace("[defaults]", "[[user]]\nname = \"carol\"\nidentity = \"cn:carol\"\nroles = [\"lab\"]\n\n[[role]]\nname = \"lab\"\ntargets = [\"node02\"]\nallow = [\"chassis.status\"]\n\n[defaults]");
+    text = text.replace("[defaults]", "[[user]]\nname = \"carol\"\nidentity = \"email:carol@example.test\"\nroles = [\"lab\"]\n\n[[role]]\nname = \"lab\"\ntargets = [\"node02\"]\nallow = [\"chassis.status\"]\n\n[defaults]");
     std::fs::write(&users, text).unwrap();
     pki::issue_client(&dir.path().join("pki"), &ClientCertSpec::new("carol")).unwrap();
     let gw = gateway::start(&config)

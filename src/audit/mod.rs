@@ -23,6 +23,9 @@ mod writer;
 
 use serde::Serialize;
 
+use crate::ipmi::cmd::registry::secret_from;
+use crate::ipmi::wire::message::NetFn;
+
 pub use export::SyslogTarget;
 pub use line::AuditKey;
 pub use writer::{AuditWriter, Durability, WriterConfig, WriterStats};
@@ -81,31 +84,47 @@ impl Receipt {
 pub struct RequestRecord {
     /// Request id (also in the `result` record and the HTTP answer).
     pub request_id: String,
-    /// Policy user.
+    /// Policy user (`-` when the certificate maps to none).
     pub user: String,
     /// SHA-256 of the client certificate (hex).
     pub cert_sha256: String,
     /// Client address.
     pub source: String,
-    /// BMC name.
+    /// BMC name (as asked for, also when it does not exist).
     pub target: String,
-    /// Command name.
+    /// Command name (`-` for a request refused before it named one).
     pub command: String,
+    /// Every command name policy decided, when there are more than one: a
+    /// Send Message and what it carries, or each kind of command a
+    /// composite read sends.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub commands: Vec<String>,
     /// IPMI netFn.
-    pub netfn: u8,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub netfn: Option<u8>,
     /// IPMI command.
-    pub cmd: u8,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cmd: Option<u8>,
     /// Request data in hex, secrets redacted.
-    data: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<String>,
+    /// The HTTP method and path, for requests refused before they named a
+    /// command (at most [`MAX_ROUTE_CHARS`] characters).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
     /// `allow` or `deny`.
     pub decision: Decision,
-    /// The deciding rule, as `file:line owner kind pattern`.
+    /// The deciding rule, as `file:line owner kind pattern` (several joined
+    /// by `; ` when several commands were decided).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
     /// Why a deny happened.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
+
+/// Longest route kept in a record: paths come from callers.
+pub const MAX_ROUTE_CHARS: usize = 256;
 
 /// A recorded decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -141,36 +160,67 @@ impl RequestRecord {
             source,
             target,
             command,
-            netfn,
-            cmd,
-            data: redact_request_data(netfn, cmd, data),
+            commands: Vec::new(),
+            netfn: Some(netfn),
+            cmd: Some(cmd),
+            data: Some(redact_request_data(netfn, cmd, data)),
+            route: None,
             decision,
             rule,
             reason,
         }
     }
 
+    /// A refusal of a request that named no IPMI command (a bad body, an
+    /// unknown BMC, a certificate that maps to no user): the route stands
+    /// for it.
+    pub fn refusal(
+        request_id: String,
+        user: String,
+        cert_sha256: String,
+        source: String,
+        target: String,
+        route: &str,
+        reason: String,
+    ) -> RequestRecord {
+        RequestRecord {
+            request_id,
+            user,
+            cert_sha256,
+            source,
+            target,
+            command: "-".into(),
+            commands: Vec::new(),
+            netfn: None,
+            cmd: None,
+            data: None,
+            route: Some(route.chars().take(MAX_ROUTE_CHARS).collect()),
+            decision: Decision::Deny,
+            rule: None,
+            reason: Some(reason),
+        }
+    }
+
+    /// Records every command name decided (kept only when there are several).
+    pub fn with_commands(mut self, names: Vec<String>) -> RequestRecord {
+        self.commands = if names.len() > 1 { names } else { Vec::new() };
+        self
+    }
+
     /// The recorded (redacted) data.
     pub fn data_hex(&self) -> &str {
-        &self.data
+        self.data.as_deref().unwrap_or("")
     }
 }
 
 /// Request data as hex for the trail, with the secret part of commands that
-/// carry one replaced by `<redacted:N>` (N bytes): Set User Password (App
-/// 0x47: password after user id and operation) and Set Channel Security
-/// Keys (App 0x56: key bytes after channel, operation and key id).
+/// carry one replaced by `<redacted:N>` (N bytes). Which bytes are secret is
+/// the command registry's knowledge (`ipmi::cmd::registry::secret_from`):
+/// passwords, keys and community strings, also inside bridged messages.
 pub fn redact_request_data(netfn: u8, cmd: u8, data: &[u8]) -> String {
-    let keep = match (netfn & !1, cmd) {
-        (0x06, 0x47) => Some(2),
-        (0x06, 0x56) => Some(3),
-        _ => None,
-    };
-    match keep {
-        Some(k) if data.len() > k => {
-            format!("{}<redacted:{}>", hex::encode(&data[..k]), data.len() - k)
-        }
-        _ => hex::encode(data),
+    match secret_from(NetFn(netfn & !1), cmd, data) {
+        Some(k) => format!("{}<redacted:{}>", hex::encode(&data[..k]), data.len() - k),
+        None => hex::encode(data),
     }
 }
 
@@ -224,6 +274,29 @@ pub struct BmcSessionRecord {
     pub reason: Option<String>,
 }
 
+/// `denial_summary`: refusals of one kind that came faster than the
+/// refusal rate allows, counted instead of recorded one by one, so that a
+/// flood of denied requests grows the trail at a bounded rate.
+#[derive(Debug, Clone, Serialize)]
+pub struct DenialSummary {
+    /// Policy user, or the certificate fingerprint when it maps to none.
+    pub identity: String,
+    /// Client address (`*` when the summary table overflowed).
+    pub source: String,
+    /// BMC name as asked (`*` when the summary table overflowed).
+    pub target: String,
+    /// Command name (`*` when the summary table overflowed).
+    pub command: String,
+    /// Why each was refused.
+    pub reason: String,
+    /// How many were refused and not recorded one by one.
+    pub count: u64,
+    /// First and last refusal counted, RFC 3339.
+    pub first: String,
+    /// Last refusal counted.
+    pub last: String,
+}
+
 /// Events callers record (the writer adds `startup`, `audit_repair`,
 /// `audit_recovered`, `checkpoint` and `export_dropped` itself).
 #[derive(Debug, Clone)]
@@ -236,6 +309,8 @@ pub enum Event {
     Tls(TlsRecord),
     /// A BMC session change.
     BmcSession(BmcSessionRecord),
+    /// Refusals counted, not recorded one by one.
+    DenialSummary(DenialSummary),
     /// Configuration reloaded (or a reload refused).
     ConfigReload {
         /// SHA-256 over the policy files, in order.
@@ -254,6 +329,7 @@ impl Event {
             Event::Result(_) => "result",
             Event::Tls(_) => "tls",
             Event::BmcSession(_) => "bmc_session",
+            Event::DenialSummary(_) => "denial_summary",
             Event::ConfigReload { .. } => "config_reload",
         }
     }
@@ -264,6 +340,7 @@ impl Event {
             Event::Result(r) => serde_json::to_string(r),
             Event::Tls(r) => serde_json::to_string(r),
             Event::BmcSession(r) => serde_json::to_string(r),
+            Event::DenialSummary(r) => serde_json::to_string(r),
             Event::ConfigReload {
                 policy_sha256,
                 ok,

@@ -82,6 +82,19 @@ impl Row {
         v
     }
 
+    /// The command name and every other name decided with it (what a Send
+    /// Message carried, the parts of a composite read).
+    fn commands(&self) -> impl Iterator<Item = &str> {
+        let others = self
+            .request
+            .get("commands")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str);
+        std::iter::once(self.field("command")).chain(others)
+    }
+
     fn keep(&self, f: &Filter) -> bool {
         let eq = |want: &Option<String>, field: &str| {
             want.as_deref().is_none_or(|w| self.field(field) == w)
@@ -92,7 +105,7 @@ impl Row {
             && eq(&f.decision, "decision")
             && f.command
                 .as_ref()
-                .is_none_or(|c| c.matches(self.field("command")))
+                .is_none_or(|c| self.commands().any(|n| c.matches(n)))
             && f.since.is_none_or(|s| ts.is_some_and(|t| t >= s))
             && f.until.is_none_or(|u| ts.is_some_and(|t| t < u))
     }

@@ -1,16 +1,21 @@
 //! The HTTP API (design.md): routing, input checks, and the path of one
-//! request: visibility → session-command refusal → policy (source, user,
-//! target, command name from the IPMI bytes) → rate limits → durable
-//! `request` record → BMC → `result` record → answer.
+//! request: visibility → refusal of session commands and undecodable
+//! tunnels → policy for every command name the operation may send (source,
+//! user, target, command) → rate limits → durable `request` record → BMC →
+//! `result` record → answer.
+//!
+//! Every refused request is audited too (unknown BMC, bad input, a
+//! certificate that maps to no user, a denial), through the refusal gate so
+//! that a flood of them is counted, not written line by line.
 //!
 //! Never tells a caller which rule refused them, which BMC addresses exist,
 //! or whether an invisible BMC exists: unknown and invisible BMCs get the
 //! same 404 bytes.
 
 use std::net::IpAddr;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -18,16 +23,20 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 
+use super::refusals::RefusalKind;
 use super::tls::{map_user, PeerCert};
 use super::Shared;
 use crate::audit::{AuditError, Decision as AuditDecision, Event, RequestRecord, ResultRecord};
 use crate::bmc::BmcError;
 use crate::ipmi::cmd::chassis::PowerAction;
-use crate::ipmi::cmd::name::{classify, is_session_management};
+use crate::ipmi::cmd::name::{Classified, Refusal};
 use crate::ipmi::cmd::RawRequest;
 use crate::ipmi::wire::message::NetFn;
 use crate::ops::{self, Op};
 use crate::policy::{Decision, DenyReason, Request as PolicyRequest};
+
+/// Longest a request body may take to arrive.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One client connection, as the handler sees it.
 #[derive(Debug)]
@@ -38,6 +47,62 @@ pub struct ConnInfo {
     pub cert: PeerCert,
     /// Set when a reload found the certificate revoked.
     pub revoked: std::sync::atomic::AtomicBool,
+    /// Requests in flight and when the last one ended (idle timeout).
+    pub activity: Activity,
+}
+
+/// What the idle timer of a connection looks at.
+#[derive(Debug)]
+pub struct Activity {
+    since: Instant,
+    in_flight: AtomicUsize,
+    /// Milliseconds after `since` of the last request start or end.
+    last_ms: AtomicU64,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity {
+            since: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Activity {
+    fn touch(&self) {
+        self.last_ms
+            .store(self.since.elapsed().as_millis() as u64, Relaxed);
+    }
+
+    /// Marks a request in flight until the guard drops.
+    pub fn begin(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Relaxed);
+        self.touch();
+        InFlight(self)
+    }
+
+    /// How long the connection has had no request in flight, or `None`
+    /// while one is.
+    pub fn idle_for(&self) -> Option<Duration> {
+        if self.in_flight.load(Relaxed) > 0 {
+            return None;
+        }
+        let last = Duration::from_millis(self.last_ms.load(Relaxed));
+        Some(self.since.elapsed().saturating_sub(last))
+    }
+}
+
+/// A request in flight on a connection.
+#[derive(Debug)]
+pub struct InFlight<'a>(&'a Activity);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, Relaxed);
+    }
 }
 
 type Answer = Response<Full<Bytes>>;
@@ -71,90 +136,254 @@ fn not_found() -> Answer {
     )
 }
 
+/// An answer without a body (HEAD).
+fn bodiless(status: StatusCode, extra: &[(&str, &str)]) -> Answer {
+    let mut r = Response::builder().status(status);
+    for (k, v) in extra {
+        r = r.header(*k, *v);
+    }
+    r.body(Full::new(Bytes::new()))
+        .expect("static headers are valid")
+}
+
+/// Who is asking, for records and limits.
+struct Caller<'a> {
+    conn: &'a ConnInfo,
+    /// Policy user; `None` when the certificate maps to none.
+    user: Option<String>,
+}
+
+impl Caller<'_> {
+    fn user(&self) -> &str {
+        self.user.as_deref().unwrap_or("-")
+    }
+
+    /// The user, or the certificate when it names none: what refusals are
+    /// counted by.
+    fn identity(&self) -> &str {
+        self.user.as_deref().unwrap_or(&self.conn.cert.sha256)
+    }
+}
+
+/// A refusal to record and answer.
+struct Refused<'a> {
+    target: &'a str,
+    command: &'a str,
+    reason: &'a str,
+    answer: Answer,
+}
+
 /// Handles one HTTP request.
 pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnInfo>, req: Request<Incoming>) -> Answer {
+    let _in_flight = conn.activity.begin();
     let id = shared.request_id();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    if method == Method::HEAD {
+        // Served for the health check only: every other route would run a
+        // BMC operation to compute a body nobody reads.
+        return if path == "/healthz" {
+            bodiless(health(&shared, &id).status(), &[])
+        } else {
+            bodiless(StatusCode::METHOD_NOT_ALLOWED, &[("allow", "GET")])
+        };
+    }
+    if path == "/healthz" && method == Method::GET {
+        return health(&shared, &id);
+    }
+    let rt = shared.runtime();
+    let caller = Caller {
+        conn: &conn,
+        user: map_user(&rt.policy, &rt.tls.identity, &conn.cert).ok(),
+    };
+    let route = format!("{method} {path}");
+    if conn.revoked.load(Relaxed) || caller.user.is_none() {
+        let (code, message) = if conn.revoked.load(Relaxed) {
+            (
+                "certificate_revoked",
+                "this client certificate is no longer accepted",
+            )
+        } else {
+            (
+                "no_user_for_certificate",
+                "this client certificate maps to no single policy user",
+            )
+        };
+        let answer = error(StatusCode::FORBIDDEN, code, message, &id);
+        let refused = Refused {
+            target: "-",
+            command: "-",
+            reason: code,
+            answer,
+        };
+        return refuse(&shared, &caller, &id, &route, refused).await;
+    }
     let wants_text = req
         .headers()
         .get("accept")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("text/plain"));
-    if path == "/healthz" && method == Method::GET {
-        return if shared.audit.is_available() {
-            respond(StatusCode::OK, json!({"status": "ok"}), &[])
-        } else {
-            error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "audit_unavailable",
-                "the audit trail is unavailable",
-                &id,
-            )
-        };
-    }
-    if conn.revoked.load(Relaxed) {
-        return error(
-            StatusCode::FORBIDDEN,
-            "certificate_revoked",
-            "this client certificate is no longer accepted",
-            &id,
-        );
-    }
-    let rt = shared.runtime();
-    let user = match map_user(&rt.policy, &conn.cert) {
-        Ok(u) => u,
-        Err(why) => {
-            return error(
-                StatusCode::FORBIDDEN,
-                why.code(),
-                "this client certificate maps to no single policy user",
-                &id,
-            )
-        }
-    };
     let max_body = rt.settings.limits.max_body_bytes;
-    let body = match Limited::new(req.into_body(), max_body).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => {
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                &format!("request bodies are limited to {max_body} bytes"),
-                &id,
-            )
+    drop(rt);
+    let body = match read_body(req.into_body(), max_body).await {
+        Ok(b) => b,
+        Err((status, code, message)) => {
+            let answer = error(status, code, &message, &id);
+            let refused = Refused {
+                target: "-",
+                command: "-",
+                reason: code,
+                answer,
+            };
+            return refuse(&shared, &caller, &id, &route, refused).await;
         }
     };
+    route_request(&shared, &caller, &id, &method, &path, &body, wants_text).await
+}
+
+fn health(shared: &Shared, id: &str) -> Answer {
+    if shared.audit.is_available() {
+        respond(StatusCode::OK, json!({"status": "ok"}), &[])
+    } else {
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "audit_unavailable",
+            "the audit trail is unavailable",
+            id,
+        )
+    }
+}
+
+async fn read_body(body: Incoming, max: usize) -> Result<Bytes, BadInput> {
+    match tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, max).collect()).await {
+        Ok(Ok(b)) => Ok(b.to_bytes()),
+        Ok(Err(_)) => Err((
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("request bodies are limited to {max} bytes"),
+        )),
+        Err(_) => Err((
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!(
+                "the request body did not arrive within {} s",
+                BODY_TIMEOUT.as_secs()
+            ),
+        )),
+    }
+}
+
+async fn route_request(
+    shared: &Arc<Shared>,
+    caller: &Caller<'_>,
+    id: &str,
+    method: &Method,
+    path: &str,
+    body: &[u8],
+    wants_text: bool,
+) -> Answer {
+    let user = caller.user();
+    let source = caller.conn.source;
+    let route = format!("{method} {path}");
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    match (&method, segs.as_slice()) {
+    let rt = shared.runtime();
+    match (method, segs.as_slice()) {
         (&Method::GET, ["v1", "whoami"]) => respond(
             StatusCode::OK,
-            json!({"user": user, "roles": rt.policy.roles_of(&user), "certificate_sha256": conn.cert.sha256, "source": conn.source.to_string()}),
+            json!({"user": user, "roles": rt.policy.roles_of(user), "certificate_sha256": caller.conn.cert.sha256, "source": source.to_string()}),
             &[],
         ),
         (&Method::GET, ["v1", "bmcs"]) => respond(
             StatusCode::OK,
-            json!({"bmcs": rt.policy.visible_bmcs(&user, Some(conn.source))}),
+            json!({"bmcs": rt.policy.visible_bmcs(user, Some(source))}),
             &[],
         ),
         (_, ["v1", "bmcs", bmc, what]) => {
-            if !rt.policy.is_visible(&user, bmc, Some(conn.source)) {
-                return not_found();
+            if !rt.policy.is_visible(user, bmc, Some(source)) {
+                drop(rt);
+                let refused = Refused {
+                    target: bmc,
+                    command: "-",
+                    reason: "not_found",
+                    answer: not_found(),
+                };
+                return refuse(shared, caller, id, &route, refused).await;
             }
-            let op = match operation(&method, what, &body) {
-                Ok(op) => op,
-                Err((status, code, msg)) => return error(status, code, &msg, &id),
-            };
             drop(rt);
-            run(&shared, &conn, &user, bmc, op, &id, wants_text).await
+            match operation(method, what, body) {
+                Ok(op) => run(shared, caller, bmc, op, id, wants_text).await,
+                Err((status, code, msg)) => {
+                    let refused = Refused {
+                        target: bmc,
+                        command: "-",
+                        reason: code,
+                        answer: error(status, code, &msg, id),
+                    };
+                    refuse(shared, caller, id, &route, refused).await
+                }
+            }
         }
-        _ => error(
-            StatusCode::NOT_FOUND,
-            "no_route",
-            &format!("no API route {method} {path}"),
-            &id,
-        ),
+        _ => {
+            drop(rt);
+            let refused = Refused {
+                target: "-",
+                command: "-",
+                reason: "no_route",
+                answer: error(
+                    StatusCode::NOT_FOUND,
+                    "no_route",
+                    &format!("no API route {route}"),
+                    id,
+                ),
+            };
+            refuse(shared, caller, id, &route, refused).await
+        }
     }
+}
+
+/// Records a refusal (through the refusal gate) and answers it: the
+/// refusal's own answer when its record is durable, 429 when the caller is
+/// refused faster than refusals are recorded one by one, 503 when the trail
+/// cannot take the record.
+async fn refuse(
+    shared: &Shared,
+    caller: &Caller<'_>,
+    id: &str,
+    route: &str,
+    r: Refused<'_>,
+) -> Answer {
+    let kind = RefusalKind {
+        identity: caller.identity().to_string(),
+        source: caller.conn.source,
+        target: r.target.to_string(),
+        command: r.command.to_string(),
+        reason: r.reason.to_string(),
+    };
+    if let Err(wait) = shared.refusals.admit(&kind) {
+        return too_many_refusals(wait, id);
+    }
+    let rec = RequestRecord::refusal(
+        id.into(),
+        caller.user().into(),
+        caller.conn.cert.sha256.clone(),
+        caller.conn.source.to_string(),
+        r.target.into(),
+        route,
+        r.reason.into(),
+    );
+    match shared.audit.request(rec).await {
+        Ok(_) => r.answer,
+        Err(e) => audit_failed(e, id),
+    }
+}
+
+fn too_many_refusals(wait: Duration, id: &str) -> Answer {
+    let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+    respond(
+        StatusCode::TOO_MANY_REQUESTS,
+        json!({"error": {"code": "too_many_refusals", "message": format!("too many refused requests; retry after {secs} s"), "request_id": id, "retry_after_s": secs}}),
+        &[("retry-after", secs.to_string())],
+    )
 }
 
 type BadInput = (StatusCode, &'static str, String);
@@ -201,37 +430,7 @@ fn operation(method: &Method, what: &str, body: &[u8]) -> Result<Op, BadInput> {
         (&Method::GET, "sensors") => Op::Sensors,
         (&Method::GET, "sel") => Op::Sel,
         (&Method::GET, "fru") => Op::Fru,
-        (&Method::POST, "raw") => {
-            let v = json_body()?;
-            let byte = |k: &str| {
-                v.get(k)
-                    .and_then(Value::as_u64)
-                    .filter(|b| *b <= 0xFF)
-                    .map(|b| b as u8)
-            };
-            let netfn = byte("netfn")
-                .filter(|n| *n <= 0x3E && n % 2 == 0)
-                .ok_or_else(|| bad("netfn: expected an even request netFn 0-62"))?;
-            let cmd = byte("cmd").ok_or_else(|| bad("cmd: expected 0-255"))?;
-            let data_hex = v.get("data").and_then(Value::as_str).unwrap_or("");
-            let data = hex::decode(data_hex).map_err(|_| bad("data: expected hex bytes"))?;
-            if data.len() > 200 {
-                return Err(bad("data: at most 200 bytes"));
-            }
-            if is_session_management(NetFn(netfn), cmd) {
-                return Err((
-                    StatusCode::FORBIDDEN,
-                    "session_command_forbidden",
-                    "session-management commands are the gateway's own; they are never forwarded"
-                        .into(),
-                ));
-            }
-            Op::Raw(RawRequest {
-                netfn: NetFn(netfn),
-                cmd,
-                data,
-            })
-        }
+        (&Method::POST, "raw") => Op::Raw(raw_request(&json_body()?)?),
         _ => {
             return Err((
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -242,45 +441,73 @@ fn operation(method: &Method, what: &str, body: &[u8]) -> Result<Op, BadInput> {
     })
 }
 
-/// Who asked for what: the parts of a `request` record every outcome shares.
-struct Asked<'a> {
-    id: &'a str,
-    user: &'a str,
-    conn: &'a ConnInfo,
-    bmc: &'a str,
-    /// The request that names the operation, and its command name.
-    req: &'a RawRequest,
-    command: &'a str,
+/// `{"netfn":6,"cmd":1,"data":"hex"}`: `data` may be absent (no data), but
+/// when present it is a string of hex bytes, never a number or null.
+fn raw_request(v: &Value) -> Result<RawRequest, BadInput> {
+    let byte = |k: &str| {
+        v.get(k)
+            .and_then(Value::as_u64)
+            .filter(|b| *b <= 0xFF)
+            .map(|b| b as u8)
+    };
+    let netfn = byte("netfn")
+        .filter(|n| *n <= 0x3E && n % 2 == 0)
+        .ok_or_else(|| bad("netfn: expected an even request netFn 0-62"))?;
+    let cmd = byte("cmd").ok_or_else(|| bad("cmd: expected 0-255"))?;
+    let data_hex = match v.get("data") {
+        None => "",
+        Some(Value::String(s)) => s.as_str(),
+        Some(_) => return Err(bad("data: expected a string of hex bytes, e.g. \"0a1b\"")),
+    };
+    let data = hex::decode(data_hex).map_err(|_| bad("data: expected hex bytes"))?;
+    if data.len() > 200 {
+        return Err(bad("data: at most 200 bytes"));
+    }
+    Ok(RawRequest {
+        netfn: NetFn(netfn),
+        cmd,
+        data,
+    })
 }
 
-fn record(
-    a: &Asked<'_>,
-    decision: AuditDecision,
-    rule: Option<String>,
-    reason: Option<String>,
-) -> RequestRecord {
-    let Asked {
-        id,
-        user,
-        conn,
-        bmc,
-        req,
-        command,
-    } = *a;
-    RequestRecord::new(
-        id.into(),
-        user.into(),
-        conn.cert.sha256.clone(),
-        conn.source.to_string(),
-        bmc.into(),
-        command.into(),
-        req.netfn.0,
-        req.cmd,
-        &req.data,
-        decision,
-        rule,
-        reason,
-    )
+/// What was asked and how it is named: the parts of a `request` record
+/// every outcome shares.
+struct Asked<'a> {
+    id: &'a str,
+    caller: &'a Caller<'a>,
+    bmc: &'a str,
+    /// The request that represents the operation in the trail.
+    req: RawRequest,
+    classified: Classified,
+}
+
+impl Asked<'_> {
+    fn names(&self) -> Vec<String> {
+        self.classified.names().map(|n| n.to_string()).collect()
+    }
+
+    fn record(
+        &self,
+        decision: AuditDecision,
+        rule: Option<String>,
+        reason: Option<String>,
+    ) -> RequestRecord {
+        RequestRecord::new(
+            self.id.into(),
+            self.caller.user().into(),
+            self.caller.conn.cert.sha256.clone(),
+            self.caller.conn.source.to_string(),
+            self.bmc.into(),
+            self.classified.name.to_string(),
+            self.req.netfn.0,
+            self.req.cmd,
+            &self.req.data,
+            decision,
+            rule,
+            reason,
+        )
+        .with_commands(self.names())
+    }
 }
 
 fn audit_failed(e: AuditError, id: &str) -> Answer {
@@ -293,124 +520,225 @@ fn audit_failed(e: AuditError, id: &str) -> Answer {
     )
 }
 
+/// Policy's verdict on every name of a request: the joined allow rules, or
+/// the first denial.
+fn decide(shared: &Shared, asked: &Asked<'_>) -> Result<String, Box<crate::policy::Denial>> {
+    let rt = shared.runtime();
+    let mut rules: Vec<String> = Vec::new();
+    let mut first = None;
+    for name in asked.classified.names() {
+        let preq = PolicyRequest {
+            user: asked.caller.user(),
+            source: Some(asked.caller.conn.source),
+            bmc: asked.bmc,
+            command: name.as_str(),
+            state_changing: asked.classified.state_changing,
+        };
+        match rt.policy.decide(&preq) {
+            Decision::Allow(p) => {
+                let rule = p.rule().to_string();
+                if !rules.contains(&rule) {
+                    rules.push(rule);
+                }
+                first.get_or_insert(p);
+            }
+            Decision::Deny(d) => return Err(Box::new(d)),
+        }
+    }
+    let permit = first.expect("a request has at least one name");
+    // Rates count the request once, whatever it names.
+    match rt.limits.check(&rt.policy, permit) {
+        Decision::Allow(_) => Ok(rules.join("; ")),
+        Decision::Deny(d) => Err(Box::new(d)),
+    }
+}
+
 async fn run(
-    shared: &Shared,
-    conn: &ConnInfo,
-    user: &str,
+    shared: &Arc<Shared>,
+    caller: &Caller<'_>,
     bmc: &str,
     op: Op,
     id: &str,
     wants_text: bool,
 ) -> Answer {
-    // Classified once: the decision and both audit records use it.
-    let req = op.representative();
-    let classified = classify(req.netfn, req.cmd, &req.data);
-    let (command, state_changing) = (classified.name.as_str(), classified.state_changing);
-    let rt = shared.runtime();
-    let preq = PolicyRequest {
-        user,
-        source: Some(conn.source),
-        bmc,
-        command,
-        state_changing,
-    };
-    let decision = match rt.policy.decide(&preq) {
-        Decision::Allow(p) => rt.limits.check(&rt.policy, p),
-        d => d,
-    };
     let asked = Asked {
         id,
-        user,
-        conn,
+        caller,
         bmc,
-        req: &req,
-        command,
+        req: op.representative(),
+        classified: op.classify(),
     };
-    let permit_rule = match decision {
-        Decision::Allow(p) => p.rule().to_string(),
-        Decision::Deny(d) => {
-            let rule = d.rule.as_ref().map(|r| r.to_string());
-            let reason = match d.reason {
-                DenyReason::RateLimited(_) => "rate_limited",
-                DenyReason::SourceNotAllowed => "source_not_allowed",
-                _ => "denied",
-            };
-            let rec = record(&asked, AuditDecision::Deny, rule, Some(d.detail.clone()));
-            if let Err(e) = shared.audit.request(rec).await {
-                return audit_failed(e, id);
-            }
-            return match d.reason {
-                DenyReason::RateLimited(wait) => {
-                    let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-                    respond(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        json!({"error": {"code": reason, "message": format!("rate limited: {command} on {bmc}; retry after {secs} s"), "request_id": id, "retry_after_s": secs}}),
-                        &[("retry-after", secs.to_string())],
-                    )
-                }
-                _ => error(
-                    StatusCode::FORBIDDEN,
-                    reason,
-                    &format!("{user} may not run {command} on {bmc}"),
-                    id,
-                ),
-            };
-        }
+    let command = asked.classified.name.to_string();
+    if let Some(refusal) = asked.classified.refusal {
+        let code = match refusal {
+            Refusal::SessionCommand => "session_command_forbidden",
+            Refusal::Undecodable(_) => "undecodable_bridged_message",
+        };
+        let answer = error(StatusCode::FORBIDDEN, code, refusal.describe(), id);
+        let detail = refusal.describe().to_string();
+        return deny_recorded(shared, &asked, None, code, detail, answer).await;
+    }
+    let rule = match decide(shared, &asked) {
+        Ok(rule) => rule,
+        Err(d) => return denied(shared, &asked, *d).await,
     };
-    drop(rt);
-    let rec = record(&asked, AuditDecision::Allow, Some(permit_rule), None);
+    let rec = asked.record(AuditDecision::Allow, Some(rule), None);
     let receipt = match shared.audit.request(rec).await {
         Ok(r) => r,
         Err(e) => return audit_failed(e, id),
     };
-    let started = Instant::now();
-    let result = shared.pool.run(&receipt, bmc, &op).await;
-    let latency_us = started.elapsed().as_micros() as u64;
-    let (result_rec, answer) = match result {
-        Ok(a) => {
-            let rec = ResultRecord {
-                request_id: id.into(),
-                completion_code: Some(a.completion_code.unwrap_or(0)),
-                response_len: a.response_len,
-                latency_us,
-                error: None,
-            };
-            let body = if wants_text {
-                Response::builder()
-                    .status(StatusCode::OK)
-                    .header("content-type", "text/plain; charset=utf-8")
-                    .body(Full::new(Bytes::from(a.text + "\n")))
-                    .expect("static headers are valid")
-            } else {
-                respond(StatusCode::OK, a.json, &[])
-            };
-            (rec, body)
+    // From here the request is recorded as allowed: it runs to its result
+    // record in a task of its own, so that a client that hangs up (or resets
+    // its stream) cannot cut it off between the BMC and the trail.
+    let job = Job {
+        shared: shared.clone(),
+        receipt,
+        bmc: bmc.to_string(),
+        op,
+        allowed: asked.names(),
+        id: id.to_string(),
+        command,
+        wants_text,
+    };
+    match tokio::spawn(job.run()).await {
+        Ok(answer) => answer,
+        Err(_) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the request's task failed",
+            id,
+        ),
+    }
+}
+
+/// Records a policy denial and answers 403 or 429.
+async fn denied(shared: &Shared, asked: &Asked<'_>, d: crate::policy::Denial) -> Answer {
+    let rule = d.rule.as_ref().map(|r| r.to_string());
+    let (command, bmc, id) = (&asked.classified.name, asked.bmc, asked.id);
+    let (reason, answer) = match d.reason {
+        DenyReason::RateLimited(wait) => {
+            let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+            let message = format!("rate limited: {command} on {bmc}; retry after {secs} s");
+            let answer = respond(
+                StatusCode::TOO_MANY_REQUESTS,
+                json!({"error": {"code": "rate_limited", "message": message, "request_id": id, "retry_after_s": secs}}),
+                &[("retry-after", secs.to_string())],
+            );
+            ("rate_limited", answer)
         }
-        Err(e) => {
-            let (status, code, message) = bmc_failure(&e);
-            let cc = match &e {
-                BmcError::Completion { code, .. } => Some(code.0),
-                _ => None,
+        ref other => {
+            let code = if *other == DenyReason::SourceNotAllowed {
+                "source_not_allowed"
+            } else {
+                "denied"
             };
-            let rec = ResultRecord {
-                request_id: id.into(),
-                completion_code: cc,
-                response_len: 0,
-                latency_us,
-                error: Some(code.into()),
-            };
-            tracing::warn!(request_id = id, bmc, error = %e, "BMC operation failed");
-            (rec, error(status, code, &message, id))
+            let user = asked.caller.user();
+            let message = format!("{user} may not run {command} on {bmc}");
+            (code, error(StatusCode::FORBIDDEN, code, &message, id))
         }
     };
-    // Queued before the answer goes out, durable with the next group
-    // commit: the answer does not wait for a second fsync. (Write-ahead is
-    // about the request record; a crash in this window can lose a result
-    // record, never a request record.)
-    if let Err(e) = shared.audit.append_queued(Event::Result(result_rec)) {
-        tracing::error!(error = %e, request_id = id, "result record not queued");
+    deny_recorded(shared, asked, rule, reason, d.detail, answer).await
+}
+
+/// Writes a deny record for `asked` (through the refusal gate) and answers.
+async fn deny_recorded(
+    shared: &Shared,
+    asked: &Asked<'_>,
+    rule: Option<String>,
+    reason: &str,
+    detail: String,
+    answer: Answer,
+) -> Answer {
+    let kind = RefusalKind {
+        identity: asked.caller.identity().to_string(),
+        source: asked.caller.conn.source,
+        target: asked.bmc.to_string(),
+        command: asked.classified.name.to_string(),
+        reason: reason.to_string(),
+    };
+    if let Err(wait) = shared.refusals.admit(&kind) {
+        return too_many_refusals(wait, asked.id);
     }
-    answer
+    let rec = asked.record(AuditDecision::Deny, rule, Some(detail));
+    match shared.audit.request(rec).await {
+        Ok(_) => answer,
+        Err(e) => audit_failed(e, asked.id),
+    }
+}
+
+/// An allowed, recorded request on its way to the BMC and its result record.
+struct Job {
+    shared: Arc<Shared>,
+    receipt: crate::audit::Receipt,
+    bmc: String,
+    op: Op,
+    allowed: Vec<String>,
+    id: String,
+    command: String,
+    wants_text: bool,
+}
+
+impl Job {
+    async fn run(self) -> Answer {
+        let Job {
+            shared,
+            receipt,
+            bmc,
+            op,
+            allowed,
+            id,
+            command,
+            wants_text,
+        } = self;
+        let started = Instant::now();
+        let result = shared.pool.run(&receipt, &bmc, &op, &allowed).await;
+        let latency_us = started.elapsed().as_micros() as u64;
+        let (result_rec, answer) = match result {
+            Ok(a) => {
+                let rec = ResultRecord {
+                    request_id: id.clone(),
+                    completion_code: Some(a.completion_code.unwrap_or(0)),
+                    response_len: a.response_len,
+                    latency_us,
+                    error: None,
+                };
+                let body = if wants_text {
+                    Response::builder()
+                        .status(StatusCode::OK)
+                        .header("content-type", "text/plain; charset=utf-8")
+                        .body(Full::new(Bytes::from(a.text + "\n")))
+                        .expect("static headers are valid")
+                } else {
+                    respond(StatusCode::OK, a.json, &[])
+                };
+                (rec, body)
+            }
+            Err(e) => {
+                let (status, code, message) = bmc_failure(&e);
+                let cc = match &e {
+                    BmcError::Completion { code, .. } => Some(code.0),
+                    _ => None,
+                };
+                let rec = ResultRecord {
+                    request_id: id.clone(),
+                    completion_code: cc,
+                    response_len: 0,
+                    latency_us,
+                    error: Some(code.into()),
+                };
+                tracing::warn!(request_id = %id, bmc = %bmc, command = %command, error = %e, "BMC operation failed");
+                (rec, error(status, code, &message, &id))
+            }
+        };
+        // Queued before the answer goes out, durable with the next group
+        // commit: the answer does not wait for a second fsync. (Write-ahead is
+        // about the request record; a crash in this window can lose a result
+        // record, never a request record.)
+        if let Err(e) = shared.audit.append_queued(Event::Result(result_rec)) {
+            tracing::error!(error = %e, request_id = %id, "result record not queued");
+        }
+        answer
+    }
 }
 
 /// Status, code and a caller-safe message (no BMC address) for a BMC failure.

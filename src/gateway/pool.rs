@@ -61,7 +61,7 @@ impl std::fmt::Debug for BmcPool {
 /// operation may send. Only made from a receipt that allows the request.
 struct Gated<'a> {
     client: &'a BmcClient,
-    allowed: Vec<String>,
+    allowed: &'a [String],
 }
 
 impl Transact for Gated<'_> {
@@ -149,8 +149,15 @@ impl BmcPool {
         Ok(c)
     }
 
-    /// Runs an operation on BMC `name`, with the receipt of its audit record.
-    pub async fn run(&self, receipt: &Receipt, name: &str, op: &Op) -> Result<Answer, BmcError> {
+    /// Runs an operation on BMC `name`, with the receipt of its audit record;
+    /// it may send only commands named in `allowed` (what policy decided).
+    pub async fn run(
+        &self,
+        receipt: &Receipt,
+        name: &str,
+        op: &Op,
+        allowed: &[String],
+    ) -> Result<Answer, BmcError> {
         if !receipt.allows() {
             return Err(BmcError::Protocol {
                 addr: SocketAddr::from(([0, 0, 0, 0], 0)),
@@ -161,7 +168,7 @@ impl BmcPool {
         let client = self.client(name).await?;
         let gated = Gated {
             client: &client,
-            allowed: op.wire_names(),
+            allowed,
         };
         let r = op.run(&gated).await;
         if let Err(BmcError::Closed(_)) = &r {

@@ -40,6 +40,13 @@ pub struct TlsSection {
     /// CRLs (PEM or DER); an expired CRL is an error.
     #[serde(default)]
     pub crl: Vec<Spanned<String>>,
+    /// Which certificate fields name the caller, in order of precedence:
+    /// `email`, `uri`, `dns`, `cn`. The first kind the certificate carries
+    /// decides; two different values of that kind are refused as
+    /// ambiguous. Default `["email", "uri"]`: a subject CN is trusted only
+    /// when listed.
+    #[serde(default)]
+    pub identity: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// `[limits]`; every field has a default.
@@ -62,6 +69,18 @@ pub struct LimitsSection {
     pub bmc_queue: usize,
     /// Time SIGTERM gives in-flight requests, milliseconds.
     pub drain_ms: u64,
+    /// A connection with no request in flight for this long is closed,
+    /// milliseconds (HTTP/2 pings check that a busy one is alive).
+    pub idle_timeout_ms: u64,
+    /// Open connections from one source address at most.
+    pub max_connections_per_source: usize,
+    /// Open connections of one policy user at most.
+    pub max_connections_per_identity: usize,
+    /// Refused requests recorded one by one per identity (`N/second|minute|hour`);
+    /// past it they are answered 429 and counted in `denial_summary` records.
+    pub refusal_rate: String,
+    /// The same per source address.
+    pub refusal_rate_per_source: String,
 }
 
 impl Default for LimitsSection {
@@ -75,6 +94,11 @@ impl Default for LimitsSection {
             max_body_bytes: 64 * 1024,
             bmc_queue: 64,
             drain_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            max_connections_per_source: 256,
+            max_connections_per_identity: 64,
+            refusal_rate: "60/minute".into(),
+            refusal_rate_per_source: "120/minute".into(),
         }
     }
 }

@@ -16,7 +16,7 @@ use toml::Spanned;
 
 use super::settings::TlsSection;
 use crate::config::{Diag, Source};
-use crate::policy::{Identity, Policy};
+use crate::policy::{Identity, IdentityKind, Policy};
 
 /// The TLS half of a loaded configuration.
 pub struct TlsSetup {
@@ -24,6 +24,8 @@ pub struct TlsSetup {
     pub server: Arc<ServerConfig>,
     /// For re-checking open connections after a reload (revocations).
     pub verifier: Arc<dyn ClientCertVerifier>,
+    /// Which certificate fields name the caller, in order of precedence.
+    pub identity: Vec<IdentityKind>,
 }
 
 impl std::fmt::Debug for TlsSetup {
@@ -59,9 +61,40 @@ fn certs(
     }
 }
 
+/// Reads `[tls] identity`: known kinds, none twice, at least one.
+fn identity_order(src: &Source, t: &TlsSection, diags: &mut Vec<Diag>) -> Vec<IdentityKind> {
+    let Some(list) = &t.identity else {
+        return IdentityKind::DEFAULT.to_vec();
+    };
+    let mut order = Vec::new();
+    for k in list.get_ref() {
+        match IdentityKind::parse(k.get_ref()) {
+            Some(kind) if order.contains(&kind) => {
+                diags.push(src.at(k, format!("[tls] identity: {:?} is listed twice", k.get_ref())))
+            }
+            Some(kind) => order.push(kind),
+            None => diags.push(src.at(
+                k,
+                format!(
+                    "[tls] identity: {:?} is not an identity kind; expected \"email\", \"uri\", \"dns\" or \"cn\"",
+                    k.get_ref()
+                ),
+            )),
+        }
+    }
+    if order.is_empty() && list.get_ref().is_empty() {
+        diags.push(src.at(
+            list,
+            "[tls] identity: empty; expected e.g. [\"email\", \"uri\"]",
+        ));
+    }
+    order
+}
+
 /// Builds the server side from `[tls]`.
 pub fn load(src: &Source, dir: &Path, t: &TlsSection, diags: &mut Vec<Diag>) -> Option<TlsSetup> {
     let before = diags.len();
+    let identity = identity_order(src, t, diags);
     let chain = read(src, dir, &t.cert, diags)
         .map(|b| certs(src, &t.cert, &b, diags))
         .unwrap_or_default();
@@ -136,6 +169,7 @@ pub fn load(src: &Source, dir: &Path, t: &TlsSection, diags: &mut Vec<Diag>) -> 
     Some(TlsSetup {
         server: Arc::new(cfg),
         verifier,
+        identity,
     })
 }
 
@@ -187,10 +221,11 @@ pub fn peer_cert(der: &[u8]) -> Result<PeerCert, String> {
 pub enum Unmapped {
     /// No clientAuth EKU.
     NotForClients,
-    /// No identity in it names a policy user.
+    /// It carries no identity of a configured kind, or the deciding one
+    /// names no policy user.
     NoUser,
-    /// Its identities name more than one user.
-    Ambiguous(Vec<String>),
+    /// It carries two different identities of the deciding kind.
+    Ambiguous(Vec<Identity>),
 }
 
 impl Unmapped {
@@ -204,22 +239,103 @@ impl Unmapped {
     }
 }
 
-/// The policy user a certificate maps to.
-pub fn map_user(policy: &Policy, cert: &PeerCert) -> Result<String, Unmapped> {
+/// The identity that names a certificate's holder: of the first kind in
+/// `order` that the certificate carries at all, which must be one value.
+pub fn deciding_identity<'a>(
+    cert: &'a PeerCert,
+    order: &[IdentityKind],
+) -> Result<&'a Identity, Unmapped> {
+    for kind in order {
+        let mut of_kind = cert.identities.iter().filter(|i| i.kind() == *kind);
+        let Some(first) = of_kind.next() else {
+            continue;
+        };
+        let others: Vec<&Identity> = of_kind.filter(|i| *i != first).collect();
+        if !others.is_empty() {
+            let mut all = vec![first.clone()];
+            all.extend(others.into_iter().cloned());
+            return Err(Unmapped::Ambiguous(all));
+        }
+        return Ok(first);
+    }
+    Err(Unmapped::NoUser)
+}
+
+/// The policy user a certificate maps to: the user whose identity is the
+/// certificate's deciding identity (see [`deciding_identity`]). Other
+/// identities in the certificate are not looked at, so a certificate with
+/// SAN `eve@example.test` and CN `bob` is eve's (or nobody's), never bob's.
+pub fn map_user(
+    policy: &Policy,
+    order: &[IdentityKind],
+    cert: &PeerCert,
+) -> Result<String, Unmapped> {
     if !cert.client_auth {
         return Err(Unmapped::NotForClients);
     }
-    let mut users: Vec<String> = cert
-        .identities
-        .iter()
-        .filter_map(|id| policy.user_for(id))
+    let id = deciding_identity(cert, order)?;
+    policy
+        .user_for(id)
         .map(str::to_string)
-        .collect();
-    users.sort();
-    users.dedup();
-    match users.len() {
-        0 => Err(Unmapped::NoUser),
-        1 => Ok(users.remove(0)),
-        _ => Err(Unmapped::Ambiguous(users)),
+        .ok_or(Unmapped::NoUser)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cert(ids: &[&str]) -> PeerCert {
+        PeerCert {
+            sha256: "00".repeat(32),
+            identities: ids.iter().map(|s| Identity::parse(s).unwrap()).collect(),
+            client_auth: true,
+        }
+    }
+
+    #[test]
+    fn the_first_configured_kind_decides() {
+        let default = IdentityKind::DEFAULT;
+        let c = cert(&["cn:bob", "email:eve@example.test"]);
+        assert_eq!(
+            deciding_identity(&c, &default).unwrap().to_string(),
+            "email:eve@example.test",
+            "the SAN decides, the CN is not looked at"
+        );
+        let cn_only = cert(&["cn:bob"]);
+        assert_eq!(deciding_identity(&cn_only, &default), Err(Unmapped::NoUser));
+        let with_cn = [IdentityKind::Cn, IdentityKind::Email];
+        assert_eq!(
+            deciding_identity(&c, &with_cn).unwrap().to_string(),
+            "cn:bob"
+        );
+        let uri_first = [IdentityKind::Uri, IdentityKind::Email];
+        let both = cert(&["email:a@x.test", "uri:spiffe://x/a"]);
+        assert_eq!(
+            deciding_identity(&both, &uri_first).unwrap().to_string(),
+            "uri:spiffe://x/a"
+        );
+    }
+
+    #[test]
+    fn two_values_of_the_deciding_kind_are_ambiguous() {
+        let order = [IdentityKind::Cn];
+        let c = cert(&["cn:bob", "cn:alice"]);
+        assert!(matches!(
+            deciding_identity(&c, &order),
+            Err(Unmapped::Ambiguous(_))
+        ));
+        // The same value twice is not ambiguous; another kind does not count.
+        let same = cert(&["cn:bob", "cn:bob", "email:x@y.test"]);
+        assert_eq!(
+            deciding_identity(&same, &order).unwrap().to_string(),
+            "cn:bob"
+        );
+        let emails = cert(&["email:a@x.test", "email:b@x.test"]);
+        assert_eq!(
+            deciding_identity(&emails, &IdentityKind::DEFAULT)
+                .unwrap_err()
+                .code(),
+            "ambiguous_certificate_identity"
+        );
     }
 }

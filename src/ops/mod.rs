@@ -17,7 +17,7 @@ use crate::ipmi::cmd::chassis::{
     BootDevice, BootFlags, ChassisControl, GetBootFlags, GetChassisStatus, PowerAction,
     SetBootFlags,
 };
-use crate::ipmi::cmd::name::classify;
+use crate::ipmi::cmd::name::{classify, Classified};
 use crate::ipmi::cmd::{Command, RawRequest};
 use crate::ipmi::fru;
 use crate::ipmi::sel::{format_timestamp, sensor_type_name};
@@ -94,24 +94,19 @@ impl Op {
         }
     }
 
-    /// Policy name and whether it changes state.
-    pub fn classify(&self) -> (String, bool) {
+    /// Every command name the operation may send, as policy decides them:
+    /// the representative request's own (and, for a raw Send Message, what
+    /// it carries), plus the other kinds of command a composite read sends.
+    pub fn classify(&self) -> Classified {
         let r = self.representative();
-        let c = classify(r.netfn, r.cmd, &r.data);
-        (c.name.to_string(), c.state_changing)
-    }
-
-    /// Command names this operation may send on the wire (a multi-step
-    /// read sends several); anything else is refused by the caller's
-    /// transport.
-    pub fn wire_names(&self) -> Vec<String> {
-        match self {
-            Op::Sensors => vec!["sdr.read".into(), "sensor.read".into()],
-            Op::Sel => vec!["sel.read".into()],
-            Op::Fru => vec!["fru.read".into()],
-            Op::McInfo => vec!["mc.info".into()],
-            _ => vec![self.classify().0],
+        let mut c = classify(r.netfn, r.cmd, &r.data);
+        // A sensor walk reserves and reads the SDR repository, then reads
+        // each sensor. (Device ID and System GUID are both mc.info; the SEL
+        // and FRU reads send sel.read and fru.read only.)
+        if let Op::Sensors = self {
+            c.also_sends("sdr.read");
         }
+        c
     }
 
     /// Runs the operation.

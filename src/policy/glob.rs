@@ -6,6 +6,8 @@
 //! `**` matches any number of segments, zero included (`chassis.**`).
 //! BMC patterns are plain: `*` matches any run of characters.
 
+use crate::ipmi::cmd::name::NameSegment;
+
 /// A compiled command pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandPattern {
@@ -63,6 +65,43 @@ impl CommandPattern {
             n += 1;
         }
         match_segments(&self.segments, &buf[..n])
+    }
+}
+
+impl CommandPattern {
+    /// True when some name of a generated family (see
+    /// `ipmi::cmd::name::NAME_FAMILIES`) matches, for validating patterns.
+    pub fn may_match_family(&self, family: &[NameSegment]) -> bool {
+        match_family(&self.segments, family)
+    }
+}
+
+fn match_family(pat: &[Segment], family: &[NameSegment]) -> bool {
+    match pat.split_first() {
+        None => family.is_empty(),
+        Some((Segment::AnyDepth, rest)) => {
+            (0..=family.len()).any(|skip| match_family(rest, &family[skip..]))
+        }
+        Some((Segment::Glob(g), rest)) => match family.split_first() {
+            Some((seg, more)) => segment_may_match(g, *seg) && match_family(rest, more),
+            None => false,
+        },
+    }
+}
+
+/// Whether glob segment `g` matches some value of a family segment.
+fn segment_may_match(g: &str, seg: NameSegment) -> bool {
+    match seg {
+        NameSegment::Literal(l) => wildcard(g.as_bytes(), l.as_bytes()),
+        NameSegment::Byte => {
+            (0..=255u8).any(|b| wildcard(g.as_bytes(), format!("0x{b:02x}").as_bytes()))
+        }
+        // A glob of digits and stars matches some number unless its digits
+        // force a leading zero.
+        NameSegment::Decimal => {
+            g.bytes().all(|b| b.is_ascii_digit() || b == b'*')
+                && (g.starts_with('*') || !g.starts_with('0') || g == "0")
+        }
     }
 }
 

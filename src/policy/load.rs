@@ -8,11 +8,11 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::glob::{wildcard, BmcPattern, CommandPattern};
+use super::glob::{BmcPattern, CommandPattern};
 use super::rate::Rate;
 use super::{Allowlist, Identity, Policy, Role, Rule, User};
 use crate::config::{ConfigError, Diag, GatewayConfig, Source};
-use crate::ipmi::cmd::name::NAMED_COMMANDS;
+use crate::ipmi::cmd::name::{NAMED_COMMANDS, NAME_FAMILIES};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -333,35 +333,19 @@ fn match_bmcs(pattern: &str, names: &[String]) -> Vec<usize> {
     }
 }
 
-/// Compiles a command pattern and checks it can match some command: a named
-/// one, or a `raw.0xNN.0xMM` name.
+/// Compiles a command pattern and checks it can match some command: a fixed
+/// name, or one of a generated family (`raw.0xNN.0xMM`,
+/// `chassis.bootopt.param.0xNN`, ...).
 fn command_pattern(p: &str) -> Result<CommandPattern, String> {
     let c = CommandPattern::parse(p)?;
-    if NAMED_COMMANDS.iter().any(|n| c.matches(n)) || matches_some_raw(p) {
+    if NAMED_COMMANDS.iter().any(|n| c.matches(n))
+        || NAME_FAMILIES.iter().any(|f| c.may_match_family(f))
+    {
         return Ok(c);
     }
     Err(format!(
         "command pattern {p:?} matches no known command name"
     ))
-}
-
-fn matches_some_raw(p: &str) -> bool {
-    let segs: Vec<&str> = p.split('.').collect();
-    let byte_seg = |s: &str| {
-        s == "**" || (0..=255u8).any(|b| wildcard(s.as_bytes(), format!("0x{b:02x}").as_bytes()))
-    };
-    match segs.as_slice() {
-        ["**", ..] => true,
-        [first, rest @ ..] if wildcard(first.as_bytes(), b"raw") => match rest {
-            [] => false,
-            ["**"] => true,
-            [n] => byte_seg(n) && n.contains("**"),
-            [n, c] => byte_seg(n) && byte_seg(c),
-            [n, c, "**"] => byte_seg(n) && byte_seg(c),
-            _ => false,
-        },
-        _ => false,
-    }
 }
 
 fn allowlist(

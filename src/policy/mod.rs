@@ -88,6 +88,58 @@ impl Identity {
     }
 }
 
+/// The kinds of certificate identity, for `[tls] identity` precedence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IdentityKind {
+    /// SAN email.
+    Email,
+    /// SAN URI.
+    Uri,
+    /// SAN DNS name.
+    Dns,
+    /// Subject common name.
+    Cn,
+}
+
+impl IdentityKind {
+    /// The default precedence: SAN e-mail, then SAN URI. A subject CN is
+    /// easy to get wrong in a CA's profile, so it counts only when listed.
+    pub const DEFAULT: [IdentityKind; 2] = [IdentityKind::Email, IdentityKind::Uri];
+
+    /// Parses `email`, `uri`, `dns` or `cn`.
+    pub fn parse(s: &str) -> Option<IdentityKind> {
+        Some(match s {
+            "email" => IdentityKind::Email,
+            "uri" => IdentityKind::Uri,
+            "dns" => IdentityKind::Dns,
+            "cn" => IdentityKind::Cn,
+            _ => return None,
+        })
+    }
+
+    /// The name used in config and identities.
+    pub fn name(self) -> &'static str {
+        match self {
+            IdentityKind::Email => "email",
+            IdentityKind::Uri => "uri",
+            IdentityKind::Dns => "dns",
+            IdentityKind::Cn => "cn",
+        }
+    }
+}
+
+impl Identity {
+    /// Its kind.
+    pub fn kind(&self) -> IdentityKind {
+        match self {
+            Identity::Email(_) => IdentityKind::Email,
+            Identity::Uri(_) => IdentityKind::Uri,
+            Identity::Dns(_) => IdentityKind::Dns,
+            Identity::Cn(_) => IdentityKind::Cn,
+        }
+    }
+}
+
 impl std::fmt::Display for Identity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

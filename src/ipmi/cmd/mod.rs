@@ -2,12 +2,14 @@
 //! decodes its response data (the bytes after the completion code). Decoders
 //! take peer bytes and never panic.
 //!
-//! [`name`] maps any request to the command name the policy speaks.
+//! [`registry`] describes every known command once; [`name`] maps any
+//! request to the command names the policy speaks.
 
 pub mod app;
 pub mod chassis;
 pub mod name;
 pub mod privilege;
+pub mod registry;
 pub mod sensor_event;
 pub mod storage;
 

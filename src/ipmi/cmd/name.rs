@@ -1,16 +1,27 @@
 //! The one mapping from an IPMI request (netFn, cmd, data) to the command
-//! name policy speaks (design.md, "Command names"). Every request maps to
-//! exactly one name; whatever is not named is `raw.0xNN.0xMM` and counts as
-//! state-changing.
+//! names policy speaks (design.md, "Command names"), read from the
+//! [`registry`](super::registry). Every request gets one name of its own;
+//! whatever is not named is `raw.0xNN.0xMM` and counts as state-changing.
 //!
-//! Beyond design.md's table, two pure reads of the same family are named
-//! `sensor.read` (Get Sensor Hysteresis 04/25, Get Sensor Event Enable
-//! 04/29), and the other Sensor/Event setters (04/24, 04/2A, 04/2E, 04/30)
-//! are `sensor.write`, as the table's "and other sets" asks.
+//! Some requests are named by their data, because one (netFn, cmd) covers
+//! very different acts:
+//! - Chassis Control by its power action;
+//! - Set System Boot Options by its parameter: the boot-device steps that
+//!   `ipmitool chassis bootdev` and freeipmi send are `chassis.bootdev.set`,
+//!   the boot flags' other bits (CMOS clear, password bypass, button
+//!   lock-outs, ...) `chassis.bootopt.flags`, every other parameter
+//!   `chassis.bootopt.param.0xNN`;
+//! - Send Message carries another request: it is named `ipmb.send` *and*
+//!   by what it carries (decoded; both names must be allowed), so that it
+//!   is no tunnel around policy; what does not decode is refused;
+//! - group extension (0x2C) and OEM (0x2E) commands mean different things
+//!   per defining body and vendor: their names carry the body code
+//!   (`raw.0x2c.0xMM.0xBB`) or the IANA number (`raw.0x2e.0xMM.NNNN`).
 
 use std::borrow::Cow;
 
-use crate::ipmi::wire::message::NetFn;
+use super::registry::{self, Effect, Naming, MAX_BRIDGE_DEPTH};
+use crate::ipmi::wire::message::{NetFn, Request};
 
 /// A policy command name such as `chassis.power.off`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -29,155 +40,311 @@ impl std::fmt::Display for CommandName {
     }
 }
 
+/// Why a request is refused whatever policy says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// A session-management command (also inside Send Message): the gateway
+    /// owns BMC sessions.
+    SessionCommand,
+    /// A carried message that does not decode (or nests too deep): what it
+    /// would do cannot be named, so it cannot be allowed.
+    Undecodable(&'static str),
+}
+
+impl Refusal {
+    /// A sentence for callers and the audit trail.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Refusal::SessionCommand => {
+                "session-management commands are the gateway's own; they are never forwarded"
+            }
+            Refusal::Undecodable(why) => why,
+        }
+    }
+}
+
 /// What policy needs to know about one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Classified {
-    /// The command name.
+    /// The request's own name.
     pub name: CommandName,
-    /// True when the command changes state (rate-limited separately, never
-    /// retried blindly).
+    /// True when the request (or anything it carries) changes state
+    /// (rate-limited separately, never retried blindly).
     pub state_changing: bool,
+    /// Other names policy must allow for it: what a Send Message carries
+    /// (outermost first), or the other commands a composite read sends.
+    pub also: Vec<CommandName>,
+    /// Set when the request must be refused whatever policy says.
+    pub refusal: Option<Refusal>,
 }
 
-/// Every named command (everything else is `raw.0xNN.0xMM`), for policy
-/// validation and for listing what a user may do.
-pub const NAMED_COMMANDS: &[&str] = &[
-    "mc.info",
-    "mc.selftest",
-    "mc.reset.cold",
-    "mc.reset.warm",
-    "chassis.status",
-    "chassis.power.off",
-    "chassis.power.on",
-    "chassis.power.cycle",
-    "chassis.power.reset",
-    "chassis.power.diag",
-    "chassis.power.soft",
-    "chassis.identify",
-    "chassis.bootdev.get",
-    "chassis.bootdev.set",
-    "sensor.read",
-    "sensor.write",
-    "sdr.read",
-    "sel.read",
-    "sel.clear",
-    "fru.read",
-    "fru.write",
-    "user.read",
-    "user.write",
-    "lan.read",
-    "lan.write",
-    "channel.read",
-    "channel.write",
-    "sol.activate",
-    "sol.config.read",
-    "sol.config.write",
-    "session.info",
-    "ipmb.send",
-    "i2c.write_read",
+impl Classified {
+    /// Every name policy must allow: the request's own, then the others.
+    pub fn names(&self) -> impl Iterator<Item = &CommandName> {
+        std::iter::once(&self.name).chain(&self.also)
+    }
+
+    /// Adds a name a composite operation also sends (once).
+    pub fn also_sends(&mut self, name: &'static str) {
+        let n = CommandName(Cow::Borrowed(name));
+        if !self.names().any(|m| *m == n) {
+            self.state_changing |= name_is_state_changing(name).unwrap_or(true);
+            self.also.push(n);
+        }
+    }
+}
+
+/// Every fixed command name (the families in [`NAME_FAMILIES`] hold the
+/// rest), with whether it changes state; for policy validation and for
+/// listing what a user may do.
+pub const NAMED: &[(&str, bool)] = &[
+    ("mc.info", false),
+    ("mc.selftest", false),
+    ("mc.reset.cold", true),
+    ("mc.reset.warm", true),
+    ("chassis.status", false),
+    ("chassis.power.off", true),
+    ("chassis.power.on", true),
+    ("chassis.power.cycle", true),
+    ("chassis.power.reset", true),
+    ("chassis.power.diag", true),
+    ("chassis.power.soft", true),
+    ("chassis.identify", true),
+    ("chassis.bootdev.get", false),
+    ("chassis.bootdev.set", true),
+    ("chassis.bootopt.flags", true),
+    ("sensor.read", false),
+    ("sensor.write", true),
+    ("sdr.read", false),
+    ("sel.read", false),
+    ("sel.clear", true),
+    ("fru.read", false),
+    ("fru.write", true),
+    ("user.read", false),
+    ("user.write", true),
+    ("lan.read", false),
+    ("lan.write", true),
+    ("channel.read", false),
+    ("channel.write", true),
+    ("sol.activate", true),
+    ("sol.config.read", false),
+    ("sol.config.write", true),
+    ("session.info", false),
+    ("ipmb.send", true),
+    ("i2c.write_read", true),
 ];
 
-/// Whether a command name changes state: `Some` for a named command or a
-/// well-formed `raw.0xNN.0xMM` (always state-changing), `None` otherwise.
-/// The same answers as [`classify`] gives for the bytes behind each name.
-pub fn name_is_state_changing(name: &str) -> Option<bool> {
-    if NAMED_COMMANDS.contains(&name) {
-        let reads = [
-            "mc.info",
-            "mc.selftest",
-            "chassis.status",
-            "chassis.bootdev.get",
-            "sensor.read",
-            "sdr.read",
-            "sel.read",
-            "fru.read",
-        ];
-        let reads_too = [
-            "user.read",
-            "lan.read",
-            "channel.read",
-            "sol.config.read",
-            "session.info",
-        ];
-        return Some(!reads.contains(&name) && !reads_too.contains(&name));
+/// Every fixed command name.
+pub const NAMED_COMMANDS: [&str; NAMED.len()] = {
+    let mut out = [""; NAMED.len()];
+    let mut i = 0;
+    while i < NAMED.len() {
+        out[i] = NAMED[i].0;
+        i += 1;
     }
-    let rest = name.strip_prefix("raw.")?;
-    let (netfn, cmd) = rest.split_once('.')?;
-    let byte = |s: &str| {
-        s.len() == 4
-            && s.starts_with("0x")
-            && u8::from_str_radix(&s[2..], 16).is_ok()
-            && s[2..] == s[2..].to_ascii_lowercase()
-    };
-    (byte(netfn) && byte(cmd)).then_some(true)
+    out
+};
+
+/// One segment of a family of generated names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameSegment {
+    /// Exactly this text.
+    Literal(&'static str),
+    /// A byte as `0xNN` (two lower-case hex digits).
+    Byte,
+    /// A decimal number (no leading zeros).
+    Decimal,
+}
+
+/// Names made from request bytes; all of them change state.
+pub const NAME_FAMILIES: &[&[NameSegment]] = {
+    use NameSegment::*;
+    &[
+        &[
+            Literal("chassis"),
+            Literal("bootopt"),
+            Literal("param"),
+            Byte,
+        ],
+        &[Literal("raw"), Byte, Byte],
+        &[Literal("raw"), Literal("0x2c"), Byte, Byte],
+        &[Literal("raw"), Literal("0x2e"), Byte, Decimal],
+    ]
+};
+
+/// Whether a command name changes state: `Some` for a name some request
+/// gets, `None` otherwise. The same answers as [`classify`] gives for the
+/// bytes behind each name.
+pub fn name_is_state_changing(name: &str) -> Option<bool> {
+    if let Some((_, sc)) = NAMED.iter().find(|(n, _)| *n == name) {
+        return Some(*sc);
+    }
+    NAME_FAMILIES
+        .iter()
+        .any(|f| in_family(f, name))
+        .then_some(true)
+}
+
+fn in_family(family: &[NameSegment], name: &str) -> bool {
+    let mut parts = name.split('.');
+    let fits = family.iter().all(|seg| {
+        let Some(p) = parts.next() else { return false };
+        match seg {
+            NameSegment::Literal(l) => p == *l,
+            NameSegment::Byte => {
+                p.len() == 4
+                    && p.starts_with("0x")
+                    && p[2..]
+                        .bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            }
+            NameSegment::Decimal => {
+                !p.is_empty()
+                    && p.len() <= 8
+                    && p.bytes().all(|b| b.is_ascii_digit())
+                    && (p == "0" || !p.starts_with('0'))
+            }
+        }
+    });
+    fits && parts.next().is_none()
 }
 
 /// True for the session-management commands a client may never send through
 /// the gateway: the gateway owns BMC sessions.
 pub fn is_session_management(netfn: NetFn, cmd: u8) -> bool {
-    netfn == NetFn::APP && matches!(cmd, 0x38..=0x3C)
+    registry::lookup(netfn, cmd).is_some_and(|s| s.naming == Naming::Session)
 }
 
-/// Maps a request to its policy name.
+/// Maps a request to its policy names.
 pub fn classify(netfn: NetFn, cmd: u8, data: &[u8]) -> Classified {
-    let named = |n: &'static str, state_changing: bool| Classified {
-        name: CommandName(Cow::Borrowed(n)),
-        state_changing,
+    let mut c = own_name(netfn, cmd, data);
+    if registry::lookup(netfn, cmd).is_some_and(|s| s.naming == Naming::Bridged) {
+        classify_carried(&mut c, data, 0);
+    }
+    c
+}
+
+/// Names what a Send Message at nesting `depth` carries into `c`.
+fn classify_carried(c: &mut Classified, data: &[u8], depth: usize) {
+    let refuse = |c: &mut Classified, why| {
+        c.refusal.get_or_insert(Refusal::Undecodable(why));
     };
-    let r = |n| named(n, false);
-    let w = |n| named(n, true);
-    match (netfn, cmd) {
-        (NetFn::APP, 0x01 | 0x37) => r("mc.info"),
-        (NetFn::APP, 0x04) => r("mc.selftest"),
-        (NetFn::APP, 0x02) => w("mc.reset.cold"),
-        (NetFn::APP, 0x03) => w("mc.reset.warm"),
-        (NetFn::APP, 0x3D) => r("session.info"),
-        (NetFn::APP, 0x44 | 0x46) => r("user.read"),
-        (NetFn::APP, 0x43 | 0x45 | 0x47) => w("user.write"),
-        (NetFn::APP, 0x41 | 0x42 | 0x54) => r("channel.read"),
-        (NetFn::APP, 0x40) => w("channel.write"),
-        (NetFn::APP, 0x48) if data.first().map(|b| b & 0x3F) == Some(1) => w("sol.activate"),
-        (NetFn::APP, 0x34) => w("ipmb.send"),
-        (NetFn::APP, 0x52) => w("i2c.write_read"),
-        (NetFn::CHASSIS, 0x01) => r("chassis.status"),
-        (NetFn::CHASSIS, 0x02) if data.len() == 1 => match data[0] {
-            0 => w("chassis.power.off"),
-            1 => w("chassis.power.on"),
-            2 => w("chassis.power.cycle"),
-            3 => w("chassis.power.reset"),
-            4 => w("chassis.power.diag"),
-            5 => w("chassis.power.soft"),
-            _ => raw(netfn, cmd),
-        },
-        (NetFn::CHASSIS, 0x04) => w("chassis.identify"),
-        (NetFn::CHASSIS, 0x09) => r("chassis.bootdev.get"),
-        (NetFn::CHASSIS, 0x08) => w("chassis.bootdev.set"),
-        (NetFn::SENSOR_EVENT, 0x2D | 0x27 | 0x2F | 0x2B | 0x25 | 0x29) => r("sensor.read"),
-        (NetFn::SENSOR_EVENT, 0x24 | 0x26 | 0x28 | 0x2A | 0x2E | 0x30) => w("sensor.write"),
-        (NetFn::SENSOR_EVENT, 0x20..=0x23) => r("sdr.read"),
-        (NetFn::STORAGE, 0x20..=0x23) => r("sdr.read"),
-        (NetFn::STORAGE, 0x40 | 0x42 | 0x43 | 0x48) => r("sel.read"),
-        (NetFn::STORAGE, 0x47) => w("sel.clear"),
-        (NetFn::STORAGE, 0x10 | 0x11) => r("fru.read"),
-        (NetFn::STORAGE, 0x12) => w("fru.write"),
-        (NetFn::TRANSPORT, 0x02) => r("lan.read"),
-        (NetFn::TRANSPORT, 0x01) => w("lan.write"),
-        (NetFn::TRANSPORT, 0x22) => r("sol.config.read"),
-        (NetFn::TRANSPORT, 0x21) => w("sol.config.write"),
-        _ => raw(netfn, cmd),
+    if depth >= MAX_BRIDGE_DEPTH {
+        return refuse(c, "Send Message nested deeper than the gateway decodes");
+    }
+    // Byte 0 is the channel and its tracking bits; an IPMB request follows.
+    let Some(inner) = data.get(1..).and_then(|b| Request::parse(b).ok()) else {
+        return refuse(
+            c,
+            "the message inside Send Message is not an IPMB request with valid checksums",
+        );
+    };
+    if is_session_management(inner.netfn, inner.cmd) {
+        c.refusal.get_or_insert(Refusal::SessionCommand);
+    }
+    let own = own_name(inner.netfn, inner.cmd, &inner.data);
+    c.state_changing |= own.state_changing;
+    c.also.push(own.name);
+    if registry::lookup(inner.netfn, inner.cmd).is_some_and(|s| s.naming == Naming::Bridged) {
+        classify_carried(c, &inner.data, depth + 1);
     }
 }
 
-fn raw(netfn: NetFn, cmd: u8) -> Classified {
+/// The name of a request itself (what it carries aside).
+fn own_name(netfn: NetFn, cmd: u8, data: &[u8]) -> Classified {
+    let named = |n: &'static str, state_changing: bool| Classified {
+        name: CommandName(Cow::Borrowed(n)),
+        state_changing,
+        also: Vec::new(),
+        refusal: None,
+    };
+    let Some(spec) = registry::lookup(netfn, cmd) else {
+        return raw(netfn, cmd, data);
+    };
+    match spec.naming {
+        Naming::Fixed(n, effect) => named(n, effect == Effect::Write),
+        Naming::PowerAction => match data {
+            [0] => named("chassis.power.off", true),
+            [1] => named("chassis.power.on", true),
+            [2] => named("chassis.power.cycle", true),
+            [3] => named("chassis.power.reset", true),
+            [4] => named("chassis.power.diag", true),
+            [5] => named("chassis.power.soft", true),
+            // No, too much or out-of-range data is not a power action.
+            _ => raw(netfn, cmd, data),
+        },
+        Naming::SetBootOptions => boot_options(data).map_or_else(
+            || raw(netfn, cmd, data),
+            |name| Classified {
+                name,
+                state_changing: true,
+                also: Vec::new(),
+                refusal: None,
+            },
+        ),
+        Naming::ActivatePayload if data.first().map(|b| b & 0x3F) == Some(1) => {
+            named("sol.activate", true)
+        }
+        Naming::Bridged => named("ipmb.send", true),
+        Naming::Session => Classified {
+            refusal: Some(Refusal::SessionCommand),
+            ..raw(netfn, cmd, data)
+        },
+        Naming::ActivatePayload | Naming::Unnamed => raw(netfn, cmd, data),
+    }
+}
+
+/// Names a Set System Boot Options request (IPMI v2.0 Table 28-14), or
+/// `None` when it has no parameter selector.
+fn boot_options(data: &[u8]) -> Option<CommandName> {
+    let (&selector, value) = data.split_first()?;
+    let param = selector & 0x7F;
+    let bootdev = CommandName(Cow::Borrowed("chassis.bootdev.set"));
+    // Bit 7 marks the parameter invalid (locks it): never a bootdev step.
+    if selector & 0x80 != 0 {
+        return Some(boot_param(param));
+    }
+    Some(match (param, value) {
+        // Set In Progress: set complete, set in progress, commit write.
+        (0, [v]) if *v <= 2 => bootdev,
+        // Boot Info Acknowledge: write mask and acknowledge bits.
+        (4, [_, _]) => bootdev,
+        // Boot Flags: valid, persistent and EFI bits, then the device
+        // selector (byte 2 bits 5:2); every other bit is an option with
+        // its own risk, and so is a value of another length.
+        (5, [flags, device, 0, 0, 0]) if flags & 0x1F == 0 && device & !0x3C == 0 => bootdev,
+        (5, _) => CommandName(Cow::Borrowed("chassis.bootopt.flags")),
+        _ => boot_param(param),
+    })
+}
+
+fn boot_param(param: u8) -> CommandName {
+    CommandName(Cow::Owned(format!("chassis.bootopt.param.0x{param:02x}")))
+}
+
+/// `raw.0xNN.0xMM`, with the defining body code (group extension) or the
+/// IANA number (OEM/group) when the data holds it.
+fn raw(netfn: NetFn, cmd: u8, data: &[u8]) -> Classified {
+    let name = match (netfn, data) {
+        (NetFn::GROUP_EXTENSION, [body, ..]) => format!("raw.0x2c.0x{cmd:02x}.0x{body:02x}"),
+        (NetFn::OEM_GROUP, [a, b, c, ..]) => {
+            let iana = u32::from_le_bytes([*a, *b, *c, 0]);
+            format!("raw.0x2e.0x{cmd:02x}.{iana}")
+        }
+        _ => format!("raw.0x{:02x}.0x{cmd:02x}", netfn.0),
+    };
     Classified {
-        name: CommandName(Cow::Owned(format!("raw.0x{:02x}.0x{:02x}", netfn.0, cmd))),
+        name: CommandName(Cow::Owned(name)),
         state_changing: true,
+        also: Vec::new(),
+        refusal: None,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ipmi::wire::message::Request;
 
     fn name(netfn: u8, cmd: u8, data: &[u8]) -> (String, bool) {
         let c = classify(NetFn(netfn), cmd, data);
@@ -256,10 +423,19 @@ mod tests {
     #[test]
     fn everything_else_is_raw_and_state_changing() {
         assert_eq!(name(0x30, 0x01, &[]), ("raw.0x30.0x01".into(), true));
+        // OEM/group commands carry their vendor's IANA number (here Intel's
+        // 343 = 0x000157), group extensions their defining body.
         assert_eq!(
-            name(0x2E, 0xAB, &[0x7C, 0x2A, 0]),
-            ("raw.0x2e.0xab".into(), true)
+            name(0x2E, 0xAB, &[0x57, 0x01, 0x00, 9]),
+            ("raw.0x2e.0xab.343".into(), true)
         );
+        assert_eq!(
+            name(0x2C, 0x01, &[0xDC, 1]),
+            ("raw.0x2c.0x01.0xdc".into(), true)
+        );
+        assert_eq!(name(0x2C, 0x00, &[0x00]).0, "raw.0x2c.0x00.0x00");
+        assert_eq!(name(0x2E, 0x01, &[0x57]).0, "raw.0x2e.0x01");
+        assert_eq!(name(0x2C, 0x01, &[]).0, "raw.0x2c.0x01");
         // Chassis Control with no, too much or out-of-range data is not a power action.
         assert_eq!(name(0x00, 0x02, &[]).0, "raw.0x00.0x02");
         assert_eq!(name(0x00, 0x02, &[6]).0, "raw.0x00.0x02");
@@ -273,12 +449,19 @@ mod tests {
     fn every_request_gets_exactly_one_name() {
         for netfn in (0..0x40u8).step_by(2) {
             for cmd in 0..=255u8 {
-                for data in [&[][..], &[0], &[1], &[5], &[0xFF, 0, 0]] {
+                for data in [
+                    &[][..],
+                    &[0],
+                    &[1],
+                    &[5],
+                    &[0xFF, 0, 0],
+                    &[5, 0x80, 4, 0, 0, 0],
+                ] {
                     let c = classify(NetFn(netfn), cmd, data);
                     assert!(!c.name.as_str().is_empty());
                     if c.name.as_str().starts_with("raw.") {
                         assert!(c.state_changing);
-                    } else {
+                    } else if !c.name.as_str().starts_with("chassis.bootopt.param.") {
                         assert!(
                             NAMED_COMMANDS.contains(&c.name.as_str()),
                             "{} is not listed",
@@ -301,10 +484,21 @@ mod tests {
         assert_eq!(name_is_state_changing("chassis.power.on"), Some(true));
         assert_eq!(name_is_state_changing("sel.read"), Some(false));
         assert_eq!(name_is_state_changing("raw.0x2e.0x01"), Some(true));
+        assert_eq!(name_is_state_changing("raw.0x2e.0x01.343"), Some(true));
+        assert_eq!(name_is_state_changing("raw.0x2c.0x01.0xdc"), Some(true));
+        assert_eq!(
+            name_is_state_changing("chassis.bootopt.param.0x07"),
+            Some(true)
+        );
+        assert_eq!(name_is_state_changing("chassis.bootopt.flags"), Some(true));
         for bad in [
             "raw.0x2E.0x01",
             "raw.2e.01",
             "raw.0x2e",
+            "raw.0x2e.0x01.0343",
+            "raw.0x2c.0x01.dc",
+            "chassis.bootopt.param.5",
+            "chassis.bootopt.param.0x05.x",
             "chassis.power",
             "nope",
             "",
@@ -320,5 +514,141 @@ mod tests {
         }
         assert!(!is_session_management(NetFn::APP, 0x3D));
         assert!(!is_session_management(NetFn::CHASSIS, 0x3C));
+    }
+
+    /// Boot options as ipmitool and freeipmi send them for `chassis bootdev`
+    /// are one name; every other bit and parameter is another.
+    #[test]
+    fn boot_options_are_named_by_parameter_and_bits() {
+        let bootdev = |data: &[u8]| name(0x00, 0x08, data).0;
+        for ok in [
+            &[0x00, 0x01][..],            // set in progress
+            &[0x00, 0x00],                // set complete
+            &[0x00, 0x02],                // commit write
+            &[0x04, 0x01, 0x00],          // boot info acknowledge
+            &[0x05, 0x80, 0x04, 0, 0, 0], // pxe, next boot
+            &[0x05, 0xE0, 0x08, 0, 0, 0], // disk, persistent, EFI
+            &[0x05, 0x80, 0x3C, 0, 0, 0], // floppy/removable
+            &[0x05, 0x00, 0x00, 0, 0, 0], // clear
+        ] {
+            assert_eq!(bootdev(ok), "chassis.bootdev.set", "{ok:02x?}");
+        }
+        for flags in [
+            &[0x05, 0x80, 0x84, 0, 0, 0][..], // CMOS clear
+            &[0x05, 0x80, 0x44, 0, 0, 0],     // lock keyboard
+            &[0x05, 0x80, 0x06, 0, 0, 0],     // screen blank
+            &[0x05, 0x80, 0x05, 0, 0, 0],     // lock out reset button
+            &[0x05, 0x80, 0x04, 0x80, 0, 0],  // lock out power button
+            &[0x05, 0x80, 0x04, 0x08, 0, 0],  // user password bypass
+            &[0x05, 0x80, 0x04, 0x04, 0, 0],  // lock out sleep button
+            &[0x05, 0x80, 0x04, 0x01, 0, 0],  // console redirection
+            &[0x05, 0x80, 0x04, 0, 0x01, 0],  // BIOS mux override
+            &[0x05, 0x80, 0x04, 0, 0, 0x01],  // device instance
+            &[0x05, 0x81, 0x04, 0, 0, 0],     // reserved bit
+            &[0x05, 0x80, 0x04, 0, 0],        // short
+            &[0x05, 0x80, 0x04, 0, 0, 0, 0],  // long
+            &[0x05],
+        ] {
+            assert_eq!(bootdev(flags), "chassis.bootopt.flags", "{flags:02x?}");
+        }
+        assert_eq!(bootdev(&[0x03, 0x1F]), "chassis.bootopt.param.0x03");
+        assert_eq!(bootdev(&[0x07, 0, 1, 2]), "chassis.bootopt.param.0x07");
+        assert_eq!(bootdev(&[0x61, 0]), "chassis.bootopt.param.0x61");
+        assert_eq!(bootdev(&[0x00, 0x03]), "chassis.bootopt.param.0x00");
+        assert_eq!(
+            bootdev(&[0x85, 0x80, 0x04, 0, 0, 0]),
+            "chassis.bootopt.param.0x05"
+        );
+        assert_eq!(bootdev(&[]), "raw.0x00.0x08");
+        for d in [&[0x05, 0x80, 0x84, 0, 0, 0][..], &[0x07, 0], &[]] {
+            assert!(name(0x00, 0x08, d).1, "state-changing");
+        }
+    }
+
+    fn ipmb(netfn: u8, cmd: u8, data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        Request::to_bmc(NetFn(netfn), cmd, 1, data.to_vec()).emit(&mut out);
+        out
+    }
+
+    fn send_message(channel: u8, inner: &[u8]) -> Vec<u8> {
+        let mut d = vec![channel];
+        d.extend_from_slice(inner);
+        d
+    }
+
+    /// Send Message is named by what it carries; both names are decided.
+    #[test]
+    fn bridged_requests_carry_their_inner_names() {
+        let set_pw = send_message(0, &ipmb(0x06, 0x47, &[0x03, 0x02, b'x', b'y']));
+        let c = classify(NetFn::APP, 0x34, &set_pw);
+        assert_eq!(c.name.as_str(), "ipmb.send");
+        let names: Vec<&str> = c.names().map(CommandName::as_str).collect();
+        assert_eq!(names, ["ipmb.send", "user.write"]);
+        assert!(c.state_changing);
+        assert_eq!(c.refusal, None);
+
+        let read = classify(NetFn::APP, 0x34, &send_message(0, &ipmb(0x06, 0x01, &[])));
+        assert_eq!(read.also[0].as_str(), "mc.info");
+
+        // Double bridging (ipmitool -b -t -B -T) names every level.
+        let inner = send_message(6, &ipmb(0x00, 0x02, &[0]));
+        let outer = classify(
+            NetFn::APP,
+            0x34,
+            &send_message(0, &ipmb(0x06, 0x34, &inner)),
+        );
+        let names: Vec<&str> = outer.names().map(CommandName::as_str).collect();
+        assert_eq!(names, ["ipmb.send", "ipmb.send", "chassis.power.off"]);
+        assert_eq!(outer.refusal, None);
+
+        // Three levels are more than the gateway decodes.
+        let third = send_message(
+            0,
+            &ipmb(0x06, 0x34, &send_message(0, &ipmb(0x06, 0x34, &inner))),
+        );
+        assert!(matches!(
+            classify(NetFn::APP, 0x34, &third).refusal,
+            Some(Refusal::Undecodable(_))
+        ));
+    }
+
+    #[test]
+    fn session_commands_are_refused_inside_a_tunnel_too() {
+        for cmd in [0x38, 0x39, 0x3A, 0x3B, 0x3C] {
+            let c = classify(
+                NetFn::APP,
+                0x34,
+                &send_message(0, &ipmb(0x06, cmd, &[0; 5])),
+            );
+            assert_eq!(c.refusal, Some(Refusal::SessionCommand), "{cmd:#x}");
+            assert_eq!(
+                classify(NetFn::APP, cmd, &[]).refusal,
+                Some(Refusal::SessionCommand)
+            );
+        }
+    }
+
+    #[test]
+    fn undecodable_bridged_messages_are_refused() {
+        let good = send_message(0, &ipmb(0x06, 0x01, &[]));
+        let mut bad_sum = good.clone();
+        *bad_sum.last_mut().unwrap() ^= 1;
+        let mut bad_header = good.clone();
+        bad_header[3] ^= 1;
+        let response = {
+            let mut d = good.clone();
+            d[2] |= 1 << 2; // netFn 0x07: a response
+            d[3] = 0u8.wrapping_sub(d[1].wrapping_add(d[2]));
+            d
+        };
+        for d in [&[][..], &[0], &good[..5], &bad_sum, &bad_header, &response] {
+            let c = classify(NetFn::APP, 0x34, d);
+            assert!(
+                matches!(c.refusal, Some(Refusal::Undecodable(_))),
+                "{d:02x?}"
+            );
+            assert_eq!(c.name.as_str(), "ipmb.send");
+        }
     }
 }

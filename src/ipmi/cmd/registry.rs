@@ -1,0 +1,745 @@
+//! The command registry: one table of every IPMI command the project knows
+//! by (netFn, cmd), with what each one means to the layers above: its policy
+//! name (or how its data picks one), the minimum session privilege a BMC
+//! asks for it (reference §6, after OpenIPMI's transcription of the spec's
+//! Appendix G), and which of its data bytes are secrets that must never
+//! reach the audit trail or a log.
+//!
+//! Classification ([`super::name`]), the BMC side's privilege check
+//! ([`super::privilege`]) and audit redaction ([`secret_from`]) all read
+//! this table, so that a command is described once.
+//!
+//! Never does: I/O, or any decision of policy (it names; policy decides).
+
+use crate::ipmi::session::Privilege;
+use crate::ipmi::wire::message::{NetFn, Request};
+
+/// Whether a command changes the BMC's or the host's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// A read: safe to retry, rate-limited with reads.
+    Read,
+    /// A change: never re-sent blindly, rate-limited with changes.
+    Write,
+}
+
+/// How a command's policy name is found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Naming {
+    /// One name whatever the data.
+    Fixed(&'static str, Effect),
+    /// Chassis Control: the power action in data byte 0.
+    PowerAction,
+    /// Set System Boot Options: the parameter and, for the boot flags, the
+    /// bits it sets (IPMI v2.0 §28.12-28.13).
+    SetBootOptions,
+    /// Activate Payload: SOL (payload type 1) is named, others are raw.
+    ActivatePayload,
+    /// Send Message: named by what it carries, too.
+    Bridged,
+    /// Session management: the gateway's own, never forwarded.
+    Session,
+    /// No name of its own: `raw.0xNN.0xMM` (known for privilege only).
+    Unnamed,
+}
+
+/// Which data bytes of a request are secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Secret {
+    /// None.
+    None,
+    /// Every byte from this offset on.
+    From(usize),
+    /// Every byte from `from` on, when data byte `at` holds `param`
+    /// (a configuration parameter that is a credential).
+    Param {
+        /// Offset of the parameter selector.
+        at: usize,
+        /// The secret parameter.
+        param: u8,
+        /// First secret byte.
+        from: usize,
+    },
+    /// Send Message: a channel byte, then an IPMB request whose own
+    /// secrets (and the checksum covering them) are secret.
+    CarriedIpmb,
+    /// Master Write-Read: bus, slave address, read count, then bytes
+    /// written; when they form an IPMB request to that address, its
+    /// secrets are secret.
+    CarriedI2c,
+}
+
+/// One command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommandSpec {
+    /// Request netFn.
+    pub netfn: NetFn,
+    /// Command.
+    pub cmd: u8,
+    /// The spec's name for it.
+    pub title: &'static str,
+    /// How its policy name is found.
+    pub naming: Naming,
+    /// The lowest session privilege that may run it; `None` for commands
+    /// a BMC answers outside a session.
+    pub privilege: Option<Privilege>,
+    /// Which data bytes are secret.
+    pub secret: Secret,
+}
+
+/// The registry. Anything not listed needs ADMINISTRATOR (as OpenIPMI does
+/// for unknown and OEM commands), is named `raw.*` and carries no known
+/// secret.
+pub const COMMANDS: &[CommandSpec] = &[
+    // Application (IPMI v2.0 §20-22).
+    c(APP, 0x01, "Get Device ID", fixed_r("mc.info"), Some(User)),
+    c(
+        APP,
+        0x02,
+        "Cold Reset",
+        fixed_w("mc.reset.cold"),
+        Some(Administrator),
+    ),
+    c(
+        APP,
+        0x03,
+        "Warm Reset",
+        fixed_w("mc.reset.warm"),
+        Some(Administrator),
+    ),
+    c(
+        APP,
+        0x04,
+        "Get Self Test Results",
+        fixed_r("mc.selftest"),
+        Some(User),
+    ),
+    c(APP, 0x08, "Get Device GUID", Naming::Unnamed, Some(User)),
+    c(
+        APP,
+        0x22,
+        "Reset Watchdog Timer",
+        Naming::Unnamed,
+        Some(Operator),
+    ),
+    c(
+        APP,
+        0x24,
+        "Set Watchdog Timer",
+        Naming::Unnamed,
+        Some(Operator),
+    ),
+    c(APP, 0x25, "Get Watchdog Timer", Naming::Unnamed, Some(User)),
+    secret(
+        c(APP, 0x34, "Send Message", Naming::Bridged, Some(User)),
+        Secret::CarriedIpmb,
+    ),
+    c(APP, 0x37, "Get System GUID", fixed_r("mc.info"), None),
+    c(
+        APP,
+        0x38,
+        "Get Channel Authentication Capabilities",
+        Naming::Session,
+        None,
+    ),
+    c(
+        APP,
+        0x39,
+        "Get Session Challenge",
+        Naming::Session,
+        Some(Administrator),
+    ),
+    c(
+        APP,
+        0x3A,
+        "Activate Session",
+        Naming::Session,
+        Some(Administrator),
+    ),
+    c(
+        APP,
+        0x3B,
+        "Set Session Privilege Level",
+        Naming::Session,
+        Some(User),
+    ),
+    c(APP, 0x3C, "Close Session", Naming::Session, Some(Callback)),
+    c(
+        APP,
+        0x3D,
+        "Get Session Info",
+        fixed_r("session.info"),
+        Some(User),
+    ),
+    c(
+        APP,
+        0x40,
+        "Set Channel Access",
+        fixed_w("channel.write"),
+        Some(Administrator),
+    ),
+    c(
+        APP,
+        0x41,
+        "Get Channel Access",
+        fixed_r("channel.read"),
+        Some(User),
+    ),
+    c(
+        APP,
+        0x42,
+        "Get Channel Info",
+        fixed_r("channel.read"),
+        Some(User),
+    ),
+    c(
+        APP,
+        0x43,
+        "Set User Access",
+        fixed_w("user.write"),
+        Some(Administrator),
+    ),
+    c(
+        APP,
+        0x44,
+        "Get User Access",
+        fixed_r("user.read"),
+        Some(Operator),
+    ),
+    c(
+        APP,
+        0x45,
+        "Set User Name",
+        fixed_w("user.write"),
+        Some(Administrator),
+    ),
+    c(
+        APP,
+        0x46,
+        "Get User Name",
+        fixed_r("user.read"),
+        Some(Operator),
+    ),
+    // The password follows the user id and the operation.
+    secret(
+        c(
+            APP,
+            0x47,
+            "Set User Password",
+            fixed_w("user.write"),
+            Some(Administrator),
+        ),
+        Secret::From(2),
+    ),
+    c(
+        APP,
+        0x48,
+        "Activate Payload",
+        Naming::ActivatePayload,
+        Some(User),
+    ),
+    c(APP, 0x49, "Deactivate Payload", Naming::Unnamed, Some(User)),
+    c(
+        APP,
+        0x4A,
+        "Get Payload Activation Status",
+        Naming::Unnamed,
+        Some(User),
+    ),
+    c(
+        APP,
+        0x4E,
+        "Get Payload Instance Info",
+        Naming::Unnamed,
+        Some(User),
+    ),
+    secret(
+        c(
+            APP,
+            0x52,
+            "Master Write-Read",
+            fixed_w("i2c.write_read"),
+            Some(Operator),
+        ),
+        Secret::CarriedI2c,
+    ),
+    c(
+        APP,
+        0x54,
+        "Get Channel Cipher Suites",
+        fixed_r("channel.read"),
+        None,
+    ),
+    // The key follows the channel, the operation and the key id.
+    secret(
+        c(
+            APP,
+            0x56,
+            "Set Channel Security Keys",
+            Naming::Unnamed,
+            Some(Administrator),
+        ),
+        Secret::From(3),
+    ),
+    // Chassis (§28).
+    c(
+        CHASSIS,
+        0x00,
+        "Get Chassis Capabilities",
+        Naming::Unnamed,
+        Some(User),
+    ),
+    c(
+        CHASSIS,
+        0x01,
+        "Get Chassis Status",
+        fixed_r("chassis.status"),
+        Some(User),
+    ),
+    c(
+        CHASSIS,
+        0x02,
+        "Chassis Control",
+        Naming::PowerAction,
+        Some(Operator),
+    ),
+    c(
+        CHASSIS,
+        0x04,
+        "Chassis Identify",
+        fixed_w("chassis.identify"),
+        Some(Operator),
+    ),
+    c(
+        CHASSIS,
+        0x06,
+        "Set Power Restore Policy",
+        Naming::Unnamed,
+        Some(Operator),
+    ),
+    c(
+        CHASSIS,
+        0x07,
+        "Get System Restart Cause",
+        Naming::Unnamed,
+        Some(User),
+    ),
+    c(
+        CHASSIS,
+        0x08,
+        "Set System Boot Options",
+        Naming::SetBootOptions,
+        Some(Operator),
+    ),
+    c(
+        CHASSIS,
+        0x09,
+        "Get System Boot Options",
+        fixed_r("chassis.bootdev.get"),
+        Some(Operator),
+    ),
+    c(
+        CHASSIS,
+        0x0F,
+        "Get POH Counter",
+        Naming::Unnamed,
+        Some(User),
+    ),
+    // Sensor/Event (§29, §35-36).
+    c(
+        SENSOR,
+        0x20,
+        "Get Device SDR Info",
+        fixed_r("sdr.read"),
+        Some(User),
+    ),
+    c(
+        SENSOR,
+        0x21,
+        "Get Device SDR",
+        fixed_r("sdr.read"),
+        Some(User),
+    ),
+    c(
+        SENSOR,
+        0x22,
+        "Reserve Device SDR Repository",
+        fixed_r("sdr.read"),
+        Some(User),
+    ),
+    c(
+        SENSOR,
+        0x23,
+        "Get Sensor Reading Factors",
+        fixed_r("sdr.read"),
+        Some(User),
+    ),
+    c(
+        SENSOR,
+        0x24,
+        "Set Sensor Hysteresis",
+        fixed_w("sensor.write"),
+        Some(Operator),
+    ),
+    c(
+        SENSOR,
+        0x25,
+        "Get Sensor Hysteresis",
+        fixed_r("sensor.read"),
+        Some(User),
+    ),
+    c(
+        SENSOR,
+        0x26,
+        "Set Sensor Threshold",
+        fixed_w("sensor.write"),
+        Some(Operator),
+    ),
+    c(
+        SENSOR,
+        0x27,
+        "Get Sensor Threshold",
+        fixed_r("sensor.read"),
+        Some(User),
+    ),
+    c(
+        SENSOR,
+        0x28,
+        "Set Sensor Event Enable",
+        fixed_w("sensor.write"),
+        Some(Operator),
+    ),
+    c(
+        SENSOR,
+        0x29,
+        "Get Sensor Event Enable",
+        fixed_r("sensor.read"),
+        Some(User),
+    ),
+    c(
+        SENSOR,
+        0x2A,
+        "Re-arm Sensor Events",
+        fixed_w("sensor.write"),
+        Some(Operator),
+    ),
+    c(
+        SENSOR,
+        0x2B,
+        "Get Sensor Event Status",
+        fixed_r("sensor.read"),
+        Some(User),
+    ),
+    c(
+        SENSOR,
+        0x2D,
+        "Get Sensor Reading",
+        fixed_r("sensor.read"),
+        Some(User),
+    ),
+    c(
+        SENSOR,
+        0x2E,
+        "Set Sensor Type",
+        fixed_w("sensor.write"),
+        Some(Operator),
+    ),
+    c(
+        SENSOR,
+        0x2F,
+        "Get Sensor Type",
+        fixed_r("sensor.read"),
+        Some(User),
+    ),
+    c(
+        SENSOR,
+        0x30,
+        "Set Sensor Reading And Event Status",
+        fixed_w("sensor.write"),
+        Some(Administrator),
+    ),
+    // Storage (§31-34).
+    c(
+        STORAGE,
+        0x10,
+        "Get FRU Inventory Area Info",
+        fixed_r("fru.read"),
+        Some(User),
+    ),
+    c(
+        STORAGE,
+        0x11,
+        "Read FRU Data",
+        fixed_r("fru.read"),
+        Some(User),
+    ),
+    c(
+        STORAGE,
+        0x12,
+        "Write FRU Data",
+        fixed_w("fru.write"),
+        Some(Operator),
+    ),
+    c(
+        STORAGE,
+        0x20,
+        "Get SDR Repository Info",
+        fixed_r("sdr.read"),
+        Some(User),
+    ),
+    c(
+        STORAGE,
+        0x21,
+        "Get SDR Repository Allocation Info",
+        fixed_r("sdr.read"),
+        Some(User),
+    ),
+    c(
+        STORAGE,
+        0x22,
+        "Reserve SDR Repository",
+        fixed_r("sdr.read"),
+        Some(User),
+    ),
+    c(STORAGE, 0x23, "Get SDR", fixed_r("sdr.read"), Some(User)),
+    c(
+        STORAGE,
+        0x40,
+        "Get SEL Info",
+        fixed_r("sel.read"),
+        Some(User),
+    ),
+    c(
+        STORAGE,
+        0x41,
+        "Get SEL Allocation Info",
+        Naming::Unnamed,
+        Some(User),
+    ),
+    c(
+        STORAGE,
+        0x42,
+        "Reserve SEL",
+        fixed_r("sel.read"),
+        Some(User),
+    ),
+    c(
+        STORAGE,
+        0x43,
+        "Get SEL Entry",
+        fixed_r("sel.read"),
+        Some(User),
+    ),
+    c(
+        STORAGE,
+        0x44,
+        "Add SEL Entry",
+        Naming::Unnamed,
+        Some(Operator),
+    ),
+    c(
+        STORAGE,
+        0x46,
+        "Delete SEL Entry",
+        Naming::Unnamed,
+        Some(Operator),
+    ),
+    c(
+        STORAGE,
+        0x47,
+        "Clear SEL",
+        fixed_w("sel.clear"),
+        Some(Operator),
+    ),
+    c(
+        STORAGE,
+        0x48,
+        "Get SEL Time",
+        fixed_r("sel.read"),
+        Some(User),
+    ),
+    c(
+        STORAGE,
+        0x49,
+        "Set SEL Time",
+        Naming::Unnamed,
+        Some(Operator),
+    ),
+    // Transport (§23, §26). LAN parameter 16 is the SNMP community string.
+    secret(
+        c(
+            TRANSPORT,
+            0x01,
+            "Set LAN Configuration Parameters",
+            fixed_w("lan.write"),
+            Some(Administrator),
+        ),
+        Secret::Param {
+            at: 1,
+            param: 0x10,
+            from: 2,
+        },
+    ),
+    c(
+        TRANSPORT,
+        0x02,
+        "Get LAN Configuration Parameters",
+        fixed_r("lan.read"),
+        Some(Operator),
+    ),
+    c(
+        TRANSPORT,
+        0x21,
+        "Set SOL Configuration Parameters",
+        fixed_w("sol.config.write"),
+        Some(Administrator),
+    ),
+    c(
+        TRANSPORT,
+        0x22,
+        "Get SOL Configuration Parameters",
+        fixed_r("sol.config.read"),
+        Some(User),
+    ),
+];
+
+/// The registry entry for `(netfn, cmd)`.
+pub fn lookup(netfn: NetFn, cmd: u8) -> Option<&'static CommandSpec> {
+    // A linear scan of ~80 entries is a few dozen nanoseconds, far below a
+    // request's cost; the table stays in spec order for readers.
+    COMMANDS.iter().find(|s| s.netfn == netfn && s.cmd == cmd)
+}
+
+/// Offset from which a request's data is secret (everything after it is
+/// redacted in the audit trail), or `None` when it carries no secret. A
+/// bridged message is looked into: its carried command's secret and the
+/// checksum that covers it are secret.
+pub fn secret_from(netfn: NetFn, cmd: u8, data: &[u8]) -> Option<usize> {
+    secret_from_depth(netfn, cmd, data, 0)
+}
+
+fn secret_from_depth(netfn: NetFn, cmd: u8, data: &[u8], depth: usize) -> Option<usize> {
+    let from = match lookup(netfn, cmd)?.secret {
+        Secret::None => return None,
+        Secret::From(n) => n,
+        Secret::Param { at, param, from } if data.get(at) == Some(&param) => from,
+        Secret::Param { .. } => return None,
+        Secret::CarriedIpmb => {
+            // Bytes that do not decode (or nest too deep) may hold anything
+            // and policy refuses them: all of the carried message is secret.
+            let Some(inner) = carried(data.get(1..).unwrap_or_default(), depth) else {
+                return (data.len() > 1).then_some(1);
+            };
+            1 + IPMB_DATA_OFFSET
+                + secret_from_depth(inner.netfn, inner.cmd, &inner.data, depth + 1)?
+        }
+        Secret::CarriedI2c => {
+            // On the bus the slave address is the IPMB rsSA; the written
+            // bytes are the rest of the frame.
+            let (&addr, rest) = data.get(1..)?.split_first()?;
+            let mut frame = vec![addr & 0xFE];
+            frame.extend_from_slice(rest.get(1..)?);
+            let inner = carried(&frame, depth)?;
+            let n = secret_from_depth(inner.netfn, inner.cmd, &inner.data, depth + 1)?;
+            2 + IPMB_DATA_OFFSET + n
+        }
+    };
+    (data.len() > from).then_some(from)
+}
+
+/// The IPMB request in `bytes`, if they are one and nesting allows.
+fn carried(bytes: &[u8], depth: usize) -> Option<Request> {
+    if depth >= MAX_BRIDGE_DEPTH {
+        return None;
+    }
+    Request::parse(bytes).ok()
+}
+
+/// How deep Send Message may nest (ipmitool's double bridging is two).
+pub const MAX_BRIDGE_DEPTH: usize = 2;
+/// Where an IPMB request's data starts (rsSA, netFn/LUN, checksum, rqSA,
+/// rqSeq/LUN, cmd).
+pub const IPMB_DATA_OFFSET: usize = 6;
+
+// === table helpers ===
+
+use Privilege::{Administrator, Callback, Operator, User};
+const APP: NetFn = NetFn::APP;
+const CHASSIS: NetFn = NetFn::CHASSIS;
+const SENSOR: NetFn = NetFn::SENSOR_EVENT;
+const STORAGE: NetFn = NetFn::STORAGE;
+const TRANSPORT: NetFn = NetFn::TRANSPORT;
+
+const fn c(
+    netfn: NetFn,
+    cmd: u8,
+    title: &'static str,
+    naming: Naming,
+    privilege: Option<Privilege>,
+) -> CommandSpec {
+    CommandSpec {
+        netfn,
+        cmd,
+        title,
+        naming,
+        privilege,
+        secret: Secret::None,
+    }
+}
+
+const fn secret(mut spec: CommandSpec, secret: Secret) -> CommandSpec {
+    spec.secret = secret;
+    spec
+}
+
+const fn fixed_r(name: &'static str) -> Naming {
+    Naming::Fixed(name, Effect::Read)
+}
+
+const fn fixed_w(name: &'static str) -> Naming {
+    Naming::Fixed(name, Effect::Write)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_command_is_listed_once() {
+        for (i, a) in COMMANDS.iter().enumerate() {
+            for b in &COMMANDS[i + 1..] {
+                assert!(
+                    (a.netfn, a.cmd) != (b.netfn, b.cmd),
+                    "{:#04x}/{:#04x} listed twice",
+                    a.netfn.0,
+                    a.cmd
+                );
+            }
+            assert!(!a.netfn.is_response(), "{}", a.title);
+        }
+    }
+
+    #[test]
+    fn secrets_are_found_directly_and_inside_bridged_messages() {
+        let pw = b"hunter2-hunter2-hun2";
+        let mut set_pw = vec![0x03, 0x02];
+        set_pw.extend_from_slice(pw);
+        assert_eq!(secret_from(APP, 0x47, &set_pw), Some(2));
+        assert_eq!(secret_from(APP, 0x47, &[0x03, 0x02]), None, "nothing after");
+        assert_eq!(secret_from(APP, 0x01, &[1, 2, 3]), None);
+        assert_eq!(secret_from(TRANSPORT, 0x01, &[1, 0x10, b'p']), Some(2));
+        assert_eq!(secret_from(TRANSPORT, 0x01, &[1, 0x03, 10, 0, 0, 1]), None);
+        // Send Message (channel 0) carrying Set User Password to the BMC.
+        let mut ipmb = Vec::new();
+        Request::to_bmc(APP, 0x47, 1, set_pw.clone()).emit(&mut ipmb);
+        let mut send = vec![0x00];
+        send.extend_from_slice(&ipmb);
+        assert_eq!(secret_from(APP, 0x34, &send), Some(1 + 6 + 2));
+        // ... and nested once more.
+        let mut outer = Vec::new();
+        Request::to_bmc(APP, 0x34, 2, send.clone()).emit(&mut outer);
+        let mut send2 = vec![0x07];
+        send2.extend_from_slice(&outer);
+        assert_eq!(secret_from(APP, 0x34, &send2), Some(1 + 6 + 1 + 6 + 2));
+    }
+}
