@@ -324,7 +324,7 @@ pub async fn start(config: &Path) -> Result<GatewayHandle, String> {
         handshakes: Limiter::new(loaded.settings.handshake_rate, DefaultClock::default()),
         refusals: refusals::RefusalGate::new(per_identity, per_source),
         conns: ConnCounts::default(),
-        current: ArcSwap::from_pointee(runtime(loaded)),
+        current: ArcSwap::from_pointee(runtime(loaded, None)),
         pool,
         audit,
         generation: watch::channel(0).0,
@@ -344,9 +344,15 @@ pub async fn start(config: &Path) -> Result<GatewayHandle, String> {
     })
 }
 
-fn runtime(l: Loaded) -> Runtime {
+/// The runtime for a loaded configuration; rate-limit state carries over
+/// from `previous` for users, roles and BMCs that still exist.
+fn runtime(l: Loaded, previous: Option<&Runtime>) -> Runtime {
+    let clock = DefaultClock::default();
     Runtime {
-        limits: Limits::new(&l.policy, DefaultClock::default()),
+        limits: match previous {
+            Some(p) => Limits::reloaded(&l.policy, clock, &p.policy, &p.limits),
+            None => Limits::new(&l.policy, clock),
+        },
         policy: l.policy,
         tls: l.tls,
         settings: l.settings,
@@ -376,7 +382,8 @@ impl GatewayHandle {
             Ok(l) => {
                 let hash = l.policy_sha256.clone();
                 self.shared.pool.reconfigure(l.specs.clone());
-                self.shared.current.store(Arc::new(runtime(l)));
+                let next = runtime(l, Some(&self.shared.runtime()));
+                self.shared.current.store(Arc::new(next));
                 self.shared.generation.send_modify(|g| *g += 1);
                 let _ = self
                     .shared

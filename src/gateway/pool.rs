@@ -17,6 +17,11 @@ use crate::ops::{Answer, Op};
 struct Slot {
     spec: BmcSpec,
     client: tokio::sync::Mutex<Option<BmcClient>>,
+    /// Held for the whole of a multi-step read and for every raw request:
+    /// a reservation (SDR, SEL) taken by one is cancelled by the next
+    /// reservation on the BMC, so they must not interleave, and a raw
+    /// Reserve from a caller must not break someone's sensor walk.
+    exclusive: tokio::sync::Mutex<()>,
 }
 
 impl Slot {
@@ -104,6 +109,7 @@ impl BmcPool {
                 _ => Arc::new(Slot {
                     spec: spec.clone(),
                     client: tokio::sync::Mutex::new(None),
+                    exclusive: tokio::sync::Mutex::new(()),
                 }),
             };
             next.insert(spec.name.clone(), slot);
@@ -119,15 +125,17 @@ impl BmcPool {
         });
     }
 
-    async fn client(&self, name: &str) -> Result<BmcClient, BmcError> {
+    fn slot(&self, name: &str) -> Result<Arc<Slot>, BmcError> {
         let slot = self.slots.lock().expect("pool lock").get(name).cloned();
-        let Some(slot) = slot else {
-            return Err(BmcError::Protocol {
-                addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-                what: "pool",
-                why: format!("no BMC named {name}"),
-            });
-        };
+        slot.ok_or_else(|| BmcError::Protocol {
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            what: "pool",
+            why: format!("no BMC named {name}"),
+        })
+    }
+
+    async fn client(&self, slot: &Slot) -> Result<BmcClient, BmcError> {
+        let name = slot.spec.name.as_str();
         // One login at a time per BMC; later callers wait for it.
         let mut guard = slot.client.lock().await;
         if let Some(c) = guard.as_ref() {
@@ -165,7 +173,12 @@ impl BmcPool {
                 why: "the audit record of this request is a denial".into(),
             });
         }
-        let client = self.client(name).await?;
+        let slot = self.slot(name)?;
+        let _exclusive = match op {
+            Op::Sensors | Op::Sel | Op::Fru | Op::Raw(_) => Some(slot.exclusive.lock().await),
+            _ => None,
+        };
+        let client = self.client(&slot).await?;
         let gated = Gated {
             client: &client,
             allowed,
@@ -173,10 +186,7 @@ impl BmcPool {
         let r = op.run(&gated).await;
         if let Err(BmcError::Closed(_)) = &r {
             // The session task ended; the next request logs in again.
-            let slot = self.slots.lock().expect("pool lock").get(name).cloned();
-            if let Some(slot) = slot {
-                slot.client.lock().await.take();
-            }
+            slot.client.lock().await.take();
         }
         r
     }

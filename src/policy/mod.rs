@@ -540,14 +540,23 @@ pub struct Grants<'a> {
     pub raw: Vec<&'a str>,
 }
 
-/// A role's two limiters: `rate` and `state_changing_rate`.
-type RoleLimiters<C> = (Option<Limiter<u64, C>>, Option<Limiter<u64, C>>);
+/// One rate's limiter, shared with the next configuration when a reload
+/// keeps the rate (so SIGHUP does not hand out a fresh burst).
+type Kept<C> = Option<(Rate, Arc<Limiter<u64, C>>)>;
 
-/// Rate limiters for a policy (the stateful half of a decision).
+fn limiter<C: Clock + Clone>(k: &Kept<C>) -> Option<&Limiter<u64, C>> {
+    k.as_ref().map(|(_, l)| &**l)
+}
+
+/// Rate limiters for a policy (the stateful half of a decision). Keys are
+/// hashes of user, role and BMC *names*, not positions in the policy, so
+/// that their state carries over a reload for users, roles and BMCs that
+/// still exist.
 pub struct Limits<C: Clock + Clone = DefaultClock> {
-    per_role: Vec<RoleLimiters<C>>,
-    per_user: Option<Limiter<u32, C>>,
-    per_bmc: Option<Limiter<u32, C>>,
+    /// By role index: `rate` and `state_changing_rate`.
+    per_role: Vec<(Kept<C>, Kept<C>)>,
+    per_user: Kept<C>,
+    per_bmc: Kept<C>,
 }
 
 impl<C: Clock + Clone> std::fmt::Debug for Limits<C> {
@@ -556,25 +565,54 @@ impl<C: Clock + Clone> std::fmt::Debug for Limits<C> {
     }
 }
 
+/// A stable key for a tuple of names (SipHash with fixed keys: the names
+/// come from the operator's files, not from callers).
+fn name_key(parts: &[&str]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    parts.hash(&mut h);
+    h.finish()
+}
+
 impl<C: Clock + Clone> Limits<C> {
     /// Limiters for every rate in `policy`, on `clock`.
     pub fn new(policy: &Policy, clock: C) -> Self {
-        let mk =
-            |r: &Option<(Rate, Rule)>| r.as_ref().map(|(r, _)| Limiter::new(*r, clock.clone()));
+        Self::carry_over(policy, clock, None)
+    }
+
+    /// Limiters for `policy` that keep the state of `previous` (made for
+    /// `old`) wherever a role, the per-user or the per-BMC rate is the same.
+    pub fn reloaded(policy: &Policy, clock: C, old: &Policy, previous: &Limits<C>) -> Self {
+        Self::carry_over(policy, clock, Some((old, previous)))
+    }
+
+    fn carry_over(policy: &Policy, clock: C, prev: Option<(&Policy, &Limits<C>)>) -> Self {
+        let keep = |rate: &Option<(Rate, Rule)>, old: Option<&Kept<C>>| -> Kept<C> {
+            let (r, _) = rate.as_ref()?;
+            match old.and_then(Option::as_ref) {
+                Some((o, l)) if o == r => Some((*r, l.clone())),
+                _ => Some((*r, Arc::new(Limiter::new(*r, clock.clone())))),
+            }
+        };
+        let old_role = |name: &str| {
+            let (op, ol) = prev?;
+            let i = op.roles.iter().position(|r| r.name == name)?;
+            ol.per_role.get(i)
+        };
         Limits {
             per_role: policy
                 .roles
                 .iter()
-                .map(|r| (mk(&r.rate), mk(&r.state_changing_rate)))
+                .map(|r| {
+                    let old = old_role(&r.name);
+                    (
+                        keep(&r.rate, old.map(|o| &o.0)),
+                        keep(&r.state_changing_rate, old.map(|o| &o.1)),
+                    )
+                })
                 .collect(),
-            per_user: policy
-                .user_rate
-                .as_ref()
-                .map(|(r, _)| Limiter::new(*r, clock.clone())),
-            per_bmc: policy
-                .bmc_rate
-                .as_ref()
-                .map(|(r, _)| Limiter::new(*r, clock.clone())),
+            per_user: keep(&policy.user_rate, prev.map(|(_, l)| &l.per_user)),
+            per_bmc: keep(&policy.bmc_rate, prev.map(|(_, l)| &l.per_bmc)),
         }
     }
 
@@ -582,31 +620,28 @@ impl<C: Clock + Clone> Limits<C> {
     /// BMC (and its state-changing rate), the per-user total and the per-BMC
     /// total. Refusals name the rate's rule and when the request would pass.
     pub fn check(&self, policy: &Policy, permit: Permit) -> Decision {
-        let key = (permit.user as u64) << 32 | permit.bmc as u64;
         let role = &policy.roles[permit.role];
+        let user = policy.users[permit.user].name.as_str();
+        let bmc = policy.bmcs[permit.bmc].as_str();
+        let pair = name_key(&[user, bmc]);
         let (rate, sc_rate) = &self.per_role[permit.role];
         // Checked in order, stopping at the first refusal (`or_else` is
         // lazy), so that a request refused by one limit does not spend
         // cells of the later ones.
-        let refused = rate
-            .as_ref()
-            .and_then(|l| l.check(&key).err())
+        let refused = limiter(rate)
+            .and_then(|l| l.check(&pair).err())
             .map(|w| (w, &role.rate))
             .or_else(|| {
-                let l = sc_rate.as_ref().filter(|_| permit.state_changing)?;
-                l.check(&key).err().map(|w| (w, &role.state_changing_rate))
+                let l = limiter(sc_rate).filter(|_| permit.state_changing)?;
+                l.check(&pair).err().map(|w| (w, &role.state_changing_rate))
             })
             .or_else(|| {
-                let l = self.per_user.as_ref()?;
-                l.check(&(permit.user as u32))
-                    .err()
-                    .map(|w| (w, &policy.user_rate))
+                let l = limiter(&self.per_user)?;
+                l.check(&name_key(&[user])).err().map(|w| (w, &policy.user_rate))
             })
             .or_else(|| {
-                let l = self.per_bmc.as_ref()?;
-                l.check(&(permit.bmc as u32))
-                    .err()
-                    .map(|w| (w, &policy.bmc_rate))
+                let l = limiter(&self.per_bmc)?;
+                l.check(&name_key(&[bmc])).err().map(|w| (w, &policy.bmc_rate))
             });
         if let Some((wait, Some((_, rule)))) = refused {
             let detail = format!(

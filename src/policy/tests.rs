@@ -624,3 +624,62 @@ fn shipped_policies_grant_what_their_comments_say() {
     assert!(granted("auditor").is_empty());
     assert!(shipped("auditor").visible_bmcs("u", None).is_empty());
 }
+
+/// SIGHUP used to hand every user a fresh burst: six more power actions
+/// right after a 429. State now carries over for what still exists, even
+/// when users and BMCs move in the files.
+#[test]
+fn rate_state_survives_a_reload() {
+    let p = limited_policy();
+    let clock = FakeRelativeClock::default();
+    let limits = Limits::new(&p, clock.clone());
+    for _ in 0..2 {
+        assert!(limits
+            .check(&p, permit(&p, "u", "a", "chassis.power.on", true))
+            .is_allow());
+    }
+    rate_refusal(limits.check(&p, permit(&p, "u", "a", "chassis.power.on", true)));
+    // The same policy with users and BMCs in another order, and one more.
+    let text = r#"[[user]]
+name = "w"
+identity = "cn:w"
+roles = ["r"]
+
+[[user]]
+name = "u"
+identity = "cn:u"
+roles = ["r"]
+
+[[role]]
+name = "r"
+targets = ["*"]
+allow = ["**"]
+rate = "4/second"
+state_changing_rate = "2/minute"
+
+[defaults]
+rate = "6/second"
+bmc_rate = "5/second"
+"#;
+    let reloaded = compile_text(
+        &[("rates.toml", text)],
+        &[("z", &[]), ("a", &[]), ("b", &[])],
+    )
+    .unwrap();
+    let after = Limits::reloaded(&reloaded, clock.clone(), &p, &limits);
+    rate_refusal(after.check(&reloaded, permit(&reloaded, "u", "a", "chassis.power.on", true)));
+    // Another user and BMC are unaffected; a changed rate starts afresh.
+    assert!(after
+        .check(&reloaded, permit(&reloaded, "w", "z", "chassis.power.on", true))
+        .is_allow());
+    let faster = compile_text(
+        &[("rates.toml", &text.replace("2/minute", "3/minute"))],
+        &[("a", &[])],
+    )
+    .unwrap();
+    // (The role's 4/second has been spent by the refused tries; let it refill.)
+    clock.advance(Duration::from_secs(1));
+    let changed = Limits::reloaded(&faster, clock, &reloaded, &after);
+    let d = changed.check(&faster, permit(&faster, "u", "a", "chassis.power.on", true));
+    assert!(d.is_allow(), "{d:?}");
+}
