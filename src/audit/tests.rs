@@ -447,15 +447,15 @@ async fn records_are_exported_to_syslog_and_drops_are_audited() {
 
 /// What to break, and how.
 #[derive(Debug, Default, Clone, Copy)]
-struct Faults {
+pub(super) struct Faults {
     /// errno for every write.
-    write: Option<i32>,
+    pub(super) write: Option<i32>,
     /// Every write writes half its buffer, then the file makes no progress.
-    short_write: bool,
+    pub(super) short_write: bool,
     /// errno for every fsync.
-    sync: Option<i32>,
+    pub(super) sync: Option<i32>,
     /// errno for every open.
-    open: Option<i32>,
+    pub(super) open: Option<i32>,
 }
 
 #[derive(Default)]
@@ -466,7 +466,14 @@ struct FaultState {
 }
 
 #[derive(Clone, Default)]
-struct FaultFs(Arc<Mutex<FaultState>>);
+pub(super) struct FaultFs(Arc<Mutex<FaultState>>);
+
+impl FaultFs {
+    /// Breaks (or, with the default, repairs) the file system from now on.
+    pub(super) fn set(&self, faults: Faults) {
+        self.0.lock().unwrap().faults = faults;
+    }
+}
 
 struct FaultFile {
     inner: Box<dyn TrailFile>,
@@ -538,8 +545,8 @@ impl TrailFs for FaultFs {
     }
 }
 
-const EIO: i32 = 5;
-const ENOSPC: i32 = 28;
+pub(super) const EIO: i32 = 5;
+pub(super) const ENOSPC: i32 = 28;
 const EROFS: i32 = 30;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
