@@ -704,7 +704,7 @@ impl State {
             .fs
             .open_append(&self.cfg.path)
             .map_err(|e| io_text("open", &e))?;
-        let tail = find_tail(file.as_mut(), &self.cfg.key)
+        let tail = find_tail(file.as_mut(), &self.cfg.key, &self.cfg.path)
             .map_err(|e| format!("{}: {e}", self.cfg.path.display()))?;
         let (seq, prev) = match tail.last {
             Some(last) => last,
@@ -752,7 +752,7 @@ impl State {
             .fs
             .open_append(&newest)
             .map_err(|e| io_text("open rotated file", &e))?;
-        let tail = find_tail(f.as_mut(), &self.cfg.key)
+        let tail = find_tail(f.as_mut(), &self.cfg.key, &self.cfg.path)
             .map_err(|e| format!("{}: {e}", newest.display()))?;
         match (tail.last, tail.torn) {
             (Some(last), None) => Ok(last),
@@ -838,9 +838,11 @@ fn last_newline_before(f: &dyn TrailFile, end: u64) -> io::Result<Option<u64>> {
     Ok(None)
 }
 
-/// Finds the last complete line (verifying its MAC when it was made with
-/// `key`) and anything torn after it.
-fn find_tail(f: &mut dyn TrailFile, key: &AuditKey) -> Result<Tail, String> {
+/// Finds the last complete line, verified with `key`, and anything torn
+/// after it. The last line sets the next seq and prev, so one the writer
+/// cannot verify is refused: whoever appended it would choose where the
+/// chain continues. `trail` is the active file, for the advice.
+fn find_tail(f: &mut dyn TrailFile, key: &AuditKey, trail: &Path) -> Result<Tail, String> {
     let len = f.size().map_err(|e| io_text("stat", &e))?;
     let io = |e: io::Error| io_text("read", &e);
     let complete_len = match last_newline_before(f, len).map_err(io)? {
@@ -862,17 +864,25 @@ fn find_tail(f: &mut dyn TrailFile, key: &AuditKey) -> Result<Tail, String> {
         .map_err(io)?
         .map_or(0, |nl| nl + 1);
     let last = read_range(f, start, (complete_len - 1 - start) as usize).map_err(io)?;
-    let header = match line::parse(&last) {
-        Ok(h) if h.key_id != key.id() => h,
-        Ok(_) => line::open(&last, std::slice::from_ref(key)).map_err(|e| {
-            format!("last record at byte {start}: {e}; run `ipmigw audit verify` before restarting")
-        })?,
+    let found = match line::parse(&last) {
+        Ok(h) => h.key_id,
         Err(e) => {
             return Err(format!(
             "last complete line at byte {start}: {e}; run `ipmigw audit verify` before restarting"
         ))
         }
     };
+    let header = line::open(&last, std::slice::from_ref(key)).map_err(|e| {
+        let trail = trail.display();
+        format!(
+            "last record at byte {start} (key_id {found}) cannot be verified with the configured audit key (key_id {}): {e}. \
+             The gateway continues only a trail whose last record it can verify; check it with \
+             `ipmigw audit verify --key-file KEY {trail}*`. To start a new trail instead, move the trail files aside \
+             ({trail} and {trail}.*, e.g. into an archive directory): they stay verifiable with the key \
+             that wrote them via `ipmigw audit verify --key-file`",
+            key.id()
+        )
+    })?;
     Ok(Tail {
         last: Some((header.seq + 1, line::hash_line(&last))),
         complete_len,
