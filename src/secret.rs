@@ -47,22 +47,34 @@ impl std::fmt::Debug for SecretBytes {
 /// Reads a file that holds a secret (password, Kg, audit key), refusing one
 /// that someone else could have swapped or read: a symlink, not a regular
 /// file, not owned by this process's user, or accessible by group or others.
+/// The checks are made on the opened descriptor, so the file read is the
+/// file checked.
 /// One trailing newline is dropped. Errors name the file and what to fix,
 /// never the content.
 pub fn read_private_file(path: &std::path::Path, what: &str) -> Result<SecretBytes, String> {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::io::Read;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
     let shown = path.display();
-    let meta = std::fs::symlink_metadata(path)
-        .map_err(|e| format!("{what} file {shown}: {}", io_reason(&e)))?;
-    if meta.file_type().is_symlink() {
-        return Err(format!(
-            "{what} file {shown}: is a symlink; point the config at the file itself"
-        ));
-    }
+    let failed = |e: std::io::Error| format!("{what} file {shown}: {}", io_reason(&e));
+    // One open, and every check on the descriptor it returns: checking the
+    // path and then opening it again reads whatever was swapped in between.
+    // O_NOFOLLOW makes a symlink fail the open (ELOOP); O_NONBLOCK keeps a
+    // FIFO from blocking it until someone writes (a regular file ignores it).
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => {
+                format!("{what} file {shown}: is a symlink; point the config at the file itself")
+            }
+            _ => failed(e),
+        })?;
+    let meta = file.metadata().map_err(failed)?;
     if !meta.is_file() {
         return Err(format!("{what} file {shown}: not a regular file"));
     }
-    // /proc/self is owned by the process's effective user: no libc needed.
+    // /proc/self is owned by the process's effective user: no unsafe geteuid().
     if let Ok(me) = std::fs::metadata("/proc/self") {
         if meta.uid() != me.uid() {
             return Err(format!(
@@ -76,8 +88,13 @@ pub fn read_private_file(path: &std::path::Path, what: &str) -> Result<SecretByt
     if mode & 0o077 != 0 {
         return Err(format!("{what} file {shown}: is accessible by group or others (mode {mode:04o}); run: chmod 600 {shown}"));
     }
-    let mut bytes =
-        std::fs::read(path).map_err(|e| format!("{what} file {shown}: {}", io_reason(&e)))?;
+    // Sized up front, as fs::read does, so that no reallocation leaves an
+    // unzeroized copy of the secret behind.
+    let mut bytes = Vec::new();
+    bytes
+        .try_reserve_exact(usize::try_from(meta.len()).unwrap_or(usize::MAX))
+        .map_err(|_| format!("{what} file {shown}: too large ({} bytes)", meta.len()))?;
+    file.read_to_end(&mut bytes).map_err(failed)?;
     if bytes.ends_with(b"\n") {
         bytes.pop();
         if bytes.ends_with(b"\r") {
@@ -109,14 +126,88 @@ mod tests {
         assert_eq!(read_private_file(&p, "key").unwrap().expose(), b"s3cret");
         let link = d.path().join("link");
         std::os::unix::fs::symlink(&p, &link).unwrap();
-        let e = read_private_file(&link, "key").unwrap_err();
-        assert!(e.contains("is a symlink"), "{e}");
+        // Refused by the open itself, even when the link leads nowhere.
+        let dangling = d.path().join("dangling");
+        std::os::unix::fs::symlink(d.path().join("nothing"), &dangling).unwrap();
+        for l in [&link, &dangling] {
+            assert_eq!(
+                read_private_file(l, "key").unwrap_err(),
+                format!(
+                    "key file {}: is a symlink; point the config at the file itself",
+                    l.display()
+                )
+            );
+        }
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
         let e = read_private_file(&p, "key").unwrap_err();
         assert!(e.contains("mode 0640") && !e.contains("s3cret"), "{e}");
         assert!(read_private_file(d.path(), "key")
             .unwrap_err()
             .contains("not a regular file"));
+    }
+
+    #[test]
+    fn a_fifo_is_refused_without_blocking() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&p)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        // An open without O_NONBLOCK would wait for a writer forever.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let path = p.clone();
+        std::thread::spawn(move || tx.send(read_private_file(&path, "key")));
+        let r = rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("reading a FIFO hung");
+        let e = r.unwrap_err();
+        assert_eq!(e, format!("key file {}: not a regular file", p.display()));
+    }
+
+    #[test]
+    fn a_file_swapped_after_the_check_is_never_read() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let private = d.path().join("private");
+        std::fs::write(&private, "private").unwrap();
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let public = d.path().join("public");
+        std::fs::write(&public, "public").unwrap();
+        std::fs::set_permissions(&public, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let p = d.path().join("k");
+        std::fs::hard_link(&private, &p).unwrap();
+        // Someone keeps swapping the path between the private file and a
+        // symlink to a file anyone can read: whatever is read must be the
+        // file that passed the checks.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let swapper = {
+            let (stop, dir, p) = (stop.clone(), d.path().to_path_buf(), p.clone());
+            std::thread::spawn(move || {
+                let (link, hard) = (dir.join("link.tmp"), dir.join("hard.tmp"));
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::os::unix::fs::symlink(&public, &link).unwrap();
+                    std::fs::rename(&link, &p).unwrap();
+                    std::fs::hard_link(&private, &hard).unwrap();
+                    std::fs::rename(&hard, &p).unwrap();
+                }
+            })
+        };
+        let (mut read, mut wrong) = (0, None);
+        for _ in 0..20_000 {
+            if let Ok(b) = read_private_file(&p, "key") {
+                if b.expose() != b"private" {
+                    wrong = Some(String::from_utf8_lossy(b.expose()).into_owned());
+                    break;
+                }
+                read += 1;
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        swapper.join().unwrap();
+        assert_eq!(wrong, None, "read a file other than the one checked");
+        assert!(read > 0, "the private file was never read");
     }
 
     #[test]

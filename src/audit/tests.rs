@@ -260,6 +260,112 @@ async fn the_writer_refuses_to_continue_a_tampered_tail() {
     );
 }
 
+/// A line that continues the chain of the trail at `path`, MACed with
+/// `mac_key` but claiming `key_id`.
+fn next_line(path: &Path, mac_key: &AuditKey, key_id: &str) -> String {
+    let text = std::fs::read_to_string(path).unwrap();
+    let last = text.lines().last().unwrap();
+    let h = line::parse(last.as_bytes()).unwrap();
+    let prev = line::hash_line(last.as_bytes());
+    line::build(h.seq + 1000, &h.ts, "startup", mac_key, "", &prev).replacen(
+        &format!("\"key_id\":\"{}\"", mac_key.id()),
+        &format!("\"key_id\":\"{key_id}\""),
+        1,
+    )
+}
+
+fn refused(cfg: &WriterConfig) -> String {
+    match AuditWriter::open(cfg.clone(), Arc::new(RealFs)) {
+        Err(e @ AuditError::Startup { .. }) => e.to_string(),
+        r => panic!("expected a startup refusal, got {r:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_writer_refuses_a_last_line_it_cannot_verify() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = config(d.path());
+    AuditWriter::open(cfg.clone(), Arc::new(RealFs))
+        .unwrap()
+        .shutdown("t")
+        .await
+        .unwrap();
+    let intact = std::fs::read(&cfg.path).unwrap();
+    let rotated = d.path().join("audit.jsonl.000000000003");
+    let cases = [
+        (
+            "a made-up key_id",
+            next_line(&cfg.path, &key(1), "0123456789abcdef"),
+            "0123456789abcdef".to_string(),
+            "not among the given keys",
+        ),
+        (
+            "a key the writer does not have",
+            next_line(&cfg.path, &key(2), key(2).id()),
+            key(2).id().to_string(),
+            "not among the given keys",
+        ),
+        (
+            "the right key_id and a bad MAC",
+            next_line(&cfg.path, &key(2), key(1).id()),
+            key(1).id().to_string(),
+            "MAC mismatch",
+        ),
+    ];
+    for (name, forged, found, why) in cases {
+        // In the active file, and in the newest rotated file when the
+        // active file is empty.
+        for file in [&cfg.path, &rotated] {
+            let _ = std::fs::remove_file(&rotated);
+            let mut text = intact.clone();
+            text.extend_from_slice(forged.as_bytes());
+            text.push(b'\n');
+            std::fs::write(file, &text).unwrap();
+            if file == &rotated {
+                std::fs::write(&cfg.path, "").unwrap();
+            }
+            let e = refused(&cfg);
+            for part in [
+                format!("{}: last record at byte {}", file.display(), intact.len()),
+                format!("key_id {found}"),
+                format!("the configured audit key (key_id {})", key(1).id()),
+                why.to_string(),
+                "move the trail files aside".to_string(),
+                "ipmigw audit verify --key-file".to_string(),
+            ] {
+                assert!(
+                    e.contains(&part),
+                    "{name} in {}: lacks {part:?}: {e}",
+                    file.display()
+                );
+            }
+            assert_eq!(
+                std::fs::read(file).unwrap(),
+                text,
+                "{name}: the writer wrote to a trail it refused"
+            );
+        }
+    }
+
+    // Moved aside, the old files leave room for a new trail.
+    let archive = d.path().join("archive");
+    std::fs::create_dir(&archive).unwrap();
+    for f in [&cfg.path, &rotated] {
+        std::fs::rename(f, archive.join(f.file_name().unwrap())).unwrap();
+    }
+    let w = AuditWriter::open(cfg.clone(), Arc::new(RealFs)).unwrap();
+    w.shutdown("t").await.unwrap();
+    assert_eq!(lines(&cfg.path)[0]["seq"], 1);
+
+    // An intact trail reopens and continues as before.
+    std::fs::write(&cfg.path, &intact).unwrap();
+    let w = AuditWriter::open(cfg.clone(), Arc::new(RealFs)).unwrap();
+    w.shutdown("t").await.unwrap();
+    assert_eq!(events(&cfg.path)[3], "startup");
+    let r = verify(std::slice::from_ref(&cfg.path), &[key(1)], None).unwrap();
+    assert_eq!((r.seqs, r.from_genesis), (Some((1, 6)), true));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotation_by_size_and_on_request_keeps_one_chain() {
     let d = tempfile::tempdir().unwrap();
@@ -447,15 +553,15 @@ async fn records_are_exported_to_syslog_and_drops_are_audited() {
 
 /// What to break, and how.
 #[derive(Debug, Default, Clone, Copy)]
-struct Faults {
+pub(super) struct Faults {
     /// errno for every write.
-    write: Option<i32>,
+    pub(super) write: Option<i32>,
     /// Every write writes half its buffer, then the file makes no progress.
-    short_write: bool,
+    pub(super) short_write: bool,
     /// errno for every fsync.
-    sync: Option<i32>,
+    pub(super) sync: Option<i32>,
     /// errno for every open.
-    open: Option<i32>,
+    pub(super) open: Option<i32>,
 }
 
 #[derive(Default)]
@@ -466,7 +572,14 @@ struct FaultState {
 }
 
 #[derive(Clone, Default)]
-struct FaultFs(Arc<Mutex<FaultState>>);
+pub(super) struct FaultFs(Arc<Mutex<FaultState>>);
+
+impl FaultFs {
+    /// Breaks (or, with the default, repairs) the file system from now on.
+    pub(super) fn set(&self, faults: Faults) {
+        self.0.lock().unwrap().faults = faults;
+    }
+}
 
 struct FaultFile {
     inner: Box<dyn TrailFile>,
@@ -538,8 +651,8 @@ impl TrailFs for FaultFs {
     }
 }
 
-const EIO: i32 = 5;
-const ENOSPC: i32 = 28;
+pub(super) const EIO: i32 = 5;
+pub(super) const ENOSPC: i32 = 28;
 const EROFS: i32 = 30;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -167,23 +167,7 @@ impl AuditWriter {
             .map(|e| e.dropped.clone())
             .unwrap_or_default();
         let (tx, rx) = mpsc::sync_channel(cfg.queue.max(1));
-        let mut state = State {
-            retry_delay: cfg.retry,
-            cfg,
-            fs,
-            file: None,
-            anchor: None,
-            next_seq: 1,
-            prev: GENESIS,
-            file_len: 0,
-            failed: None,
-            next_retry: Instant::now(),
-            since_checkpoint: 0,
-            unsynced: None,
-            exporter,
-            dropped_reported: 0,
-            shared: shared.clone(),
-        };
+        let mut state = State::new(cfg, fs, exporter, shared.clone());
         let repair = state.reopen().map_err(|reason| AuditError::Startup {
             path: state.cfg.path.display().to_string(),
             reason,
@@ -326,7 +310,7 @@ struct State {
     prev: LineHash,
     file_len: u64,
     /// Why the trail is closed, while it is.
-    failed: Option<String>,
+    failed: Option<Failure>,
     next_retry: Instant,
     retry_delay: Duration,
     since_checkpoint: u64,
@@ -337,11 +321,69 @@ struct State {
     shared: Arc<Shared>,
 }
 
+/// Why the trail is closed: the error that closed it and how recovery has
+/// gone since. Only the first cause and the latest attempt's error are kept,
+/// so that the text is as long after an hour of failing retries as after
+/// one: it goes into every refusal and every log line.
+struct Failure {
+    cause: String,
+    /// Recovery attempts that have failed.
+    attempts: u64,
+    /// What callers are told.
+    text: String,
+}
+
+impl Failure {
+    fn new(cause: String) -> Failure {
+        Failure {
+            text: cause.clone(),
+            cause,
+            attempts: 0,
+        }
+    }
+
+    /// The same failure after one more recovery attempt failed with `e`.
+    fn retry_failed(self, e: &str) -> Failure {
+        let attempts = self.attempts + 1;
+        Failure {
+            text: format!("{} (recovery attempt {attempts} failed: {e})", self.cause),
+            cause: self.cause,
+            attempts,
+        }
+    }
+}
+
 fn io_text(what: &str, e: &io::Error) -> String {
     format!("{what}: {e}")
 }
 
 impl State {
+    /// A state with no file open yet; `reopen` finds where the chain stands.
+    fn new(
+        cfg: WriterConfig,
+        fs: Arc<dyn TrailFs>,
+        exporter: Option<Exporter>,
+        shared: Arc<Shared>,
+    ) -> State {
+        State {
+            retry_delay: cfg.retry,
+            cfg,
+            fs,
+            file: None,
+            anchor: None,
+            next_seq: 1,
+            prev: GENESIS,
+            file_len: 0,
+            failed: None,
+            next_retry: Instant::now(),
+            since_checkpoint: 0,
+            unsynced: None,
+            exporter,
+            dropped_reported: 0,
+            shared,
+        }
+    }
+
     fn run(mut self, rx: mpsc::Receiver<Msg>) {
         let mut pending: Vec<Msg> = Vec::new();
         loop {
@@ -433,8 +475,8 @@ impl State {
         &mut self,
         step: impl FnOnce(&mut State) -> Result<(), String>,
     ) -> Result<(), AuditError> {
-        if let Some(why) = &self.failed {
-            return Err(AuditError::Unavailable(why.clone()));
+        if let Some(f) = &self.failed {
+            return Err(AuditError::Unavailable(f.text.clone()));
         }
         step(self).map_err(|e| {
             self.fail(e.clone());
@@ -447,10 +489,10 @@ impl State {
         if records.is_empty() {
             return;
         }
-        if let Some(why) = &self.failed {
+        if let Some(f) = &self.failed {
             for (_, _, reply) in records {
                 if let Some(r) = reply {
-                    let _ = r.send(Err(AuditError::Unavailable(why.clone())));
+                    let _ = r.send(Err(AuditError::Unavailable(f.text.clone())));
                 }
             }
             return;
@@ -608,41 +650,48 @@ impl State {
     }
 
     fn fail(&mut self, why: String) {
-        tracing::error!(error = %why, path = %self.cfg.path.display(), "audit trail failed; refusing records until it recovers");
+        self.close(Failure::new(why));
+    }
+
+    fn close(&mut self, failure: Failure) {
+        tracing::error!(error = %failure.text, path = %self.cfg.path.display(), "audit trail failed; refusing records until it recovers");
         self.shared.available.store(false, Relaxed);
         self.shared.failures.fetch_add(1, Relaxed);
         // Never write again through a descriptor that has failed.
         self.file = None;
         self.anchor = None;
         self.unsynced = None;
-        self.failed = Some(why);
+        self.failed = Some(failure);
         self.next_retry = Instant::now() + self.retry_delay;
         self.retry_delay = (self.retry_delay * 2).min(MAX_RETRY);
     }
 
     /// Reopens the trail, repairs its tail, and writes `audit_recovered`.
     fn recover(&mut self) {
-        let why = self.failed.clone().unwrap_or_default();
+        let Some(failure) = self.failed.take() else {
+            return;
+        };
+        let after = format!(
+            "{} (recovered on attempt {})",
+            failure.cause,
+            failure.attempts + 1
+        );
         let result = self.reopen().and_then(|repair| {
             let mut lines: Vec<(&'static str, String)> =
                 repair.into_iter().map(|r| ("audit_repair", r)).collect();
             lines.push((
                 "audit_recovered",
-                members(serde_json::json!({ "after": why }).to_string()),
+                members(serde_json::json!({ "after": after }).to_string()),
             ));
             self.commit_internal(lines, true)
         });
         match result {
             Ok(()) => {
                 tracing::warn!(path = %self.cfg.path.display(), "audit trail recovered");
-                self.failed = None;
                 self.retry_delay = self.cfg.retry;
                 self.shared.available.store(true, Relaxed);
             }
-            Err(e) => {
-                self.failed = None;
-                self.fail(format!("{e} (while recovering from: {why})"));
-            }
+            Err(e) => self.close(failure.retry_failed(&e)),
         }
     }
 
@@ -655,7 +704,7 @@ impl State {
             .fs
             .open_append(&self.cfg.path)
             .map_err(|e| io_text("open", &e))?;
-        let tail = find_tail(file.as_mut(), &self.cfg.key)
+        let tail = find_tail(file.as_mut(), &self.cfg.key, &self.cfg.path)
             .map_err(|e| format!("{}: {e}", self.cfg.path.display()))?;
         let (seq, prev) = match tail.last {
             Some(last) => last,
@@ -703,7 +752,7 @@ impl State {
             .fs
             .open_append(&newest)
             .map_err(|e| io_text("open rotated file", &e))?;
-        let tail = find_tail(f.as_mut(), &self.cfg.key)
+        let tail = find_tail(f.as_mut(), &self.cfg.key, &self.cfg.path)
             .map_err(|e| format!("{}: {e}", newest.display()))?;
         match (tail.last, tail.torn) {
             (Some(last), None) => Ok(last),
@@ -789,9 +838,11 @@ fn last_newline_before(f: &dyn TrailFile, end: u64) -> io::Result<Option<u64>> {
     Ok(None)
 }
 
-/// Finds the last complete line (verifying its MAC when it was made with
-/// `key`) and anything torn after it.
-fn find_tail(f: &mut dyn TrailFile, key: &AuditKey) -> Result<Tail, String> {
+/// Finds the last complete line, verified with `key`, and anything torn
+/// after it. The last line sets the next seq and prev, so one the writer
+/// cannot verify is refused: whoever appended it would choose where the
+/// chain continues. `trail` is the active file, for the advice.
+fn find_tail(f: &mut dyn TrailFile, key: &AuditKey, trail: &Path) -> Result<Tail, String> {
     let len = f.size().map_err(|e| io_text("stat", &e))?;
     let io = |e: io::Error| io_text("read", &e);
     let complete_len = match last_newline_before(f, len).map_err(io)? {
@@ -813,20 +864,90 @@ fn find_tail(f: &mut dyn TrailFile, key: &AuditKey) -> Result<Tail, String> {
         .map_err(io)?
         .map_or(0, |nl| nl + 1);
     let last = read_range(f, start, (complete_len - 1 - start) as usize).map_err(io)?;
-    let header = match line::parse(&last) {
-        Ok(h) if h.key_id != key.id() => h,
-        Ok(_) => line::open(&last, std::slice::from_ref(key)).map_err(|e| {
-            format!("last record at byte {start}: {e}; run `ipmigw audit verify` before restarting")
-        })?,
+    let found = match line::parse(&last) {
+        Ok(h) => h.key_id,
         Err(e) => {
             return Err(format!(
             "last complete line at byte {start}: {e}; run `ipmigw audit verify` before restarting"
         ))
         }
     };
+    let header = line::open(&last, std::slice::from_ref(key)).map_err(|e| {
+        let trail = trail.display();
+        format!(
+            "last record at byte {start} (key_id {found}) cannot be verified with the configured audit key (key_id {}): {e}. \
+             The gateway continues only a trail whose last record it can verify; check it with \
+             `ipmigw audit verify --key-file KEY {trail}*`. To start a new trail instead, move the trail files aside \
+             ({trail} and {trail}.*, e.g. into an archive directory): they stay verifiable with the key \
+             that wrote them via `ipmigw audit verify --key-file`",
+            key.id()
+        )
+    })?;
     Ok(Tail {
         last: Some((header.seq + 1, line::hash_line(&last))),
         complete_len,
         torn,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::tests::{FaultFs, Faults, EIO, ENOSPC};
+    use crate::secret::SecretBytes;
+
+    /// Why the writer refuses records right now.
+    fn refusal(s: &mut State) -> String {
+        match s.guarded(|_| Ok(())) {
+            Err(AuditError::Unavailable(why)) => why,
+            r => panic!("expected the trail closed, got {r:?}"),
+        }
+    }
+
+    #[test]
+    fn a_long_failure_keeps_its_first_cause_in_a_bounded_message() {
+        let d = tempfile::tempdir().unwrap();
+        let key = AuditKey::new(SecretBytes::new(vec![1; 32])).unwrap();
+        let cfg = WriterConfig::new(d.path().join("audit.jsonl"), key);
+        let fs = FaultFs::default();
+        let mut s = State::new(cfg.clone(), Arc::new(fs.clone()), None, Arc::default());
+        s.reopen().unwrap();
+        s.commit_internal(vec![("startup", String::new())], true)
+            .unwrap();
+        // The disk fills up, then the trail cannot even be reopened.
+        fs.set(Faults {
+            sync: Some(ENOSPC),
+            open: Some(EIO),
+            ..Faults::default()
+        });
+        s.commit(vec![("request", String::new(), None)]);
+        let cause = refusal(&mut s);
+        assert!(cause.starts_with("fsync: "), "{cause}");
+        // Driven one attempt at a time: the real backoff would take minutes.
+        let mut seen = Vec::new();
+        for attempt in 1..=50 {
+            s.recover();
+            if attempt == 2 || attempt == 50 {
+                seen.push(refusal(&mut s));
+            }
+        }
+        let (two, fifty) = (&seen[0], &seen[1]);
+        assert!(fifty.starts_with(&cause), "{fifty}");
+        assert!(
+            fifty.contains("recovery attempt 50 failed: open: "),
+            "{fifty}"
+        );
+        assert_eq!(
+            *fifty,
+            two.replace("attempt 2 ", "attempt 50 "),
+            "only the count may change"
+        );
+        fs.set(Faults::default());
+        s.recover();
+        assert!(s.guarded(|_| Ok(())).is_ok(), "recovered");
+        let text = std::fs::read_to_string(&cfg.path).unwrap();
+        let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+        assert_eq!(last["event"], "audit_recovered");
+        assert_eq!(last["after"], format!("{cause} (recovered on attempt 51)"));
+    }
 }
