@@ -13,8 +13,9 @@
 //!
 //! Never does: answer a packet that failed its MAC, the window or the
 //! session lookup (such packets are counted and dropped, so nothing leaks),
-//! accept suite 0 or any suite not configured, or read a clock (`now` is
-//! passed in).
+//! accept suite 0 or any suite not configured, send a RAKP 2 HMAC for a
+//! name that is not an enabled user's, or read a clock (`now` is passed
+//! in).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -71,9 +72,6 @@ pub struct EndpointConfig {
     pub idle_timeout: Duration,
     /// Optional BMC key Kg.
     pub kg: Option<SecretBytes>,
-    /// Accept any user name (1..=16 bytes) as the first configured user:
-    /// the local bridge, where only the password matters.
-    pub any_user_name: bool,
     /// Back-off after failed logins; None: every login is tried.
     pub lockout: Option<Lockout>,
 }
@@ -87,7 +85,6 @@ impl EndpointConfig {
             max_sessions: DEFAULT_MAX_SESSIONS,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             kg: None,
-            any_user_name: false,
             lockout: None,
         }
     }
@@ -670,17 +667,13 @@ impl Endpoint {
             return Err(RmcpPlusStatus::UNAUTHORIZED_NAME);
         }
         let name_only = r1.role & ROLE_NAME_ONLY_LOOKUP != 0;
-        let found = self
+        let user = self
             .users
             .iter()
             .position(|u| {
                 u.enabled && u.name == r1.username && (name_only || u.privilege == requested)
             })
-            .or_else(|| {
-                let any = self.cfg.any_user_name && r1.username.len() <= 16;
-                (any && self.users.first().is_some_and(|u| u.enabled)).then_some(0)
-            });
-        let user = found.ok_or(RmcpPlusStatus::UNAUTHORIZED_NAME)?;
+            .ok_or(RmcpPlusStatus::UNAUTHORIZED_NAME)?;
         if self.users[user].privilege < requested {
             return Err(RmcpPlusStatus::UNAUTHORIZED_ROLE);
         }
@@ -1000,4 +993,4 @@ fn plain(bytes: Vec<u8>) -> Outgoing {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

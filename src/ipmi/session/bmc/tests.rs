@@ -1,5 +1,6 @@
 //! The endpoint's login rules driven packet by packet, on a fake clock:
 //! which names get a RAKP 2 HMAC, and the back-off after failed logins.
+//! [`open`] and [`rakp1`] also serve the bridge's tests.
 
 use rand::{rngs::StdRng, SeedableRng};
 
@@ -55,7 +56,7 @@ fn exchange(
 }
 
 /// Open Session: the BMC session ID, or the refusing status.
-fn open(ep: &mut Endpoint, now: Instant) -> Result<u32, RmcpPlusStatus> {
+pub(crate) fn open(ep: &mut Endpoint, now: Instant) -> Result<u32, RmcpPlusStatus> {
     open_as(ep, now, CONSOLE_SID)
 }
 
@@ -77,7 +78,12 @@ fn open_as(ep: &mut Endpoint, now: Instant, console_sid: u32) -> Result<u32, Rmc
 }
 
 /// RAKP 1 for `name`: the parsed RAKP 2 and its raw payload.
-fn rakp1(ep: &mut Endpoint, now: Instant, bmc_sid: u32, name: &[u8]) -> (Rakp2, Vec<u8>) {
+pub(crate) fn rakp1(
+    ep: &mut Endpoint,
+    now: Instant,
+    bmc_sid: u32,
+    name: &[u8],
+) -> (Rakp2, Vec<u8>) {
     let mut p = Vec::new();
     Rakp1 {
         tag: 2,
