@@ -18,7 +18,7 @@ use ipmigw::sim::{SimConfig, Simulator};
 
 mod common;
 
-const LOCAL_PASSWORD: &str = "LocalPass1";
+const LOCAL_PASSWORD: &str = "LocalPass1-bridge";
 
 struct Bridge {
     child: Child,
@@ -604,6 +604,69 @@ async fn wrong_passwords_make_the_bridge_refuse_even_the_right_one_for_a_while()
         }
         std::thread::sleep(Duration::from_millis(1100).saturating_sub(locked_at.elapsed()));
         let ok = status(LOCAL_PASSWORD);
+        assert!(
+            ok.status.success(),
+            "{}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
+    })
+    .await
+    .unwrap();
+    env.gw.shutdown("test").await;
+    env.sim.stop().await;
+}
+
+/// Waits at most 10 s for `child` to exit; kills it and fails otherwise.
+fn exit_code(mut child: Child) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st.code().unwrap_or(-1);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("still running after 10 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_password_file_needs_allow_weak_password() {
+    if tools().is_none() {
+        return;
+    }
+    let env = setup().await;
+    let (dir, gw_addr) = (env.dir.path().to_path_buf(), env.gw.local_addr());
+    tokio::task::spawn_blocking(move || {
+        let pw = dir.join("bridge-alice.pw");
+        common::private_file(&pw, "letmein\n");
+        let mut child = common::ipmigw_as(gw_addr, &dir.join("pki"), "alice")
+            .env("USER", "alice")
+            .args([
+                "bridge",
+                "--listen",
+                "127.0.0.1:0",
+                "--password-file",
+                pw.to_str().unwrap(),
+                "node01",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let err = child.stderr.take().unwrap();
+        let code = exit_code(child);
+        let stderr = std::io::read_to_string(err).unwrap();
+        assert_eq!(code, 1, "{stderr}");
+        assert!(
+            stderr.contains("shorter than 16") && stderr.contains("--allow-weak-password"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("letmein"), "{stderr}");
+        // The same file (the bridge's own for alice) with the opt-in works.
+        let bridge =
+            Bridge::start_with(&dir, gw_addr, "alice", "node01", &["--allow-weak-password"]);
+        let ok = ipmitool(bridge.port, "alice", "letmein", "17", &["power", "status"]);
         assert!(
             ok.status.success(),
             "{}",

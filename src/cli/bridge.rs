@@ -11,7 +11,8 @@
 //! Every local process can reach the port, and RAKP hands whoever names a
 //! known user an HMAC keyed with that user's password, which can be
 //! guessed offline. So the bridge answers one user name only (the owner's
-//! login name unless --user) and backs off after failed logins.
+//! login name unless --user), refuses short --password-file passwords
+//! unless told otherwise, and backs off after failed logins.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
@@ -46,9 +47,13 @@ pub struct BridgeArgs {
     /// name ($USER, $LOGNAME, or your uid's name in /etc/passwd).
     #[arg(long, value_name = "NAME")]
     user: Option<String>,
-    /// Local password (at most 20 bytes); random and printed once otherwise.
+    /// Local password (16-20 characters); random and printed once otherwise.
     #[arg(long)]
     password_file: Option<PathBuf>,
+    /// Accept a --password-file password under 16 characters (any local
+    /// process that knows the user name can guess it offline).
+    #[arg(long, requires = "password_file")]
+    allow_weak_password: bool,
     /// A file naming one BMC per line (`#` comments): one bridge each, on
     /// consecutive ports from --listen.
     #[arg(long, conflicts_with = "target")]
@@ -167,6 +172,10 @@ impl Application for Forwarder {
     }
 }
 
+/// Shortest --password-file password taken without --allow-weak-password:
+/// as long as the generated one.
+const MIN_PASSWORD_CHARS: usize = 16;
+
 /// Failed local logins before the bridge backs off, and how long.
 const LOCKOUT: Lockout = Lockout {
     after_failures: 3,
@@ -176,10 +185,18 @@ const LOCKOUT: Lockout = Lockout {
 
 fn local_password(a: &BridgeArgs) -> Result<(SecretBytes, bool), CliError> {
     if let Some(p) = &a.password_file {
-        return Ok((
-            super::secrets::read_password_file(p).map_err(CliError::usage)?,
-            false,
-        ));
+        let pw = super::secrets::read_password_file(p).map_err(CliError::usage)?;
+        let chars = std::str::from_utf8(pw.expose()).map_or(pw.len(), |s| s.chars().count());
+        if chars < MIN_PASSWORD_CHARS && !a.allow_weak_password {
+            return Err(CliError::usage(format!(
+                "--password-file {}: the password is shorter than {MIN_PASSWORD_CHARS} characters; \
+                 any local process that knows the user name gets the local login's RAKP 2 HMAC \
+                 and can guess the password offline. Omit --password-file to get a random one \
+                 printed, or give --allow-weak-password",
+                p.display()
+            )));
+        }
+        return Ok((pw, false));
     }
     const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let mut rng = rand::rngs::OsRng;
@@ -509,5 +526,46 @@ mod tests {
                 e.message
             );
         }
+    }
+
+    #[test]
+    fn short_password_files_need_the_weak_password_opt_in() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, pw: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, pw).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+            p.to_str().unwrap().to_string()
+        };
+        let weak = file("weak", "letmein\n");
+        let e = local_password(&args(&["--password-file", &weak]).unwrap()).unwrap_err();
+        assert!(
+            e.message.contains("--allow-weak-password") && e.message.contains("offline"),
+            "{}",
+            e.message
+        );
+        assert!(
+            !e.message.contains("letmein"),
+            "the error shows no password"
+        );
+        let (pw, generated) =
+            local_password(&args(&["--password-file", &weak, "--allow-weak-password"]).unwrap())
+                .unwrap();
+        assert_eq!((pw.expose(), generated), (&b"letmein"[..], false));
+        // Fifteen characters are still too few; sixteen are enough.
+        let fifteen = file("fifteen", "abcdefghijklmno");
+        assert!(local_password(&args(&["--password-file", &fifteen]).unwrap()).is_err());
+        let sixteen = file("sixteen", "abcdefghijklmnop");
+        assert!(local_password(&args(&["--password-file", &sixteen]).unwrap()).is_ok());
+        // The opt-in means nothing without a file.
+        assert!(args(&["--allow-weak-password"]).is_err());
+    }
+
+    #[test]
+    fn the_generated_password_is_long_enough_for_the_check() {
+        let (pw, generated) = local_password(&args(&[]).unwrap()).unwrap();
+        assert!(generated);
+        assert!(pw.len() >= MIN_PASSWORD_CHARS);
     }
 }
