@@ -300,11 +300,13 @@ fn main() {
     if tool {
         println!("\n1b. `ipmitool power status` through `ipmigw bridge` vs straight to the BMC, {runs} runs each (median)");
         let pw = work.join("bridge.pw");
-        std::fs::write(&pw, "BridgePass1").unwrap();
+        std::fs::write(&pw, "BridgePass1-bench").unwrap();
         std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
         let mut bridge = gw
             .cli(&[
                 "bridge",
+                "--user",
+                "me",
                 "--listen",
                 "127.0.0.1:0",
                 "--password-file",
@@ -339,7 +341,7 @@ fn main() {
                 "-U",
                 "me",
                 "-P",
-                "BridgePass1",
+                "BridgePass1-bench",
                 "power",
                 "status",
             ])

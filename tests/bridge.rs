@@ -4,41 +4,64 @@
 //! IPMIGW_REQUIRE_INTEROP=1.
 
 use std::io::BufRead;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use ipmigw::gateway::{self, demo, GatewayHandle};
+use ipmigw::ipmi::crypto::CipherSuite;
+use ipmigw::ipmi::wire::rakp::{OpenSessionRequest, OpenSessionResponse, Rakp1, RmcpPlusStatus};
+use ipmigw::ipmi::wire::rmcp::RmcpHeader;
+use ipmigw::ipmi::wire::session::{PayloadKind, PayloadType, RmcpPlusHeader, SessionPacket};
 use ipmigw::sim::{SimConfig, Simulator};
 
 mod common;
 
-const LOCAL_PASSWORD: &str = "LocalPass1";
+const LOCAL_PASSWORD: &str = "LocalPass1-bridge";
 
 struct Bridge {
     child: Child,
     port: u16,
+    /// The bridge's stderr, line by line.
+    stderr: std::sync::mpsc::Receiver<String>,
 }
 
 impl Bridge {
+    /// A bridge with `user`'s certificate, started as the login `user`
+    /// (so its local user name is `user` too), plus `extra` arguments.
     fn start(dir: &Path, gw: SocketAddr, user: &str, target: &str) -> Bridge {
+        Bridge::start_with(dir, gw, user, target, &[])
+    }
+
+    fn start_with(dir: &Path, gw: SocketAddr, user: &str, target: &str, extra: &[&str]) -> Bridge {
         let pw = dir.join(format!("bridge-{user}.pw"));
         if !pw.exists() {
             common::private_file(&pw, LOCAL_PASSWORD);
         }
         let mut child = common::ipmigw_as(gw, &dir.join("pki"), user)
+            .env("USER", user)
+            .env_remove("LOGNAME")
             .args([
                 "bridge",
                 "--listen",
                 "127.0.0.1:0",
                 "--password-file",
                 pw.to_str().unwrap(),
-                target,
             ])
+            .args(extra)
+            .arg(target)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        let (tx, stderr) = std::sync::mpsc::channel();
+        let err = std::io::BufReader::new(child.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            for line in err.lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
         let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
         let first = lines.next().unwrap().unwrap();
         std::thread::spawn(move || for _ in lines {});
@@ -48,7 +71,24 @@ impl Bridge {
             .and_then(|r| r.split(' ').next())
             .unwrap_or_else(|| panic!("{first}"));
         let port = addr.parse::<SocketAddr>().unwrap().port();
-        Bridge { child, port }
+        Bridge {
+            child,
+            port,
+            stderr,
+        }
+    }
+
+    /// Waits at most `limit` for a stderr line containing `text`.
+    fn wait_for_stderr(&self, text: &str, limit: Duration) -> Option<String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            match self.stderr.recv_timeout(left) {
+                Ok(line) if line.contains(text) => return Some(line),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
     }
 }
 
@@ -162,7 +202,7 @@ async fn ipmitool_and_freeipmi_through_the_bridge_match_the_bmc() {
     let checks = tokio::task::spawn_blocking(move || {
         let bridge = Bridge::start(&dir, gw_addr, "alice", "node01");
         let via = |suite: &str, args: &[&str]| {
-            ipmitool(bridge.port, "anyone", LOCAL_PASSWORD, suite, args)
+            ipmitool(bridge.port, "alice", LOCAL_PASSWORD, suite, args)
         };
         for suite in ["17", "3"] {
             for args in [
@@ -212,7 +252,7 @@ async fn ipmitool_and_freeipmi_through_the_bridge_match_the_bmc() {
                 "-h",
                 &format!("127.0.0.1:{}", bridge.port),
                 "-u",
-                "x",
+                "alice",
                 "-p",
                 LOCAL_PASSWORD,
                 "--stat",
@@ -233,7 +273,7 @@ async fn ipmitool_and_freeipmi_through_the_bridge_match_the_bmc() {
                 "-h",
                 &format!("127.0.0.1:{}", bridge.port),
                 "-u",
-                "x",
+                "alice",
                 "-p",
                 LOCAL_PASSWORD,
                 "--quiet-cache",
@@ -249,18 +289,15 @@ async fn ipmitool_and_freeipmi_through_the_bridge_match_the_bmc() {
             String::from_utf8_lossy(&out.stderr)
         );
         // A wrong local password is refused locally.
-        assert!(
-            !via("17", &["-P", "nope"]).status.success()
-                || !ipmitool(
-                    bridge.port,
-                    "anyone",
-                    "WrongPass",
-                    "17",
-                    &["power", "status"]
-                )
-                .status
-                .success()
-        );
+        assert!(!ipmitool(
+            bridge.port,
+            "alice",
+            "WrongPass",
+            "17",
+            &["power", "status"]
+        )
+        .status
+        .success());
     });
     checks.await.unwrap();
     let lines = audit(env.dir.path());
@@ -342,13 +379,7 @@ async fn the_bridge_in_front_of_ipmi_sim() {
     tokio::task::spawn_blocking(move || {
         let bridge = Bridge::start(&d, addr, "alice", "node01");
         for suite in ["17", "3"] {
-            let b = ipmitool(
-                bridge.port,
-                "anyone",
-                LOCAL_PASSWORD,
-                suite,
-                &["mc", "info"],
-            );
+            let b = ipmitool(bridge.port, "alice", LOCAL_PASSWORD, suite, &["mc", "info"]);
             assert!(
                 b.status.success(),
                 "-C {suite}: {}",
@@ -363,15 +394,11 @@ async fn the_bridge_in_front_of_ipmi_sim() {
             );
             assert_eq!(stdout(&a), stdout(&b), "-C {suite}");
         }
-        assert!(ipmitool(
-            bridge.port,
-            "anyone",
-            LOCAL_PASSWORD,
-            "17",
-            &["power", "on"]
-        )
-        .status
-        .success());
+        assert!(
+            ipmitool(bridge.port, "alice", LOCAL_PASSWORD, "17", &["power", "on"])
+                .status
+                .success()
+        );
     })
     .await
     .unwrap();
@@ -395,6 +422,8 @@ async fn one_bridge_process_serves_a_map_of_targets() {
         let mut child = common::ipmigw_as(gw_addr, &dir.join("pki"), "alice")
             .args([
                 "bridge",
+                "--user",
+                "me",
                 "--listen",
                 "127.0.0.1:0",
                 "--password-file",
@@ -433,6 +462,216 @@ async fn one_bridge_process_serves_a_map_of_targets() {
         }
         let _ = child.kill();
         let _ = child.wait();
+    })
+    .await
+    .unwrap();
+    env.gw.shutdown("test").await;
+    env.sim.stop().await;
+}
+
+/// Open Session and RAKP 1 for `name`, sent by hand: the RAKP 2 payload the
+/// bridge answers with, exactly as it came.
+fn rakp2_for(port: u16, name: &[u8]) -> Vec<u8> {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    sock.connect(("127.0.0.1", port)).unwrap();
+    let ask = |kind: PayloadKind, payload: &[u8]| -> Vec<u8> {
+        let mut d = Vec::new();
+        RmcpHeader::IPMI.emit(&mut d);
+        RmcpPlusHeader {
+            payload_type: PayloadType::setup(kind),
+            session_id: 0,
+            seq: 0,
+            payload_len: payload.len() as u16,
+        }
+        .emit(&mut d);
+        d.extend_from_slice(payload);
+        sock.send(&d).unwrap();
+        let mut buf = [0u8; 512];
+        let n = sock.recv(&mut buf).expect("the bridge answers");
+        let (_, rest) = RmcpHeader::parse(&buf[..n]).unwrap();
+        match SessionPacket::parse(rest).unwrap() {
+            SessionPacket::RmcpPlus(p) => p.payload.to_vec(),
+            SessionPacket::V15(_) => panic!("an IPMI 1.5 answer"),
+        }
+    };
+    let mut p = Vec::new();
+    OpenSessionRequest {
+        tag: 1,
+        max_privilege: 0,
+        console_sid: 0x1234_5678,
+        algorithms: CipherSuite::Suite17.algorithms(),
+    }
+    .emit(&mut p);
+    let opened = OpenSessionResponse::parse(&ask(PayloadKind::OPEN_SESSION_REQUEST, &p)).unwrap();
+    let bmc_sid = opened.accepted.expect("a session").bmc_sid;
+    let mut p = Vec::new();
+    Rakp1 {
+        tag: 2,
+        bmc_sid,
+        console_random: [9; 16],
+        role: 0x14,
+        username: name.to_vec(),
+    }
+    .emit(&mut p);
+    ask(PayloadKind::RAKP1, &p)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_bridge_user_name_gets_a_rakp2_hmac() {
+    if tools().is_none() {
+        return;
+    }
+    let env = setup().await;
+    let (dir, gw_addr) = (env.dir.path().to_path_buf(), env.gw.local_addr());
+    tokio::task::spawn_blocking(move || {
+        // Started by login "alice" but told to answer to "ops".
+        let bridge = Bridge::start_with(&dir, gw_addr, "alice", "node01", &["--user", "ops"]);
+        let other = ipmitool(
+            bridge.port,
+            "alice",
+            LOCAL_PASSWORD,
+            "17",
+            &["-v", "power", "status"],
+        );
+        assert!(
+            !other.status.success(),
+            "another name with the right password"
+        );
+        let err = String::from_utf8_lossy(&other.stderr);
+        assert!(err.contains("unauthorized name"), "{err}");
+        // What any local process gets for a wrong name: tag, status 0x0D,
+        // reserved, console SID; no random, no GUID, no HMAC to crack.
+        let refusal = rakp2_for(bridge.port, b"mallory");
+        assert_eq!(refusal.len(), 8, "{refusal:02x?}");
+        assert_eq!(
+            RmcpPlusStatus(refusal[1]),
+            RmcpPlusStatus::UNAUTHORIZED_NAME
+        );
+        let ok = ipmitool(
+            bridge.port,
+            "ops",
+            LOCAL_PASSWORD,
+            "17",
+            &["power", "status"],
+        );
+        assert!(
+            ok.status.success(),
+            "{}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
+        assert_eq!(stdout(&ok).trim(), "Chassis Power is on");
+        // The right name still gets the full RAKP 2 (16 + 16 + 32-byte HMAC).
+        assert_eq!(rakp2_for(bridge.port, b"ops").len(), 8 + 16 + 16 + 32);
+    })
+    .await
+    .unwrap();
+    env.gw.shutdown("test").await;
+    env.sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_passwords_make_the_bridge_refuse_even_the_right_one_for_a_while() {
+    if tools().is_none() {
+        return;
+    }
+    let env = setup().await;
+    let (dir, gw_addr) = (env.dir.path().to_path_buf(), env.gw.local_addr());
+    tokio::task::spawn_blocking(move || {
+        let bridge = Bridge::start(&dir, gw_addr, "alice", "node01");
+        let status =
+            |pw: &str| ipmitool(bridge.port, "alice", pw, "17", &["-v", "power", "status"]);
+        // ipmitool checks RAKP 2 itself and stops without a RAKP 3: the
+        // bridge counts each such login when its half-open session expires
+        // (5 s), and after the third refuses logins for 1 s.
+        for _ in 0..3 {
+            assert!(!status("WrongPass-WrongPass").status.success());
+        }
+        let line = bridge.wait_for_stderr("refusing logins", Duration::from_secs(10));
+        let locked_at = Instant::now();
+        assert!(line.is_some(), "no back-off after three wrong passwords");
+        let refused = status(LOCAL_PASSWORD);
+        // A tool run that outlasted the 1 s back-off proves nothing.
+        if locked_at.elapsed() < Duration::from_millis(900) {
+            let err = String::from_utf8_lossy(&refused.stderr);
+            assert!(
+                !refused.status.success(),
+                "the right password during the back-off"
+            );
+            assert!(err.contains("insufficient resources"), "{err}");
+        } else {
+            eprintln!("SKIPPED the refusal check: ipmitool took over 900 ms");
+        }
+        std::thread::sleep(Duration::from_millis(1100).saturating_sub(locked_at.elapsed()));
+        let ok = status(LOCAL_PASSWORD);
+        assert!(
+            ok.status.success(),
+            "{}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
+    })
+    .await
+    .unwrap();
+    env.gw.shutdown("test").await;
+    env.sim.stop().await;
+}
+
+/// Waits at most 10 s for `child` to exit; kills it and fails otherwise.
+fn exit_code(mut child: Child) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st.code().unwrap_or(-1);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("still running after 10 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_password_file_needs_allow_weak_password() {
+    if tools().is_none() {
+        return;
+    }
+    let env = setup().await;
+    let (dir, gw_addr) = (env.dir.path().to_path_buf(), env.gw.local_addr());
+    tokio::task::spawn_blocking(move || {
+        let pw = dir.join("bridge-alice.pw");
+        common::private_file(&pw, "letmein\n");
+        let mut child = common::ipmigw_as(gw_addr, &dir.join("pki"), "alice")
+            .env("USER", "alice")
+            .args([
+                "bridge",
+                "--listen",
+                "127.0.0.1:0",
+                "--password-file",
+                pw.to_str().unwrap(),
+                "node01",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let err = child.stderr.take().unwrap();
+        let code = exit_code(child);
+        let stderr = std::io::read_to_string(err).unwrap();
+        assert_eq!(code, 1, "{stderr}");
+        assert!(
+            stderr.contains("shorter than 16") && stderr.contains("--allow-weak-password"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("letmein"), "{stderr}");
+        // The same file (the bridge's own for alice) with the opt-in works.
+        let bridge =
+            Bridge::start_with(&dir, gw_addr, "alice", "node01", &["--allow-weak-password"]);
+        let ok = ipmitool(bridge.port, "alice", "letmein", "17", &["power", "status"]);
+        assert!(
+            ok.status.success(),
+            "{}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
     })
     .await
     .unwrap();

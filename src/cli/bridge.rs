@@ -7,6 +7,12 @@
 //! never leaves this process. Session management (login, privilege, close)
 //! is the local endpoint's own and is never forwarded. Listens on loopback
 //! only unless told otherwise.
+//!
+//! Every local process can reach the port, and RAKP hands whoever names a
+//! known user an HMAC keyed with that user's password, which can be
+//! guessed offline. So the bridge answers one user name only (the owner's
+//! login name unless --user), refuses short --password-file passwords
+//! unless told otherwise, and backs off after failed logins.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
@@ -22,9 +28,10 @@ use super::client::{self, ClientOpts, Gateway};
 use super::CliError;
 use crate::ipmi::cmd::name::classify;
 use crate::ipmi::crypto::CipherSuite;
-use crate::ipmi::session::bmc::{Application, BmcUser, Endpoint, EndpointConfig};
+use crate::ipmi::session::bmc::{Application, BmcUser, Endpoint, EndpointConfig, Lockout};
 use crate::ipmi::session::Privilege;
 use crate::ipmi::wire::message::{CompletionCode, Request};
+use crate::ipmi::wire::rakp::MAX_USERNAME_LEN;
 use crate::secret::SecretBytes;
 
 #[derive(Debug, Args)]
@@ -36,9 +43,17 @@ pub struct BridgeArgs {
     /// local password acts with your certificate).
     #[arg(long)]
     allow_non_loopback: bool,
-    /// Local password (at most 20 bytes); random and printed once otherwise.
+    /// Local user name tools log in as (1-16 bytes); default your login
+    /// name ($USER, $LOGNAME, or your uid's name in /etc/passwd).
+    #[arg(long, value_name = "NAME")]
+    user: Option<String>,
+    /// Local password (16-20 characters); random and printed once otherwise.
     #[arg(long)]
     password_file: Option<PathBuf>,
+    /// Accept a --password-file password under 16 characters (any local
+    /// process that knows the user name can guess it offline).
+    #[arg(long, requires = "password_file")]
+    allow_weak_password: bool,
     /// A file naming one BMC per line (`#` comments): one bridge each, on
     /// consecutive ports from --listen.
     #[arg(long, conflicts_with = "target")]
@@ -157,12 +172,31 @@ impl Application for Forwarder {
     }
 }
 
+/// Shortest --password-file password taken without --allow-weak-password:
+/// as long as the generated one.
+const MIN_PASSWORD_CHARS: usize = 16;
+
+/// Failed local logins before the bridge backs off, and how long.
+const LOCKOUT: Lockout = Lockout {
+    after_failures: 3,
+    base: Duration::from_secs(1),
+    max: Duration::from_secs(60),
+};
+
 fn local_password(a: &BridgeArgs) -> Result<(SecretBytes, bool), CliError> {
     if let Some(p) = &a.password_file {
-        return Ok((
-            super::secrets::read_password_file(p).map_err(CliError::usage)?,
-            false,
-        ));
+        let pw = super::secrets::read_password_file(p).map_err(CliError::usage)?;
+        let chars = std::str::from_utf8(pw.expose()).map_or(pw.len(), |s| s.chars().count());
+        if chars < MIN_PASSWORD_CHARS && !a.allow_weak_password {
+            return Err(CliError::usage(format!(
+                "--password-file {}: the password is shorter than {MIN_PASSWORD_CHARS} characters; \
+                 any local process that knows the user name gets the local login's RAKP 2 HMAC \
+                 and can guess the password offline. Omit --password-file to get a random one \
+                 printed, or give --allow-weak-password",
+                p.display()
+            )));
+        }
+        return Ok((pw, false));
     }
     const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let mut rng = rand::rngs::OsRng;
@@ -172,6 +206,75 @@ fn local_password(a: &BridgeArgs) -> Result<(SecretBytes, bool), CliError> {
     Ok((SecretBytes::new(pw), true))
 }
 
+/// The one user name the bridge answers to: --user, or the login name of
+/// whoever started it.
+fn local_user(a: &BridgeArgs) -> Result<String, CliError> {
+    let name = match &a.user {
+        Some(n) => n.clone(),
+        None => {
+            let var = |k| std::env::var(k).ok();
+            login_name(var("USER"), var("LOGNAME"), uid_name).ok_or_else(|| {
+                CliError::usage(
+                    "cannot tell your login name ($USER and $LOGNAME are unset, and your uid has no name in /etc/passwd): give the local user name with --user NAME",
+                )
+            })?
+        }
+    };
+    if name.is_empty() || name.len() > MAX_USERNAME_LEN {
+        let from = if a.user.is_some() {
+            "--user"
+        } else {
+            "your login name"
+        };
+        return Err(CliError::usage(format!(
+            "{from} {name:?}: IPMI user names are 1-{MAX_USERNAME_LEN} bytes; give another with --user NAME"
+        )));
+    }
+    Ok(name)
+}
+
+/// The first of $USER, $LOGNAME and the uid's passwd name that is set and
+/// not empty.
+fn login_name(
+    user: Option<String>,
+    logname: Option<String>,
+    uid_name: impl FnOnce() -> Option<String>,
+) -> Option<String> {
+    user.into_iter()
+        .chain(logname)
+        .find(|n| !n.is_empty())
+        .or_else(|| uid_name().filter(|n| !n.is_empty()))
+}
+
+/// The passwd name of this process's real uid, read without libc (the
+/// crate forbids unsafe code): the uid from /proc, the name from /etc/passwd.
+fn uid_name() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd_name(&passwd, status_uid(&status)?)
+}
+
+/// The real uid in a /proc/PID/status text.
+fn status_uid(status: &str) -> Option<u32> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The name of `uid` in a passwd(5) text.
+fn passwd_name(passwd: &str, uid: u32) -> Option<String> {
+    passwd.lines().find_map(|l| {
+        let mut f = l.split(':');
+        let name = f.next()?;
+        let id: u32 = f.nth(1)?.parse().ok()?;
+        (id == uid && !name.is_empty()).then(|| name.to_string())
+    })
+}
+
 pub async fn run(opts: ClientOpts, a: BridgeArgs) -> Result<(), CliError> {
     if !a.listen.ip().is_loopback() && !a.allow_non_loopback {
         return Err(CliError::usage(format!(
@@ -179,6 +282,7 @@ pub async fn run(opts: ClientOpts, a: BridgeArgs) -> Result<(), CliError> {
             a.listen
         )));
     }
+    let user = local_user(&a)?;
     let (password, generated) = local_password(&a)?;
     let targets = targets(&a)?;
     if a.listen.port() != 0 && a.listen.port() as usize + targets.len() > 65_536 {
@@ -204,9 +308,10 @@ pub async fn run(opts: ClientOpts, a: BridgeArgs) -> Result<(), CliError> {
             a.listen.port() + i as u16
         };
         let addr = SocketAddr::new(a.listen.ip(), port);
-        let (worker, local) = spawn_bridge(addr, target, &password, gateway.clone(), stop.clone())?;
+        let endpoint = endpoint(user.as_bytes(), &password);
+        let (worker, local) = spawn_bridge(addr, target, endpoint, gateway.clone(), stop.clone())?;
         say(format!(
-            "ipmigw bridge: {target} on udp://{local} (any user name; cipher suites 17 and 3)"
+            "ipmigw bridge: {target} on udp://{local} (user {user}; cipher suites 17 and 3)"
         ));
         first.get_or_insert(local);
         workers.push(worker);
@@ -220,7 +325,7 @@ pub async fn run(opts: ClientOpts, a: BridgeArgs) -> Result<(), CliError> {
     }
     if let Some(local) = first {
         say(format!(
-            "try: ipmitool -I lanplus -H {} -p {} -U $USER -P <local password> -C 17 power status",
+            "try: ipmitool -I lanplus -H {} -p {} -U {user} -P <local password> -C 17 power status",
             local.ip(),
             local.port()
         ));
@@ -232,11 +337,29 @@ pub async fn run(opts: ClientOpts, a: BridgeArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// The local BMC's session endpoint: one administrator named `user`.
+fn endpoint(user: &[u8], password: &SecretBytes) -> Endpoint {
+    let mut guid = [0u8; 16];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut guid);
+    let mut cfg = EndpointConfig::new(guid);
+    cfg.suites = vec![CipherSuite::Suite17, CipherSuite::Suite3];
+    // Local tools and scripts may run side by side; sessions cost little here.
+    cfg.max_sessions = 32;
+    cfg.lockout = Some(LOCKOUT);
+    let users = vec![BmcUser {
+        name: user.to_vec(),
+        password: password.clone(),
+        privilege: Privilege::Administrator,
+        enabled: true,
+    }];
+    Endpoint::new(cfg, users, Box::new(rand::rngs::OsRng))
+}
+
 /// One local BMC for `target` on `addr`, served by its own thread.
 fn spawn_bridge(
     addr: SocketAddr,
     target: &str,
-    password: &SecretBytes,
+    mut endpoint: Endpoint,
     gateway: Gateway,
     stop: Arc<AtomicBool>,
 ) -> Result<(std::thread::JoinHandle<()>, SocketAddr), CliError> {
@@ -248,20 +371,6 @@ fn spawn_bridge(
     let local = socket
         .local_addr()
         .map_err(|e| CliError::usage(e.to_string()))?;
-    let mut guid = [0u8; 16];
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut guid);
-    let mut cfg = EndpointConfig::new(guid);
-    cfg.suites = vec![CipherSuite::Suite17, CipherSuite::Suite3];
-    cfg.any_user_name = true;
-    // Local tools and scripts may run side by side; sessions cost little here.
-    cfg.max_sessions = 32;
-    let users = vec![BmcUser {
-        name: b"bridge".to_vec(),
-        password: password.clone(),
-        privilege: Privilege::Administrator,
-        enabled: true,
-    }];
-    let mut endpoint = Endpoint::new(cfg, users, Box::new(rand::rngs::OsRng));
     let mut fwd = Forwarder {
         rt: tokio::runtime::Handle::current(),
         gateway,
@@ -272,8 +381,11 @@ fn spawn_bridge(
         .name(format!("bridge-{target}"))
         .spawn(move || {
             let mut buf = vec![0u8; 1024];
+            let mut lockouts = 0;
             while !stop.load(Relaxed) {
-                endpoint.handle_timeout(Instant::now());
+                let now = Instant::now();
+                endpoint.handle_timeout(now);
+                report_lockout(&endpoint, &mut lockouts, &fwd.target, now);
                 let (n, peer) = match socket.recv_from(&mut buf) {
                     Ok(r) => r,
                     Err(e)
@@ -289,11 +401,171 @@ fn spawn_bridge(
                         continue;
                     }
                 };
-                if let Some(out) = endpoint.handle_datagram(Instant::now(), &buf[..n], &mut fwd) {
+                let now = Instant::now();
+                if let Some(out) = endpoint.handle_datagram(now, &buf[..n], &mut fwd) {
                     let _ = socket.send_to(&out.bytes, peer);
                 }
+                report_lockout(&endpoint, &mut lockouts, &fwd.target, now);
             }
         })
         .map_err(|e| CliError::usage(format!("cannot start the bridge thread: {e}")))?;
     Ok((worker, local))
+}
+
+/// Says on stderr when a back-off begins (`seen`: back-offs already told),
+/// so that the owner learns someone is guessing, and why their own tool is
+/// refused for a while.
+fn report_lockout(endpoint: &Endpoint, seen: &mut u64, target: &str, now: Instant) {
+    let lockouts = endpoint.stats().lockouts;
+    if lockouts == *seen {
+        return;
+    }
+    *seen = lockouts;
+    if let Some(until) = endpoint.locked_until(now) {
+        eprintln!(
+            "ipmigw bridge: {target}: failed local logins (unknown user name or wrong password); refusing logins for {} s",
+            (until - now).as_secs()
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ipmi::session::bmc::tests::{open, rakp1};
+    use crate::ipmi::wire::rakp::RmcpPlusStatus;
+
+    const PASSWORD: &[u8] = b"k7Qx2mPz9RtL4vWn";
+
+    #[test]
+    fn the_bridge_gives_an_hmac_to_its_user_name_only() {
+        let now = Instant::now();
+        let mut ep = endpoint(b"carol", &SecretBytes::from(PASSWORD));
+        let sid = open(&mut ep, now).unwrap();
+        let (r2, _) = rakp1(&mut ep, now, sid, b"carol");
+        assert!(r2.status.is_ok());
+        assert!(!r2.auth_code.is_empty());
+        // Two: a third unknown name would start the back-off.
+        for name in [&b"anyone"[..], b"bridge"] {
+            let sid = open(&mut ep, now).unwrap();
+            let (r2, raw) = rakp1(&mut ep, now, sid, name);
+            assert_eq!(r2.status, RmcpPlusStatus::UNAUTHORIZED_NAME);
+            assert_eq!(raw.len(), 8, "a bare refusal, no HMAC");
+        }
+    }
+
+    #[test]
+    fn the_bridge_backs_off_after_three_unknown_names() {
+        let now = Instant::now();
+        let mut ep = endpoint(b"carol", &SecretBytes::from(PASSWORD));
+        for _ in 0..LOCKOUT.after_failures {
+            let sid = open(&mut ep, now).unwrap();
+            rakp1(&mut ep, now, sid, b"mallory");
+        }
+        assert_eq!(ep.locked_until(now), Some(now + LOCKOUT.base));
+        assert_eq!(
+            open(&mut ep, now),
+            Err(RmcpPlusStatus::INSUFFICIENT_RESOURCES)
+        );
+    }
+
+    #[test]
+    fn login_name_is_user_then_logname_then_the_uids_passwd_name() {
+        let some = |s: &str| Some(s.to_string());
+        let never = || -> Option<String> { panic!("passwd read though $USER is set") };
+        assert_eq!(login_name(some("ann"), some("bob"), never), some("ann"));
+        assert_eq!(login_name(None, some("bob"), never), some("bob"));
+        assert_eq!(login_name(some(""), some("bob"), never), some("bob"));
+        assert_eq!(login_name(None, None, || some("cat")), some("cat"));
+        assert_eq!(login_name(Some(String::new()), None, || None), None);
+        assert_eq!(login_name(None, None, || some("")), None);
+    }
+
+    #[test]
+    fn the_uid_name_comes_from_proc_status_and_passwd() {
+        let status = "Name:\tipmigw\nUmask:\t0022\nUid:\t1001\t0\t0\t0\nGid:\t100\t100\t100\t100\n";
+        assert_eq!(
+            status_uid(status),
+            Some(1001),
+            "the real uid, not the effective"
+        );
+        assert_eq!(status_uid("Name:\tx\n"), None);
+        let passwd = "root:x:0:0:root:/root:/bin/bash\n\
+                      # comment\n\
+                      broken\n\
+                      dave:x:1001:100::/home/dave:/bin/sh\n";
+        assert_eq!(passwd_name(passwd, 1001).as_deref(), Some("dave"));
+        assert_eq!(passwd_name(passwd, 0).as_deref(), Some("root"));
+        assert_eq!(passwd_name(passwd, 42), None);
+    }
+
+    fn args(extra: &[&str]) -> Result<BridgeArgs, clap::Error> {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            a: BridgeArgs,
+        }
+        let argv = ["bridge"].iter().chain(extra).chain(&["node01"]);
+        <Cli as clap::Parser>::try_parse_from(argv).map(|c| c.a)
+    }
+
+    #[test]
+    fn user_names_are_1_to_16_bytes() {
+        assert_eq!(
+            local_user(&args(&["--user", "ops"]).unwrap()).unwrap(),
+            "ops"
+        );
+        let sixteen = "a".repeat(16);
+        assert!(local_user(&args(&["--user", &sixteen]).unwrap()).is_ok());
+        for bad in ["", &"a".repeat(17)] {
+            let e = local_user(&args(&["--user", bad]).unwrap()).unwrap_err();
+            assert_eq!(e.code, super::super::EXIT_USAGE);
+            assert!(
+                e.message.contains("--user") && e.message.contains("1-16 bytes"),
+                "{}",
+                e.message
+            );
+        }
+    }
+
+    #[test]
+    fn short_password_files_need_the_weak_password_opt_in() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, pw: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, pw).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+            p.to_str().unwrap().to_string()
+        };
+        let weak = file("weak", "letmein\n");
+        let e = local_password(&args(&["--password-file", &weak]).unwrap()).unwrap_err();
+        assert!(
+            e.message.contains("--allow-weak-password") && e.message.contains("offline"),
+            "{}",
+            e.message
+        );
+        assert!(
+            !e.message.contains("letmein"),
+            "the error shows no password"
+        );
+        let (pw, generated) =
+            local_password(&args(&["--password-file", &weak, "--allow-weak-password"]).unwrap())
+                .unwrap();
+        assert_eq!((pw.expose(), generated), (&b"letmein"[..], false));
+        // Fifteen characters are still too few; sixteen are enough.
+        let fifteen = file("fifteen", "abcdefghijklmno");
+        assert!(local_password(&args(&["--password-file", &fifteen]).unwrap()).is_err());
+        let sixteen = file("sixteen", "abcdefghijklmnop");
+        assert!(local_password(&args(&["--password-file", &sixteen]).unwrap()).is_ok());
+        // The opt-in means nothing without a file.
+        assert!(args(&["--allow-weak-password"]).is_err());
+    }
+
+    #[test]
+    fn the_generated_password_is_long_enough_for_the_check() {
+        let (pw, generated) = local_password(&args(&[]).unwrap()).unwrap();
+        assert!(generated);
+        assert!(pw.len() >= MIN_PASSWORD_CHARS);
+    }
 }

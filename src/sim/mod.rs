@@ -25,7 +25,8 @@ use tokio::sync::watch;
 
 use crate::ipmi::crypto::CipherSuite;
 use crate::ipmi::session::bmc::{
-    BmcUser, Endpoint, EndpointConfig, EndpointStats, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_SESSIONS,
+    BmcUser, Endpoint, EndpointConfig, EndpointStats, Lockout, DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_SESSIONS,
 };
 use crate::ipmi::session::Privilege;
 use crate::secret::SecretBytes;
@@ -148,10 +149,13 @@ pub struct SimConfig {
     pub idle_timeout: Duration,
     /// Faults, applied to every BMC (each can be changed later).
     pub faults: Faults,
+    /// Back-off after failed logins, per BMC.
+    pub lockout: Option<Lockout>,
 }
 
 impl SimConfig {
-    /// `count` BMCs from `listen`, default users, suites 17 and 3, 4 sessions.
+    /// `count` BMCs from `listen`, default users, suites 17 and 3, 4 sessions,
+    /// no lockout.
     pub fn new(listen: SocketAddr, count: usize) -> SimConfig {
         SimConfig {
             listen,
@@ -161,6 +165,9 @@ impl SimConfig {
             max_sessions: DEFAULT_MAX_SESSIONS,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             faults: Faults::default(),
+            // Off: load and fault tests log in wrongly on purpose and many
+            // lab BMCs have no lockout; imitating one is opt-in.
+            lockout: None,
         }
     }
 }
@@ -230,6 +237,7 @@ impl Simulator {
             ecfg.suites = cfg.suites.clone();
             ecfg.max_sessions = cfg.max_sessions;
             ecfg.idle_timeout = cfg.idle_timeout;
+            ecfg.lockout = cfg.lockout;
             let endpoint = Endpoint::new(
                 ecfg,
                 users.clone(),

@@ -4,7 +4,8 @@
 //! One [`Endpoint`] serves one BMC: the session-less commands (Get Channel
 //! Authentication Capabilities, Get Channel Cipher Suites, Get System GUID),
 //! Open Session with real negotiation over the configured suites, RAKP 1-4
-//! with the name-only / name-and-privilege lookup rules, and then every
+//! with the name-only / name-and-privilege lookup rules, an optional
+//! back-off after failed logins ([`Lockout`]), and then every
 //! in-session packet: integrity first, then the sequence window, then
 //! decryption, then the command's minimum privilege, then the
 //! [`Application`]. Idle and half-open sessions expire; the number of
@@ -12,8 +13,9 @@
 //!
 //! Never does: answer a packet that failed its MAC, the window or the
 //! session lookup (such packets are counted and dropped, so nothing leaks),
-//! accept suite 0 or any suite not configured, or read a clock (`now` is
-//! passed in).
+//! accept suite 0 or any suite not configured, send a RAKP 2 HMAC for a
+//! name that is not an enabled user's, or read a clock (`now` is passed
+//! in).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -70,13 +72,12 @@ pub struct EndpointConfig {
     pub idle_timeout: Duration,
     /// Optional BMC key Kg.
     pub kg: Option<SecretBytes>,
-    /// Accept any user name (1..=16 bytes) as the first configured user:
-    /// the local bridge, where only the password matters.
-    pub any_user_name: bool,
+    /// Back-off after failed logins; None: every login is tried.
+    pub lockout: Option<Lockout>,
 }
 
 impl EndpointConfig {
-    /// Suites 17 and 3, 4 sessions, 60 s idle timeout, no Kg.
+    /// Suites 17 and 3, 4 sessions, 60 s idle timeout, no Kg, no lockout.
     pub fn new(guid: [u8; 16]) -> EndpointConfig {
         EndpointConfig {
             guid,
@@ -84,8 +85,40 @@ impl EndpointConfig {
             max_sessions: DEFAULT_MAX_SESSIONS,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             kg: None,
-            any_user_name: false,
+            lockout: None,
         }
+    }
+}
+
+/// Refusing logins for a while after failed ones, so that passwords cannot
+/// be guessed online at packet speed.
+///
+/// Failed logins are the ones that guess at a secret: RAKP 1 with a name
+/// that is not an enabled user's, RAKP 3 with a wrong HMAC, RAKP 3 in which
+/// the console reports that RAKP 2's HMAC did not verify, and a RAKP 2
+/// that no RAKP 3 answered before the half-open session expired. The last
+/// is how a wrong password from ipmitool or freeipmi shows: they check
+/// RAKP 2 themselves and just stop, so it counts only after
+/// [`SETUP_TIMEOUT`]. Failures are counted per endpoint, not per user or
+/// source: a spoofed name or address must not open a fresh budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lockout {
+    /// Failed logins in a row (since the last success) before the first
+    /// back-off (0 acts as 1).
+    pub after_failures: u32,
+    /// The first back-off; each further failure doubles it.
+    pub base: Duration,
+    /// The longest back-off.
+    pub max: Duration,
+}
+
+impl Lockout {
+    /// How long logins are refused after `failures` failed logins in a row;
+    /// None below the threshold.
+    pub fn backoff(&self, failures: u32) -> Option<Duration> {
+        let over = failures.checked_sub(self.after_failures.max(1))?;
+        let factor = 1u32.checked_shl(over).unwrap_or(u32::MAX);
+        Some(self.base.saturating_mul(factor).min(self.max))
     }
 }
 
@@ -130,6 +163,10 @@ pub struct EndpointStats {
     pub login_failures: u64,
     /// Open Session refused because every slot was taken.
     pub sessions_full: u64,
+    /// Back-offs begun (see [`Lockout`]).
+    pub lockouts: u64,
+    /// Login steps refused during a back-off.
+    pub locked_out: u64,
     /// Sessions closed by Close Session.
     pub closed: u64,
     /// Sessions dropped for idleness (or half-open too long).
@@ -182,6 +219,11 @@ pub struct Endpoint {
     sessions: HashMap<u32, Session>,
     rng: Box<dyn SessionRng>,
     stats: EndpointStats,
+    /// Failed logins since the last successful one (counted only with a
+    /// [`Lockout`]).
+    failed_logins: u32,
+    /// Logins are refused before this instant.
+    locked_until: Option<Instant>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -202,7 +244,36 @@ impl Endpoint {
             sessions: HashMap::new(),
             rng,
             stats: EndpointStats::default(),
+            failed_logins: 0,
+            locked_until: None,
         }
+    }
+
+    /// Until when logins are refused, if a back-off is running at `now`.
+    pub fn locked_until(&self, now: Instant) -> Option<Instant> {
+        self.locked_until.filter(|t| now < *t)
+    }
+
+    /// Counts a login that guessed wrong and starts (or lengthens) the
+    /// back-off once the threshold is reached.
+    fn failed_guess(&mut self, now: Instant) {
+        let Some(lockout) = self.cfg.lockout else {
+            return;
+        };
+        self.failed_logins = self.failed_logins.saturating_add(1);
+        if let Some(wait) = lockout.backoff(self.failed_logins) {
+            self.locked_until = Some(now + wait);
+            self.stats.lockouts += 1;
+        }
+    }
+
+    /// Whether a login step at `now` is refused by a back-off; counts it.
+    fn refused_by_lockout(&mut self, now: Instant) -> bool {
+        let locked = self.locked_until(now).is_some();
+        if locked {
+            self.stats.locked_out += 1;
+        }
+        locked
     }
 
     /// Counters.
@@ -235,15 +306,23 @@ impl Endpoint {
     pub fn handle_timeout(&mut self, now: Instant) {
         let idle = self.cfg.idle_timeout;
         let before = self.sessions.len();
+        let mut unanswered = 0;
         self.sessions.retain(|_, s| {
             let limit = if matches!(s.stage, Stage::Active(_)) {
                 idle
             } else {
                 SETUP_TIMEOUT.min(idle)
             };
-            now.saturating_duration_since(s.last_activity) < limit
+            let keep = now.saturating_duration_since(s.last_activity) < limit;
+            if !keep && matches!(s.stage, Stage::ExpectRakp3 { .. }) {
+                unanswered += 1;
+            }
+            keep
         });
         self.stats.expired += (before - self.sessions.len()) as u64;
+        for _ in 0..unanswered {
+            self.failed_guess(now);
+        }
     }
 
     /// When [`Endpoint::handle_timeout`] next has work, if ever.
@@ -366,6 +445,18 @@ impl Endpoint {
             console_sid: Some(req.console_sid),
             accepted: None,
         };
+        // Refused rather than ignored: the tool stops at once with a status
+        // that means "not now" (a busy BMC's), instead of retrying into
+        // silence for many seconds and then reporting a wrong password to
+        // the one who typed the right one. The answer costs no crypto and
+        // tells a guesser nothing it would not learn from the silence.
+        if self.refused_by_lockout(now) {
+            return Some(setup_reply(
+                PayloadKind::OPEN_SESSION_RESPONSE,
+                |o| refuse(RmcpPlusStatus::INSUFFICIENT_RESOURCES).emit(o),
+                true,
+            ));
+        }
         let suite = match self.negotiate(req.algorithms) {
             Ok(s) => s,
             Err(status) => {
@@ -502,10 +593,29 @@ impl Endpoint {
             self.stats.malformed += 1;
             return None;
         }
+        // A session opened before the back-off began gets no RAKP 2 during it.
+        if self.locked_until(now).is_some() {
+            self.stats.locked_out += 1;
+            self.sessions.remove(&bmc_sid);
+            return Some(rakp2_error(
+                tag,
+                console_sid,
+                RmcpPlusStatus::INSUFFICIENT_RESOURCES,
+            ));
+        }
         let user = match self.check_rakp1(session, &r1) {
             Ok(u) => u,
             Err(status) => {
                 self.sessions.remove(&bmc_sid);
+                // A name no enabled user has is a guess; a known name with
+                // the wrong role or lookup is a misconfigured tool.
+                if !self
+                    .users
+                    .iter()
+                    .any(|u| u.enabled && u.name == r1.username)
+                {
+                    self.failed_guess(now);
+                }
                 return Some(self.rakp2_refusal(tag, console_sid, status));
             }
         };
@@ -557,17 +667,13 @@ impl Endpoint {
             return Err(RmcpPlusStatus::UNAUTHORIZED_NAME);
         }
         let name_only = r1.role & ROLE_NAME_ONLY_LOOKUP != 0;
-        let found = self
+        let user = self
             .users
             .iter()
             .position(|u| {
                 u.enabled && u.name == r1.username && (name_only || u.privilege == requested)
             })
-            .or_else(|| {
-                let any = self.cfg.any_user_name && r1.username.len() <= 16;
-                (any && self.users.first().is_some_and(|u| u.enabled)).then_some(0)
-            });
-        let user = found.ok_or(RmcpPlusStatus::UNAUTHORIZED_NAME)?;
+            .ok_or(RmcpPlusStatus::UNAUTHORIZED_NAME)?;
         if self.users[user].privilege < requested {
             return Err(RmcpPlusStatus::UNAUTHORIZED_ROLE);
         }
@@ -576,15 +682,7 @@ impl Endpoint {
 
     fn rakp2_refusal(&mut self, tag: u8, console_sid: u32, status: RmcpPlusStatus) -> Outgoing {
         self.stats.login_failures += 1;
-        let r2 = Rakp2 {
-            tag,
-            status,
-            console_sid,
-            bmc_random: [0; 16],
-            bmc_guid: [0; 16],
-            auth_code: vec![],
-        };
-        setup_reply(PayloadKind::RAKP2, |o| r2.emit(o), true)
+        rakp2_error(tag, console_sid, status)
     }
 
     fn rakp3(&mut self, now: Instant, payload: &[u8]) -> Option<Outgoing> {
@@ -594,13 +692,7 @@ impl Endpoint {
         };
         let refuse = |this: &mut Endpoint, console_sid, status| {
             this.stats.login_failures += 1;
-            let r4 = Rakp4 {
-                tag: r3.tag,
-                status,
-                console_sid,
-                icv: vec![],
-            };
-            Some(setup_reply(PayloadKind::RAKP4, |o| r4.emit(o), true))
+            Some(rakp4_error(r3.tag, console_sid, status))
         };
         let Some(session) = self.sessions.get(&r3.bmc_sid) else {
             return refuse(self, 0, RmcpPlusStatus::INVALID_SESSION_ID);
@@ -628,10 +720,21 @@ impl Endpoint {
             }
         };
         let (console_sid, suite) = (session.console_sid, session.suite);
+        // A RAKP 2 sent before the back-off began buys no guess during it.
+        if self.refused_by_lockout(now) {
+            self.sessions.remove(&r3.bmc_sid);
+            return Some(rakp4_error(
+                r3.tag,
+                console_sid,
+                RmcpPlusStatus::INSUFFICIENT_RESOURCES,
+            ));
+        }
         if !r3.status.is_ok() {
-            // The console gave up (it could not verify RAKP 2).
+            // The console gave up: RAKP 2's HMAC did not verify under its
+            // password, so that password is wrong.
             self.sessions.remove(&r3.bmc_sid);
             self.stats.login_failures += 1;
+            self.failed_guess(now);
             return None;
         }
         let u = &self.users[user];
@@ -646,6 +749,7 @@ impl Endpoint {
         };
         if !keys::verify_rakp3(suite.auth(), &u.password, &inputs, &r3.auth_code) {
             self.sessions.remove(&r3.bmc_sid);
+            self.failed_guess(now);
             return refuse(self, console_sid, RmcpPlusStatus::INVALID_INTEGRITY_CHECK);
         }
         let keys = SessionKeys::derive(suite, &u.password, self.cfg.kg.as_ref(), &inputs);
@@ -674,6 +778,8 @@ impl Endpoint {
             }));
         }
         self.stats.logins += 1;
+        self.failed_logins = 0;
+        self.locked_until = None;
         Some(reply)
     }
 
@@ -846,6 +952,30 @@ fn set_privilege(a: &mut Active, d: &[u8]) -> (CompletionCode, Vec<u8>) {
     }
 }
 
+/// A RAKP 2 refusing the login: a status and no HMAC.
+fn rakp2_error(tag: u8, console_sid: u32, status: RmcpPlusStatus) -> Outgoing {
+    let r2 = Rakp2 {
+        tag,
+        status,
+        console_sid,
+        bmc_random: [0; 16],
+        bmc_guid: [0; 16],
+        auth_code: vec![],
+    };
+    setup_reply(PayloadKind::RAKP2, |o| r2.emit(o), true)
+}
+
+/// A RAKP 4 refusing the login: a status and no ICV.
+fn rakp4_error(tag: u8, console_sid: u32, status: RmcpPlusStatus) -> Outgoing {
+    let r4 = Rakp4 {
+        tag,
+        status,
+        console_sid,
+        icv: vec![],
+    };
+    setup_reply(PayloadKind::RAKP4, |o| r4.emit(o), true)
+}
+
 fn setup_reply(kind: PayloadKind, emit: impl FnOnce(&mut Vec<u8>), login_error: bool) -> Outgoing {
     let mut payload = Vec::with_capacity(64);
     emit(&mut payload);
@@ -861,3 +991,6 @@ fn plain(bytes: Vec<u8>) -> Outgoing {
         login_error: false,
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests;
