@@ -30,6 +30,10 @@ pub struct ClientCertSpec {
     pub name: String,
     /// SAN email; `NAME@example.test` by default.
     pub email: Option<String>,
+    /// More SAN e-mail addresses (tests make ambiguous certificates).
+    pub extra_emails: Vec<String>,
+    /// Subject CN, when it should differ from `name`.
+    pub common_name: Option<String>,
     /// Validity end, relative to now (negative: already expired).
     pub valid_for: Duration,
     /// Extended key usage: clientAuth normally; serverAuth only to make a
@@ -43,6 +47,8 @@ impl ClientCertSpec {
         ClientCertSpec {
             name: name.to_string(),
             email: Some(format!("{name}@example.test")),
+            extra_emails: Vec::new(),
+            common_name: None,
             valid_for: Duration::days(365),
             server_auth_only: false,
         }
@@ -187,9 +193,12 @@ pub fn issue_client(dir: &Path, spec: &ClientCertSpec) -> Result<Vec<PathBuf>, S
     let ca = load_or_make_ca(dir)?;
     let mut p = CertificateParams::default();
     let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, name.as_str());
+    dn.push(
+        DnType::CommonName,
+        spec.common_name.as_deref().unwrap_or(name.as_str()),
+    );
     p.distinguished_name = dn;
-    if let Some(email) = &spec.email {
+    for email in spec.email.iter().chain(&spec.extra_emails) {
         p.subject_alt_names.push(SanType::Rfc822Name(
             email
                 .clone()

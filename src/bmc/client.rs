@@ -1,7 +1,7 @@
 //! The per-BMC task and its handle.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -139,6 +139,8 @@ pub struct BmcClient {
     addr: SocketAddr,
     jobs: mpsc::Sender<Job>,
     stats: Arc<DropStats>,
+    /// The cipher suite of the current session (0 before the first login).
+    suite: Arc<AtomicU8>,
     done: Arc<tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
 
@@ -160,12 +162,14 @@ impl BmcClient {
             .await
             .map_err(|source| BmcError::Io { addr, source })?;
         let stats = Arc::new(DropStats::default());
+        let suite = Arc::new(AtomicU8::new(0));
         let mut task = Task {
             cfg,
             socket,
             session: None,
             suspect: false,
             stats: stats.clone(),
+            suite: suite.clone(),
             logins: 0,
             buf: vec![0; MAX_DATAGRAM_BYTES],
         };
@@ -176,6 +180,7 @@ impl BmcClient {
             addr,
             jobs: tx,
             stats,
+            suite,
             done: Arc::new(tokio::sync::Mutex::new(Some(handle))),
         })
     }
@@ -211,6 +216,11 @@ impl BmcClient {
                 command: name,
                 source,
             })
+    }
+
+    /// The cipher suite the current session agreed on.
+    pub fn suite(&self) -> Option<u8> {
+        Some(self.suite.load(Relaxed)).filter(|s| *s != 0)
     }
 
     /// Drop counters.
@@ -252,6 +262,7 @@ struct Task {
     /// the session again.
     suspect: bool,
     stats: Arc<DropStats>,
+    suite: Arc<AtomicU8>,
     logins: u64,
     buf: Vec<u8>,
 }
@@ -448,6 +459,7 @@ impl Task {
                         }
                         self.logins += 1;
                         info!(bmc = %addr, suite = %s.suite(), privilege = %s.privilege(), session = format_args!("{:#010x}", s.bmc_session_id()), "session established");
+                        self.suite.store(s.suite().id(), Relaxed);
                         self.session = Some(s);
                         return Ok(());
                     }

@@ -28,8 +28,9 @@ impl Slot {
     /// Sends Close Session, if a session is open, and records the logout.
     async fn close(&self, audit: &AuditWriter, why: &str) {
         if let Some(c) = self.client.lock().await.take() {
+            let suite = c.suite();
             c.close().await;
-            session_event(audit, &self.spec.name, "logout", Some(why.into())).await;
+            session_event(audit, &self.spec.name, "logout", suite, Some(why.into())).await;
         }
     }
 }
@@ -43,12 +44,17 @@ pub struct BmcPool {
 
 /// Records a `bmc_session` event (never a secret: reasons are error texts
 /// that name addresses and statuses only).
-async fn session_event(audit: &AuditWriter, bmc: &str, action: &str, reason: Option<String>) {
+async fn session_event(
+    audit: &AuditWriter,
+    bmc: &str,
+    action: &str,
+    cipher_suite: Option<u8>,
+    reason: Option<String>,
+) {
     let rec = BmcSessionRecord {
         bmc: bmc.into(),
         action: action.into(),
-        // The engine does not report the suite it agreed on.
-        cipher_suite: None,
+        cipher_suite,
         reason,
     };
     if let Err(e) = audit.append(Event::BmcSession(rec)).await {
@@ -148,11 +154,11 @@ impl BmcPool {
         let c = match BmcClient::connect(cfg).await {
             Ok(c) => c,
             Err(e) => {
-                session_event(&self.audit, name, "failure", Some(e.to_string())).await;
+                session_event(&self.audit, name, "failure", None, Some(e.to_string())).await;
                 return Err(e);
             }
         };
-        session_event(&self.audit, name, "login", None).await;
+        session_event(&self.audit, name, "login", c.suite(), None).await;
         *guard = Some(c.clone());
         Ok(c)
     }

@@ -637,11 +637,15 @@ impl<C: Clock + Clone> Limits<C> {
             })
             .or_else(|| {
                 let l = limiter(&self.per_user)?;
-                l.check(&name_key(&[user])).err().map(|w| (w, &policy.user_rate))
+                l.check(&name_key(&[user]))
+                    .err()
+                    .map(|w| (w, &policy.user_rate))
             })
             .or_else(|| {
                 let l = limiter(&self.per_bmc)?;
-                l.check(&name_key(&[bmc])).err().map(|w| (w, &policy.bmc_rate))
+                l.check(&name_key(&[bmc]))
+                    .err()
+                    .map(|w| (w, &policy.bmc_rate))
             });
         if let Some((wait, Some((_, rule)))) = refused {
             let detail = format!(

@@ -667,10 +667,16 @@ bmc_rate = "5/second"
     )
     .unwrap();
     let after = Limits::reloaded(&reloaded, clock.clone(), &p, &limits);
-    rate_refusal(after.check(&reloaded, permit(&reloaded, "u", "a", "chassis.power.on", true)));
+    rate_refusal(after.check(
+        &reloaded,
+        permit(&reloaded, "u", "a", "chassis.power.on", true),
+    ));
     // Another user and BMC are unaffected; a changed rate starts afresh.
     assert!(after
-        .check(&reloaded, permit(&reloaded, "w", "z", "chassis.power.on", true))
+        .check(
+            &reloaded,
+            permit(&reloaded, "w", "z", "chassis.power.on", true)
+        )
         .is_allow());
     let faster = compile_text(
         &[("rates.toml", &text.replace("2/minute", "3/minute"))],

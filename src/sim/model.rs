@@ -357,6 +357,11 @@ impl SimBmc {
         )
     }
 
+    /// The five boot flag bytes as last set (parameter 5).
+    pub fn boot_flag_bytes(&self) -> [u8; 5] {
+        self.boot.flags
+    }
+
     /// Number of resets done.
     pub fn resets(&self) -> u32 {
         self.resets

@@ -7,6 +7,8 @@
 //! fail instead.
 #![allow(dead_code)]
 
+pub mod gateway;
+
 use std::net::{SocketAddr, UdpSocket};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -485,6 +485,13 @@ impl ExpectOpenSessionResponse {
             return Ok((State::OpenSession(self), Progress::Ignored(Drop::Stale)));
         }
         if accepted.algorithms != self.suite.algorithms() {
+            // Some BMCs answer a suite they lack with another suite's
+            // algorithms (seen: 17 answered with 3's). That says "not this
+            // suite", never "use these": propose the next allowed suite in
+            // a new Open Session; what was answered here is not taken.
+            if let Some((next, bytes)) = c.open_session() {
+                return Ok((State::OpenSession(next), Progress::Send(bytes)));
+            }
             return Err(SessionError::Downgrade {
                 proposed: self.suite.id(),
                 got: accepted.algorithms,

@@ -21,6 +21,8 @@ pub struct Knobs {
     pub accept: Vec<u8>,
     /// Answer Open Session with these algorithms instead of the proposed.
     pub downgrade_to: Option<AlgorithmTriple>,
+    /// Only downgrade proposals of this suite (others are answered as asked).
+    pub downgrade_only: Option<u8>,
     /// Flip a bit of the RAKP 2 HMAC.
     pub corrupt_rakp2: bool,
     /// Flip a bit of the RAKP 4 ICV.
@@ -119,7 +121,10 @@ impl Peer {
                 accepted: Some(OpenSessionAccepted {
                     max_privilege: 4,
                     bmc_sid: self.bmc_sid,
-                    algorithms: self.knobs.downgrade_to.unwrap_or(req.algorithms),
+                    algorithms: match self.knobs.downgrade_only {
+                        Some(id) if id != suite.id() => req.algorithms,
+                        _ => self.knobs.downgrade_to.unwrap_or(req.algorithms),
+                    },
                 }),
             }
         } else {

@@ -155,13 +155,40 @@ fn algorithm_downgrade_is_refused() {
             ..accept(&[17, 3])
         },
     );
+    // 17 and then 3 are both answered with suite 2's algorithms: refused.
     let f = login(cfg(PASSWORD), &mut peer).unwrap_err();
+    assert!(
+        matches!(f.error, SessionError::Downgrade { proposed: 3, .. }),
+        "{}",
+        f.error
+    );
+    assert!(peer.commands.is_empty());
+}
+
+/// A BMC that answers suite 17 with suite 3's algorithms lacks 17: the
+/// console goes on with 3 (its next allowed suite) in a new Open Session,
+/// and never takes the algorithms it did not propose.
+#[test]
+fn a_suite_answered_with_another_suites_algorithms_falls_back() {
+    let mut peer = Peer::new(
+        PASSWORD,
+        Knobs {
+            downgrade_to: Some(CipherSuite::Suite3.algorithms()),
+            downgrade_only: Some(17),
+            ..accept(&[17, 3])
+        },
+    );
+    let s = login(cfg(PASSWORD), &mut peer).unwrap();
+    assert_eq!(s.suite(), CipherSuite::Suite3);
+    // With 17 alone allowed, the same answer is a refused downgrade.
+    let mut only17 = cfg(PASSWORD);
+    only17.cipher_suites = vec![CipherSuite::Suite17];
+    let f = login(only17, &mut peer).unwrap_err();
     assert!(
         matches!(f.error, SessionError::Downgrade { proposed: 17, .. }),
         "{}",
         f.error
     );
-    assert!(peer.commands.is_empty());
 }
 
 #[test]
