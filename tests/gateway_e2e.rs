@@ -2,68 +2,28 @@
 //! the demo policy (alice operator, bob viewer, carol on node02 only), a
 //! gateway in-process, and the `ipmigw` client as a real process.
 
-use std::io::BufReader;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
-use ipmigw::gateway::{self, demo, GatewayHandle};
+use common::gateway::{append_policy, client_tls_files, tls_with, Env, Https, Version};
+use ipmigw::gateway::{self, demo};
 use ipmigw::pki::{self, ClientCertSpec};
 use ipmigw::sim::{SimConfig, Simulator};
 
 mod common;
 
-struct Env {
-    dir: tempfile::TempDir,
-    sim: Simulator,
-    gw: GatewayHandle,
-}
-
-impl Env {
-    fn pki(&self) -> PathBuf {
-        self.dir.path().join("pki")
-    }
-    fn addr(&self) -> SocketAddr {
-        self.gw.local_addr()
-    }
-    fn audit_lines(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(self.dir.path().join("audit.jsonl"))
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-}
-
+/// The demo gateway, with carol allowed only chassis status on node02.
 async fn setup(bmcs: usize) -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let sim = Simulator::start(SimConfig::new("127.0.0.1:0".parse().unwrap(), bmcs))
-        .await
-        .unwrap();
-    for b in sim.bmcs() {
-        b.with_model(|m, now| m.set_host_power(true, now));
-    }
-    let addrs: Vec<SocketAddr> = sim.bmcs().iter().map(|b| b.addr()).collect();
-    let config = demo::write_files(dir.path(), &addrs, "127.0.0.1:0".parse().unwrap()).unwrap();
-    // carol may act on node02 only, and only read its chassis status.
-    let users = dir.path().join("policies/users.toml");
-    let mut text = std::fs::read_to_string(&users).unwrap();
-    text = text.replace("[defaults]", "[[user]]\nname = \"carol\"\nidentity = \"email:carol@example.test\"\nroles = [\"lab\"]\n\n[[role]]\nname = \"lab\"\ntargets = [\"node02\"]\nallow = [\"chassis.status\"]\n\n[defaults]");
-    std::fs::write(&users, text).unwrap();
-    pki::issue_client(&dir.path().join("pki"), &ClientCertSpec::new("carol")).unwrap();
-    let gw = gateway::start(&config)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    Env { dir, sim, gw }
-}
-
-/// A test HTTPS client (HTTP/1.1, one connection).
-struct Https {
-    send: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    Env::start(bmcs, |dir| {
+        append_policy(
+            dir,
+            "users.toml",
+            "\n[[user]]\nname = \"carol\"\nidentity = \"email:carol@example.test\"\nroles = [\"lab\"]\n\n[[role]]\nname = \"lab\"\ntargets = [\"node02\"]\nallow = [\"chassis.status\"]\n",
+        );
+        pki::issue_client(&dir.join("pki"), &ClientCertSpec::new("carol")).unwrap();
+    })
+    .await
 }
 
 async fn connect(
@@ -80,101 +40,13 @@ async fn connect_with(
     identity: Option<(&Path, &Path)>,
     proxy_header: Option<Vec<u8>>,
 ) -> Result<Https, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pemfile::certs(&mut BufReader::new(&std::fs::read(ca).unwrap()[..])) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let b = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots);
-    let cfg = match identity {
-        Some((crt, key)) => {
-            let chain =
-                rustls_pemfile::certs(&mut BufReader::new(&std::fs::read(crt).unwrap()[..]))
-                    .map(Result::unwrap)
-                    .collect();
-            let key =
-                rustls_pemfile::private_key(&mut BufReader::new(&std::fs::read(key).unwrap()[..]))
-                    .unwrap()
-                    .unwrap();
-            b.with_client_auth_cert(chain, key).unwrap()
-        }
-        None => b.with_no_client_auth(),
-    };
-    let mut tcp = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| e.to_string())?;
-    if let Some(h) = proxy_header {
-        tokio::io::AsyncWriteExt::write_all(&mut tcp, &h)
-            .await
-            .map_err(|e| e.to_string())?;
-    }
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
-        .connect("localhost".try_into().unwrap(), tcp)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
-    Ok(Https { send })
-}
-
-impl Https {
-    async fn call(
-        &mut self,
-        method: &str,
-        path: &str,
-        body: Option<serde_json::Value>,
-    ) -> Result<(u16, hyper::HeaderMap, Vec<u8>), String> {
-        self.call_with(method, path, body, None).await
-    }
-
-    async fn call_with(
-        &mut self,
-        method: &str,
-        path: &str,
-        body: Option<serde_json::Value>,
-        extra_header: Option<(&str, String)>,
-    ) -> Result<(u16, hyper::HeaderMap, Vec<u8>), String> {
-        let mut req = hyper::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", "localhost");
-        if let Some((k, v)) = extra_header {
-            req = req.header(k, v);
-        }
-        let req = req
-            .body(Full::new(
-                body.map(|b| Bytes::from(b.to_string())).unwrap_or_default(),
-            ))
-            .unwrap();
-        self.send.ready().await.map_err(|e| e.to_string())?;
-        let resp = tokio::time::timeout(Duration::from_secs(10), self.send.send_request(req))
-            .await
-            .map_err(|_| "timeout".to_string())?
-            .map_err(|e| e.to_string())?;
-        let (parts, body) = resp.into_parts();
-        let bytes = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
-        Ok((parts.status.as_u16(), parts.headers, bytes.to_vec()))
-    }
+    let cfg = client_tls_files(ca, identity, Version::Http1.alpn());
+    let tls = tls_with(addr, cfg, None, proxy_header).await?;
+    Https::over(tls, Version::Http1).await
 }
 
 async fn user(env: &Env, name: &str) -> Https {
-    let p = env.pki();
-    connect(
-        env.addr(),
-        &p.join("ca.crt"),
-        Some((
-            &p.join(format!("{name}.crt")),
-            &p.join(format!("{name}.key")),
-        )),
-    )
-    .await
-    .unwrap()
+    env.user(name).await
 }
 
 /// Runs the `ipmigw` client as `user` (a real process).

@@ -242,24 +242,32 @@ fn conn_error(what: impl std::fmt::Display) -> CliError {
     }
 }
 
-/// One HTTP/2 connection to the gateway.
+/// The HTTP/2 connection to the gateway, opened again when the gateway
+/// closed it (idle timeout, restart) before a request went out on it.
 #[derive(Clone)]
 pub(crate) struct Gateway {
-    send: SendRequest<Full<Bytes>>,
+    inner: Arc<Dialer>,
     authority: String,
     json: bool,
 }
 
-pub(crate) async fn connect(o: &ClientOpts) -> Result<Gateway, CliError> {
-    let s = settings(o)?;
-    let cfg = tls_config(&s)?;
+struct Dialer {
+    settings: Settings,
+    tls: Arc<rustls::ClientConfig>,
+    send: tokio::sync::Mutex<SendRequest<Full<Bytes>>>,
+}
+
+async fn dial(
+    s: &Settings,
+    tls: Arc<rustls::ClientConfig>,
+) -> Result<SendRequest<Full<Bytes>>, CliError> {
     let server_name = rustls::pki_types::ServerName::try_from(s.host.clone())
         .map_err(|_| CliError::usage(format!("gateway host {:?} is not a valid name", s.host)))?;
     let tcp = tokio::net::TcpStream::connect((s.host.as_str(), s.port))
         .await
         .map_err(|e| conn_error(format!("cannot connect to {}:{}: {e}", s.host, s.port)))?;
     let _ = tcp.set_nodelay(true);
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+    let tls = tokio_rustls::TlsConnector::from(tls)
         .connect(server_name, tcp)
         .await
         .map_err(|e| conn_error(format!("TLS with {}:{}: {e}", s.host, s.port)))?;
@@ -270,11 +278,53 @@ pub(crate) async fn connect(o: &ClientOpts) -> Result<Gateway, CliError> {
     tokio::spawn(async move {
         let _ = conn.await;
     });
+    Ok(send)
+}
+
+pub(crate) async fn connect(o: &ClientOpts) -> Result<Gateway, CliError> {
+    let s = settings(o)?;
+    let tls = Arc::new(tls_config(&s)?);
+    let send = dial(&s, tls.clone()).await?;
     Ok(Gateway {
-        send,
         authority: format!("{}:{}", s.host, s.port),
         json: o.json,
+        inner: Arc::new(Dialer {
+            settings: s,
+            tls,
+            send: tokio::sync::Mutex::new(send),
+        }),
     })
+}
+
+impl Dialer {
+    /// Sends `req`; when the connection turns out closed before the request
+    /// left (the gateway closes idle connections), dials again and sends it
+    /// once more. A request that may have left is never sent twice.
+    async fn send(
+        &self,
+        req: Request<Full<Bytes>>,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, CliError> {
+        let mut send = self.send.lock().await.clone();
+        let req = match send.ready().await {
+            Ok(()) => match send.try_send_request(req).await {
+                Ok(resp) => return Ok(resp),
+                Err(mut e) => match e.take_message() {
+                    Some(req) => req,
+                    None => return Err(conn_error(format!("gateway request: {}", e.into_error()))),
+                },
+            },
+            Err(_) => req,
+        };
+        let fresh = dial(&self.settings, self.tls.clone()).await?;
+        *self.send.lock().await = fresh.clone();
+        let mut send = fresh;
+        send.ready()
+            .await
+            .map_err(|e| conn_error(format!("gateway connection: {e}")))?;
+        send.send_request(req)
+            .await
+            .map_err(|e| conn_error(format!("gateway request: {e}")))
+    }
 }
 
 /// A gateway answer that is not a success, as the CLI reports it.
@@ -346,14 +396,7 @@ impl Gateway {
             None => Full::new(Bytes::new()),
         };
         let req = req.body(body).map_err(|e| CliError::usage(e.to_string()))?;
-        let mut send = self.send.clone();
-        send.ready()
-            .await
-            .map_err(|e| conn_error(format!("gateway connection: {e}")))?;
-        let resp = send
-            .send_request(req)
-            .await
-            .map_err(|e| conn_error(format!("gateway request: {e}")))?;
+        let resp = self.inner.send(req).await?;
         let status = resp.status();
         let bytes = resp
             .into_body()

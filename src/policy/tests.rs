@@ -619,8 +619,38 @@ fn shipped_policies_grant_what_their_comments_say() {
         .filter(|c| !admin.contains(c))
         .copied()
         .collect();
-    assert_eq!(not_admin, ["user.write", "lan.write", "channel.write"]);
+    assert_eq!(
+        not_admin,
+        [
+            "chassis.bootopt.flags",
+            "user.write",
+            "lan.write",
+            "channel.write",
+            "ipmb.send",
+            "i2c.write_read"
+        ]
+    );
     assert!(admin.iter().all(|c| !c.starts_with("raw.")));
+    // No shipped role grants a boot option beyond the device, bridging or
+    // a raw command, whatever its name's bytes.
+    for role in ["viewer", "operator", "admin", "auditor"] {
+        let p = shipped(role);
+        for name in [
+            "chassis.bootopt.param.0x07",
+            "chassis.bootopt.param.0x61",
+            "raw.0x2e.0x01.343",
+            "raw.0x30.0x01",
+        ] {
+            let d = p.decide(&Request {
+                user: "u",
+                source: None,
+                bmc: "node01",
+                command: name,
+                state_changing: true,
+            });
+            assert!(!d.is_allow(), "{role} grants {name}");
+        }
+    }
     assert!(granted("auditor").is_empty());
     assert!(shipped("auditor").visible_bmcs("u", None).is_empty());
 }

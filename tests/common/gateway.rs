@@ -129,6 +129,16 @@ pub enum Version {
     Http2,
 }
 
+impl Version {
+    /// The ALPN protocol id.
+    pub fn alpn(self) -> &'static [u8] {
+        match self {
+            Version::Http1 => b"http/1.1",
+            Version::Http2 => b"h2",
+        }
+    }
+}
+
 enum Sender {
     H1(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
     H2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
@@ -141,9 +151,23 @@ pub struct Https {
 
 /// A rustls client config trusting `pki/ca.crt`, with `user`'s certificate.
 pub fn client_tls(pki: &Path, user: Option<&str>, alpn: &[u8]) -> rustls::ClientConfig {
+    let files = user.map(|u| (pki.join(format!("{u}.crt")), pki.join(format!("{u}.key"))));
+    client_tls_files(
+        &pki.join("ca.crt"),
+        files.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
+        alpn,
+    )
+}
+
+/// A rustls client config trusting `ca`, with the certificate and key files
+/// `identity` (none: no client certificate).
+pub fn client_tls_files(
+    ca: &Path,
+    identity: Option<(&Path, &Path)>,
+    alpn: &[u8],
+) -> rustls::ClientConfig {
     let mut roots = rustls::RootCertStore::empty();
-    let ca = std::fs::read(pki.join("ca.crt")).unwrap();
-    for c in rustls_pemfile::certs(&mut BufReader::new(&ca[..])) {
+    for c in rustls_pemfile::certs(&mut BufReader::new(&std::fs::read(ca).unwrap()[..])) {
         roots.add(c.unwrap()).unwrap();
     }
     let b = rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -152,16 +176,16 @@ pub fn client_tls(pki: &Path, user: Option<&str>, alpn: &[u8]) -> rustls::Client
     .with_safe_default_protocol_versions()
     .unwrap()
     .with_root_certificates(roots);
-    let mut cfg = match user {
-        Some(u) => {
-            let crt = std::fs::read(pki.join(format!("{u}.crt"))).unwrap();
-            let key = std::fs::read(pki.join(format!("{u}.key"))).unwrap();
-            let chain = rustls_pemfile::certs(&mut BufReader::new(&crt[..]))
-                .map(Result::unwrap)
-                .collect();
-            let key = rustls_pemfile::private_key(&mut BufReader::new(&key[..]))
-                .unwrap()
-                .unwrap();
+    let mut cfg = match identity {
+        Some((crt, key)) => {
+            let chain =
+                rustls_pemfile::certs(&mut BufReader::new(&std::fs::read(crt).unwrap()[..]))
+                    .map(Result::unwrap)
+                    .collect();
+            let key =
+                rustls_pemfile::private_key(&mut BufReader::new(&std::fs::read(key).unwrap()[..]))
+                    .unwrap()
+                    .unwrap();
             b.with_client_auth_cert(chain, key).unwrap()
         }
         None => b.with_no_client_auth(),
@@ -189,9 +213,28 @@ pub async fn tls_from(
     user: Option<&str>,
     from: Option<IpAddr>,
     alpn: &[u8],
-) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
-    let tcp = tcp_from(addr, from).await.map_err(|e| e.to_string())?;
-    tokio_rustls::TlsConnector::from(Arc::new(client_tls(pki, user, alpn)))
+) -> Result<Tls, String> {
+    tls_with(addr, client_tls(pki, user, alpn), from, None).await
+}
+
+/// A client TLS session.
+pub type Tls = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
+
+/// A TLS session with `cfg`, from `from`, after `proxy_header` (bytes a
+/// balancer would send first).
+pub async fn tls_with(
+    addr: SocketAddr,
+    cfg: rustls::ClientConfig,
+    from: Option<IpAddr>,
+    proxy_header: Option<Vec<u8>>,
+) -> Result<Tls, String> {
+    let mut tcp = tcp_from(addr, from).await.map_err(|e| e.to_string())?;
+    if let Some(h) = proxy_header {
+        tokio::io::AsyncWriteExt::write_all(&mut tcp, &h)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    tokio_rustls::TlsConnector::from(Arc::new(cfg))
         .connect("localhost".try_into().unwrap(), tcp)
         .await
         .map_err(|e| e.to_string())
@@ -206,11 +249,12 @@ impl Https {
         from: Option<IpAddr>,
         version: Version,
     ) -> Result<Https, String> {
-        let alpn: &[u8] = match version {
-            Version::Http1 => b"http/1.1",
-            Version::Http2 => b"h2",
-        };
-        let tls = tls_from(addr, pki, user, from, alpn).await?;
+        let tls = tls_from(addr, pki, user, from, version.alpn()).await?;
+        Https::over(tls, version).await
+    }
+
+    /// HTTP over an established TLS session.
+    pub async fn over(tls: Tls, version: Version) -> Result<Https, String> {
         let send = match version {
             Version::Http1 => {
                 let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
