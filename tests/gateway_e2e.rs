@@ -566,14 +566,18 @@ fn the_demo_starts_serves_its_printed_commands_and_stops_cleanly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_protocol_v2_is_trusted_only_from_listed_balancers() {
     let env = setup(2).await;
-    let cfg = env.dir.path().join("gateway.toml");
-    let text = std::fs::read_to_string(&cfg).unwrap();
+    // A second gateway behind a balancer on 127.0.0.1, with a trail of its
+    // own (one writer per trail).
+    let text = std::fs::read_to_string(env.config()).unwrap();
+    let cfg = env.dir.path().join("gateway2.toml");
     std::fs::write(
         &cfg,
         text.replace(
             "[listen]\n",
             "[listen]\nproxy_protocol_from = [\"127.0.0.1/32\"]\n",
-        ),
+        )
+        .replace("\"audit.jsonl\"", "\"audit2.jsonl\"")
+        .replace("audit-anchor.jsonl", "audit2-anchor.jsonl"),
     )
     .unwrap();
     let gw = gateway::start(&cfg).await.unwrap_or_else(|e| panic!("{e}"));

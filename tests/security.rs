@@ -92,7 +92,7 @@ async fn send_message_is_decided_by_what_it_carries() {
     assert!(json(&body)["error"]["message"]
         .as_str()
         .unwrap()
-        .contains("ipmb.send"));
+        .contains("user.write"));
     let read = send_message_hex(0, 0x06, 0x01, &[]);
     let (status, _, body) = dave
         .call("POST", path, Some(raw(6, 0x34, &read)))
@@ -281,7 +281,7 @@ async fn one_source_or_identity_cannot_hold_every_connection() {
     let env = Env::start(1, |d| {
         set_limits(
             d,
-            "drain_ms = 2000\nidle_timeout_ms = 60000\nhandshake_rate = \"100000/second\"\nmax_connections_per_source = 64\nmax_connections_per_identity = 32",
+            "drain_ms = 2000\nidle_timeout_ms = 60000\nhandshake_rate = \"100000/second\"\nmax_connections_per_source = 64\nmax_connections_per_identity = 32\nmax_handshakes = 64\nmax_handshakes_per_source = 8",
         );
         pki::issue_client(&d.join("pki"), &ClientCertSpec::new("nobody")).unwrap();
     })
@@ -317,26 +317,51 @@ async fn one_source_or_identity_cannot_hold_every_connection() {
     assert!(waited < Duration::from_secs(2), "{waited:?}");
     drop(held);
 
-    // One identity (bob) from many sources: capped per identity.
+    // One identity (bob) from many sources: capped per identity; the
+    // connections over the cap are answered 429 and closed.
     let mut bobs = Vec::new();
     for i in 0..400u32 {
         let from: IpAddr = format!("127.0.{}.{}", 1 + i / 200, 1 + i % 200)
             .parse()
             .unwrap();
-        if let Ok(s) = tls_from(addr, &pki, Some("bob"), Some(from), b"h2").await {
-            bobs.push(s);
+        if let Ok(tls) = tls_from(addr, &pki, Some("bob"), Some(from), b"h2").await {
+            bobs.push(tls);
         }
     }
-    let mut open = 0;
-    for s in &mut bobs {
-        if !is_closed(s).await {
-            open += 1;
-        }
+    let mut statuses = std::collections::BTreeMap::new();
+    let mut kept = Vec::new();
+    for tls in bobs {
+        let status = match Https::over(tls, Version::Http2).await {
+            Ok(mut c) => {
+                let s = c.call("GET", "/v1/whoami", None).await.map_or(0, |r| r.0);
+                kept.push(c);
+                s
+            }
+            Err(_) => 0,
+        };
+        *statuses.entry(status).or_insert(0) += 1;
     }
-    assert!(open <= 32, "{open} of bob's connections stayed open");
+    assert_eq!(statuses.get(&200), Some(&32), "{statuses:?}");
+    assert_eq!(statuses.get(&429), Some(&368), "{statuses:?}");
     let mut alice = env.user("alice").await;
     assert_eq!(alice.call("GET", "/v1/whoami", None).await.unwrap().0, 200);
-    drop((bobs, alice));
+    drop((kept, alice));
+
+    // Silent connections from many sources fill the handshake slots, not
+    // the connection slots: an honest handshake evicts the oldest of them.
+    let mut silent = Vec::new();
+    for i in 0..200u32 {
+        let from: IpAddr = format!("127.0.3.{}", 1 + i % 20).parse().unwrap();
+        if let Ok(s) = common::gateway::tcp_from(addr, Some(from)).await {
+            silent.push(s);
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut alice = Https::connect(addr, &pki, Some("alice"), Some(honest), Version::Http1)
+        .await
+        .unwrap();
+    assert_eq!(alice.call("GET", "/v1/whoami", None).await.unwrap().0, 200);
+    drop((silent, alice));
 
     // A reload applies a new per-source cap and idle timeout at once.
     let cfg = std::fs::read_to_string(env.config())
@@ -353,13 +378,13 @@ async fn one_source_or_identity_cannot_hold_every_connection() {
     for _ in 0..2 {
         first.push(env.user("alice").await);
     }
-    let third = Https::connect(addr, &pki, Some("alice"), None, Version::Http1).await;
-    let refused = match third {
-        Err(_) => true,
-        Ok(mut c) => c.call("GET", "/v1/whoami", None).await.is_err(),
-    };
-    assert!(
-        refused,
+    let mut third = Https::connect(addr, &pki, Some("alice"), None, Version::Http1)
+        .await
+        .unwrap();
+    let (status, _, body) = third.call("GET", "/v1/whoami", None).await.unwrap();
+    assert_eq!(
+        (status, json(&body)["error"]["code"].as_str()),
+        (429, Some("too_many_connections")),
         "a third connection from one source is refused after the reload"
     );
     drop(first);
@@ -379,15 +404,6 @@ async fn one_source_or_identity_cannot_hold_every_connection() {
         "closed while idle"
     );
     env.stop().await;
-}
-
-async fn is_closed<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> bool {
-    use tokio::io::AsyncReadExt;
-    let mut b = [0u8; 64];
-    matches!(
-        tokio::time::timeout(Duration::from_millis(200), s.read(&mut b)).await,
-        Ok(Ok(0)) | Ok(Err(_))
-    )
 }
 
 async fn assert_closed_within<S: tokio::io::AsyncRead + Unpin>(s: &mut S, limit: Duration) {
@@ -664,6 +680,25 @@ async fn every_refusal_and_every_result_is_recorded() {
         assert_eq!(s, 400, "data {bad}: {}", String::from_utf8_lossy(&body));
     }
 
+    // A name no BMC has, as long as a URL may be: recorded, clipped.
+    let long = "x".repeat(8000);
+    let (s, _, _) = carol
+        .call("GET", &format!("/v1/bmcs/{long}/power"), None)
+        .await
+        .unwrap();
+    assert_eq!(s, 404);
+
+    // Requests whose clients reset their streams at once: each one that was
+    // recorded as allowed also gets its result record.
+    let h2 = env.user_h2("alice").await;
+    for _ in 0..20 {
+        let mut c = h2.stream();
+        let call = tokio::spawn(async move { c.call("GET", "/v1/bmcs/node02/power", None).await });
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        call.abort();
+    }
+    drop(h2);
+
     // A power action whose client resets right after sending it (on a warm
     // session, so that only the command itself is slow).
     assert_eq!(
@@ -706,8 +741,26 @@ async fn every_refusal_and_every_result_is_recorded() {
         .collect();
     assert_eq!(
         reasons.iter().filter(|r| *r == "not_found").count(),
-        2,
+        3,
         "{reasons:?}"
+    );
+    assert!(trail
+        .iter()
+        .filter(|l| l["event"] == "request")
+        .all(|l| l["target"].as_str().unwrap().len() <= 128 && l.to_string().len() < 2048));
+    let results: std::collections::HashSet<&str> = trail
+        .iter()
+        .filter(|l| l["event"] == "result")
+        .map(|l| l["request_id"].as_str().unwrap())
+        .collect();
+    let unanswered: Vec<&serde_json::Value> = trail
+        .iter()
+        .filter(|l| l["event"] == "request" && l["decision"] == "allow")
+        .filter(|l| !results.contains(l["request_id"].as_str().unwrap()))
+        .collect();
+    assert!(
+        unanswered.is_empty(),
+        "allowed without a result: {unanswered:?}"
     );
     assert!(
         reasons.iter().any(|r| r.contains("session-management")),
@@ -784,6 +837,49 @@ async fn head_is_answered_over_http2() {
         200,
         "the connection lives on"
     );
+    let dir = env.stop().await;
+    let trail = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    assert!(
+        trail.contains("\"route\":\"HEAD /v1/bmcs/node01/power\""),
+        "the refused HEAD is in the trail"
+    );
+}
+
+/// A reload applies new refusal rates at once (it used to keep the rates
+/// the gateway started with, and say it had reloaded).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_applies_new_refusal_rates() {
+    let env = Env::start(1, |d| {
+        set_limits(d, "drain_ms = 2000\nrefusal_rate = \"5/minute\"")
+    })
+    .await;
+    let mut bob = env.user("bob").await;
+    let mut statuses = std::collections::BTreeMap::new();
+    for _ in 0..20 {
+        let st = bob
+            .call("POST", "/v1/bmcs/node01/raw", Some(raw(0x30, 1, "")))
+            .await
+            .unwrap()
+            .0;
+        *statuses.entry(st).or_insert(0) += 1;
+    }
+    assert_eq!(statuses.get(&403), Some(&5), "{statuses:?}");
+    let cfg = std::fs::read_to_string(env.config()).unwrap().replace(
+        "refusal_rate = \"5/minute\"",
+        "refusal_rate = \"100/minute\"",
+    );
+    std::fs::write(env.config(), cfg).unwrap();
+    env.gw.reload().await.unwrap();
+    let mut statuses = std::collections::BTreeMap::new();
+    for _ in 0..20 {
+        let st = bob
+            .call("POST", "/v1/bmcs/node01/raw", Some(raw(0x30, 1, "")))
+            .await
+            .unwrap()
+            .0;
+        *statuses.entry(st).or_insert(0) += 1;
+    }
+    assert_eq!(statuses.get(&403), Some(&20), "{statuses:?}");
     env.stop().await;
 }
 

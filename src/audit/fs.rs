@@ -31,6 +31,69 @@ pub trait TrailFs: Send + Sync + 'static {
     fn list(&self, dir: &Path) -> io::Result<Vec<PathBuf>>;
     /// True when the path exists.
     fn exists(&self, path: &Path) -> bool;
+    /// Takes the trail's writer lock (and the anchor file's) for as long as
+    /// the returned guard lives, or says who holds it. Two writers on one
+    /// trail break its chain.
+    fn lock_writer(&self, _trail: &Path, _anchor: Option<&Path>) -> Result<WriterLock, String> {
+        Ok(WriterLock::none())
+    }
+}
+
+/// Held by the one writer of a trail; dropping it releases the lock.
+pub struct WriterLock(#[allow(dead_code)] Vec<File>);
+
+impl WriterLock {
+    /// No lock (file systems that are not shared, such as test fakes).
+    pub fn none() -> WriterLock {
+        WriterLock(Vec::new())
+    }
+}
+
+/// The lock file beside a trail: `audit.lock` for `audit.jsonl` (named so
+/// that `audit.jsonl*` matches trail files only), holding the writer's pid.
+pub fn lock_path(trail: &Path) -> PathBuf {
+    sibling(trail, "lock")
+}
+
+/// A file beside the trail named after it: `audit.SUFFIX` for `audit.jsonl`.
+pub fn sibling(trail: &Path, suffix: &str) -> PathBuf {
+    let stem = trail
+        .file_stem()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    trail.with_file_name(format!("{stem}.{suffix}"))
+}
+
+/// Locks `path` (opened or created 0600) exclusively, without waiting.
+fn try_lock(path: &Path, what: &str, holder_from: &Path) -> Result<File, String> {
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("{what} {}: {e}", path.display()))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let pid = std::fs::read_to_string(holder_from).unwrap_or_default();
+            let pid = pid.trim();
+            let holder = if pid.is_empty() {
+                "another process".to_string()
+            } else {
+                format!("another gateway (pid {pid})")
+            };
+            Err(format!(
+                "{what} {} is held by {holder}; two writers would break the trail's chain: stop that one first (its lock goes once its shutdown record is durable)",
+                path.display()
+            ))
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(format!("{what} {}: cannot lock: {e}", path.display()))
+        }
+    }
 }
 
 /// The real file system.
@@ -92,6 +155,18 @@ impl TrailFs for RealFs {
     }
     fn exists(&self, path: &Path) -> bool {
         path.exists()
+    }
+    fn lock_writer(&self, trail: &Path, anchor: Option<&Path>) -> Result<WriterLock, String> {
+        let lock = lock_path(trail);
+        let mut f = try_lock(&lock, "audit trail lock", &lock)?;
+        f.set_len(0)
+            .map_err(|e| format!("{}: {e}", lock.display()))?;
+        writeln!(f, "{}", std::process::id()).map_err(|e| format!("{}: {e}", lock.display()))?;
+        let mut held = vec![f];
+        if let Some(a) = anchor {
+            held.push(try_lock(a, "audit anchor file", &lock)?);
+        }
+        Ok(WriterLock(held))
     }
 }
 

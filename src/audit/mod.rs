@@ -84,6 +84,10 @@ impl Receipt {
 pub struct RequestRecord {
     /// Request id (also in the `result` record and the HTTP answer).
     pub request_id: String,
+    /// The id the client sent with it (`x-client-request-id`), so that a
+    /// client whose answer was lost can find the request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_request_id: Option<String>,
     /// Policy user (`-` when the certificate maps to none).
     pub user: String,
     /// SHA-256 of the client certificate (hex).
@@ -125,6 +129,9 @@ pub struct RequestRecord {
 
 /// Longest route kept in a record: paths come from callers.
 pub const MAX_ROUTE_CHARS: usize = 256;
+/// Longest target kept in a refusal record: a name asked for that no BMC
+/// has comes from the caller too.
+pub const MAX_TARGET_CHARS: usize = 128;
 
 /// A recorded decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -155,6 +162,7 @@ impl RequestRecord {
     ) -> RequestRecord {
         RequestRecord {
             request_id,
+            client_request_id: None,
             user,
             cert_sha256,
             source,
@@ -185,10 +193,11 @@ impl RequestRecord {
     ) -> RequestRecord {
         RequestRecord {
             request_id,
+            client_request_id: None,
             user,
             cert_sha256,
             source,
-            target,
+            target: target.chars().take(MAX_TARGET_CHARS).collect(),
             command: "-".into(),
             commands: Vec::new(),
             netfn: None,
@@ -199,6 +208,12 @@ impl RequestRecord {
             rule: None,
             reason: Some(reason),
         }
+    }
+
+    /// Records the id the client sent (see [`client_request_id`](Self::client_request_id)).
+    pub fn with_client_id(mut self, id: Option<&str>) -> RequestRecord {
+        self.client_request_id = id.map(str::to_string);
+        self
     }
 
     /// Records every command name decided (kept only when there are several).
@@ -259,16 +274,20 @@ pub struct TlsRecord {
     pub user: Option<String>,
 }
 
-/// `bmc_session`: a BMC login, logout or failure (never a secret).
+/// `bmc_session`: a BMC login, re-login, lost session, logout, failure, or
+/// a session a previous instance left open being closed (never a secret).
 #[derive(Debug, Clone, Serialize)]
 pub struct BmcSessionRecord {
     /// BMC name.
     pub bmc: String,
-    /// `login`, `logout` or `failure`.
+    /// `login`, `relogin`, `lost`, `logout`, `failure` or `stale_closed`.
     pub action: String,
     /// Cipher suite, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cipher_suite: Option<u8>,
+    /// The BMC's session id (hex), when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
     /// Why, for failures and logouts.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,

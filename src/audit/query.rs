@@ -27,6 +27,8 @@ pub struct Filter {
     pub since: Option<OffsetDateTime>,
     /// Requests before.
     pub until: Option<OffsetDateTime>,
+    /// The gateway's request id, or the id the client sent with it.
+    pub request_id: Option<String>,
 }
 
 /// Parses a time for `--since`/`--until`: RFC 3339, or a date (midnight UTC).
@@ -101,6 +103,9 @@ impl Row {
         };
         let ts = OffsetDateTime::parse(self.field("ts"), &Rfc3339).ok();
         eq(&f.user, "user")
+            && f.request_id.as_deref().is_none_or(|id| {
+                self.field("request_id") == id || self.field("client_request_id") == id
+            })
             && eq(&f.target, "target")
             && eq(&f.decision, "decision")
             && f.command

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use super::export::{Exporter, SyslogTarget};
-use super::fs::{write_all, TrailFile, TrailFs};
+use super::fs::{write_all, TrailFile, TrailFs, WriterLock};
 use super::line::{self, AuditKey, LineHash, GENESIS};
 use super::{members, AuditError, Event, Receipt, RequestRecord};
 
@@ -157,6 +157,12 @@ impl AuditWriter {
     /// Opens the trail (repairing a torn tail and continuing the chain),
     /// writes a durable `startup` record, and starts the writer thread.
     pub fn open(cfg: WriterConfig, fs: Arc<dyn TrailFs>) -> Result<AuditWriter, AuditError> {
+        let lock = fs
+            .lock_writer(&cfg.path, cfg.anchor_path.as_deref())
+            .map_err(|reason| AuditError::Startup {
+                path: cfg.path.display().to_string(),
+                reason,
+            })?;
         let shared = Arc::new(Shared::default());
         let exporter = cfg
             .syslog
@@ -167,7 +173,7 @@ impl AuditWriter {
             .map(|e| e.dropped.clone())
             .unwrap_or_default();
         let (tx, rx) = mpsc::sync_channel(cfg.queue.max(1));
-        let mut state = State::new(cfg, fs, exporter, shared.clone());
+        let mut state = State::new(cfg, fs, exporter, shared.clone(), lock);
         let repair = state.reopen().map_err(|reason| AuditError::Startup {
             path: state.cfg.path.display().to_string(),
             reason,
@@ -319,6 +325,8 @@ struct State {
     exporter: Option<Exporter>,
     dropped_reported: u64,
     shared: Arc<Shared>,
+    /// The trail's writer lock: held until the shutdown record is durable.
+    lock: Option<WriterLock>,
 }
 
 /// Why the trail is closed: the error that closed it and how recovery has
@@ -364,8 +372,10 @@ impl State {
         fs: Arc<dyn TrailFs>,
         exporter: Option<Exporter>,
         shared: Arc<Shared>,
+        lock: WriterLock,
     ) -> State {
         State {
+            lock: Some(lock),
             retry_delay: cfg.retry,
             cfg,
             fs,
@@ -461,6 +471,9 @@ impl State {
                         s.checkpoint("shutdown")
                     });
                     self.shared.available.store(false, Relaxed);
+                    // Released before the caller hears back, so that a
+                    // successor started right after finds the trail free.
+                    self.lock = None;
                     let _ = reply.send(r);
                     return true;
                 }
@@ -910,7 +923,13 @@ mod tests {
         let key = AuditKey::new(SecretBytes::new(vec![1; 32])).unwrap();
         let cfg = WriterConfig::new(d.path().join("audit.jsonl"), key);
         let fs = FaultFs::default();
-        let mut s = State::new(cfg.clone(), Arc::new(fs.clone()), None, Arc::default());
+        let mut s = State::new(
+            cfg.clone(),
+            Arc::new(fs.clone()),
+            None,
+            Arc::default(),
+            WriterLock::none(),
+        );
         s.reopen().unwrap();
         s.commit_internal(vec![("startup", String::new())], true)
             .unwrap();

@@ -1,7 +1,17 @@
 //! The per-BMC task and its handle.
+//!
+//! One task owns one BMC's socket and session. Requests queue in front of
+//! it (bounded); each carries a [`Ticket`] that its caller may withdraw
+//! until the task commits to sending it, so that work whose caller is gone
+//! (or whose deadline passed, or that shutdown cancelled) never reaches the
+//! BMC. A failed login puts the BMC in back-off: until it ends, requests
+//! are answered at once with [`BmcError::Unreachable`] instead of each
+//! waiting out a login of its own. Logins, re-logins, logouts and lost
+//! sessions are reported through [`SessionEvent`]s (the gateway audits
+//! them).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +29,7 @@ use crate::ipmi::session::console::{
     ActiveSession, ConsoleConfig, Drop, Handshake, Progress, SessionError,
 };
 use crate::ipmi::session::window::WindowError;
+use crate::ipmi::wire::message::NetFn;
 
 /// Default per-try timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -28,11 +39,53 @@ pub const DEFAULT_RETRIES: u32 = 3;
 pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(20);
 /// Commands that may wait behind the one in flight.
 pub const DEFAULT_QUEUE_DEPTH: usize = 32;
+/// First wait after a failed login; it doubles with each failure.
+pub const LOGIN_BACKOFF_BASE: Duration = Duration::from_secs(1);
+/// Longest wait between login attempts.
+pub const LOGIN_BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// Largest datagram accepted from a BMC.
 const MAX_DATAGRAM_BYTES: usize = 1024;
 
+/// Receives a BMC task's session events; called on the task, so it must
+/// not block.
+pub type EventSink = Arc<dyn Fn(SessionEvent) + Send + Sync>;
+
+/// What happened to a BMC session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionEvent {
+    /// A session was established.
+    LoggedIn {
+        /// The cipher suite agreed.
+        suite: u8,
+        /// The BMC's id for the session (to close it after a crash).
+        session_id: u32,
+        /// True when it replaces a session that was lost.
+        relogin: bool,
+    },
+    /// A login failed; the next one is tried after `retry_in`.
+    LoginFailed {
+        /// Why.
+        error: String,
+        /// The back-off.
+        retry_in: Duration,
+    },
+    /// The BMC stopped answering in the session (it rebooted, or forgot the
+    /// session); the next request logs in again.
+    Lost {
+        /// Why it was given up.
+        reason: &'static str,
+    },
+    /// The session was closed by us.
+    LoggedOut {
+        /// The cipher suite it had.
+        suite: u8,
+        /// The BMC's id for the session that was closed.
+        session_id: u32,
+    },
+}
+
 /// How to reach and log in to one BMC.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct BmcConfig {
     /// UDP address (port 623 by default).
     pub addr: SocketAddr,
@@ -46,6 +99,18 @@ pub struct BmcConfig {
     pub keepalive: Duration,
     /// Queue depth behind the command in flight.
     pub queue_depth: usize,
+    /// Where session events go.
+    pub events: Option<EventSink>,
+}
+
+impl std::fmt::Debug for BmcConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BmcConfig")
+            .field("addr", &self.addr)
+            .field("timeout", &self.timeout)
+            .field("retries", &self.retries)
+            .finish_non_exhaustive()
+    }
 }
 
 impl BmcConfig {
@@ -58,7 +123,52 @@ impl BmcConfig {
             retries: DEFAULT_RETRIES,
             keepalive: DEFAULT_KEEPALIVE,
             queue_depth: DEFAULT_QUEUE_DEPTH,
+            events: None,
         }
+    }
+}
+
+/// Whether a request may still be withdrawn: shared between the caller and
+/// the BMC task. The task commits it right before the first datagram goes
+/// out; the caller withdraws it when it stops waiting. Exactly one wins.
+#[derive(Debug, Default)]
+pub struct Ticket(AtomicU8);
+
+const QUEUED: u8 = 0;
+const COMMITTED: u8 = 1;
+const WITHDRAWN: u8 = 2;
+
+impl Ticket {
+    /// A fresh ticket, for one operation (all the commands it sends).
+    pub fn new() -> Arc<Ticket> {
+        Arc::new(Ticket::default())
+    }
+
+    /// The task's side: true when the request may be sent (it was not
+    /// withdrawn; a ticket once committed stays committed).
+    fn commit(&self) -> bool {
+        match self.0.compare_exchange(QUEUED, COMMITTED, Relaxed, Relaxed) {
+            Ok(_) => true,
+            Err(state) => state == COMMITTED,
+        }
+    }
+
+    /// The caller's side: true when nothing was or will be sent for it.
+    pub fn withdraw(&self) -> bool {
+        match self.0.compare_exchange(QUEUED, WITHDRAWN, Relaxed, Relaxed) {
+            Ok(_) => true,
+            Err(state) => state == WITHDRAWN,
+        }
+    }
+
+    /// True once something was sent for it.
+    pub fn committed(&self) -> bool {
+        self.0.load(Relaxed) == COMMITTED
+    }
+
+    /// True once withdrawn.
+    pub fn withdrawn(&self) -> bool {
+        self.0.load(Relaxed) == WITHDRAWN
     }
 }
 
@@ -123,10 +233,20 @@ impl DropStats {
     }
 }
 
+type Reply = oneshot::Sender<Result<RawResponse, BmcError>>;
+
 enum Job {
     Request {
         req: RawRequest,
-        reply: oneshot::Sender<Result<RawResponse, BmcError>>,
+        ticket: Option<Arc<Ticket>>,
+        reply: Reply,
+    },
+    /// Log in now unless a session is open (`connect`).
+    Login(oneshot::Sender<Result<(), BmcError>>),
+    /// Close another session of ours (one a crashed gateway left behind).
+    CloseOther {
+        session_id: u32,
+        reply: oneshot::Sender<Result<(), BmcError>>,
     },
     Close,
 }
@@ -134,20 +254,29 @@ enum Job {
 /// Handle to the task that owns one BMC's socket and session. Cloning is
 /// cheap; the session closes when [`BmcClient::close`] is called or the last
 /// handle is dropped.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct BmcClient {
     addr: SocketAddr,
     jobs: mpsc::Sender<Job>,
     stats: Arc<DropStats>,
     /// The cipher suite of the current session (0 before the first login).
     suite: Arc<AtomicU8>,
+    /// Set when the client is closing: queued requests are cancelled.
+    closing: Arc<AtomicBool>,
     done: Arc<tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
 
+impl std::fmt::Debug for BmcClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BmcClient")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
 impl BmcClient {
-    /// Binds a socket, logs in (so that credentials are checked now, not at
-    /// the first command) and starts the task.
-    pub async fn connect(cfg: BmcConfig) -> Result<BmcClient, BmcError> {
+    /// Binds a socket and starts the task; the first request logs in.
+    pub async fn spawn(cfg: BmcConfig) -> Result<BmcClient, BmcError> {
         cfg.console.validate().map_err(|source| BmcError::Login {
             addr: cfg.addr,
             source,
@@ -160,41 +289,88 @@ impl BmcClient {
         let addr = cfg.addr;
         let socket = UdpSocket::bind(bind)
             .await
-            .map_err(|source| BmcError::Io { addr, source })?;
+            .map_err(|source| BmcError::io(addr, source))?;
         let stats = Arc::new(DropStats::default());
         let suite = Arc::new(AtomicU8::new(0));
-        let mut task = Task {
+        let closing = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel(cfg.queue_depth.max(1));
+        let task = Task {
             cfg,
             socket,
             session: None,
             suspect: false,
             stats: stats.clone(),
             suite: suite.clone(),
+            closing: closing.clone(),
             logins: 0,
+            down: None,
             buf: vec![0; MAX_DATAGRAM_BYTES],
         };
-        task.login().await?;
-        let (tx, rx) = mpsc::channel(task.cfg.queue_depth.max(1));
         let handle = tokio::spawn(task.run(rx));
         Ok(BmcClient {
             addr,
             jobs: tx,
             stats,
             suite,
+            closing,
             done: Arc::new(tokio::sync::Mutex::new(Some(handle))),
+        })
+    }
+
+    /// Binds a socket, logs in (so that credentials are checked now, not at
+    /// the first command) and starts the task.
+    pub async fn connect(cfg: BmcConfig) -> Result<BmcClient, BmcError> {
+        let c = BmcClient::spawn(cfg).await?;
+        let (tx, rx) = oneshot::channel();
+        c.submit(Job::Login(tx))?;
+        match rx.await {
+            Ok(Ok(())) => Ok(c),
+            Ok(Err(e)) => {
+                c.close().await;
+                Err(e)
+            }
+            Err(_) => Err(BmcError::Closed(c.addr)),
+        }
+    }
+
+    fn submit(&self, job: Job) -> Result<(), BmcError> {
+        self.jobs.try_send(job).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => BmcError::Busy(self.addr),
+            mpsc::error::TrySendError::Closed(_) => BmcError::Closed(self.addr),
         })
     }
 
     /// Runs one request. Queued behind the command in flight; refused with
     /// [`BmcError::Busy`] when the queue is full.
     pub async fn request(&self, req: RawRequest) -> Result<RawResponse, BmcError> {
+        self.request_with(req, None).await
+    }
+
+    /// Runs one request under `ticket`: withdrawn before the task commits
+    /// it, the request is never sent and the answer is
+    /// [`BmcError::Cancelled`].
+    pub async fn request_with(
+        &self,
+        req: RawRequest,
+        ticket: Option<Arc<Ticket>>,
+    ) -> Result<RawResponse, BmcError> {
         let (tx, rx) = oneshot::channel();
-        self.jobs
-            .try_send(Job::Request { req, reply: tx })
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => BmcError::Busy(self.addr),
-                mpsc::error::TrySendError::Closed(_) => BmcError::Closed(self.addr),
-            })?;
+        self.submit(Job::Request {
+            req,
+            ticket,
+            reply: tx,
+        })?;
+        rx.await.map_err(|_| BmcError::Closed(self.addr))?
+    }
+
+    /// Closes another session of ours by its id (Close Session names it):
+    /// one a crashed instance left holding a slot of the BMC's.
+    pub async fn close_other_session(&self, session_id: u32) -> Result<(), BmcError> {
+        let (tx, rx) = oneshot::channel();
+        self.submit(Job::CloseOther {
+            session_id,
+            reply: tx,
+        })?;
         rx.await.map_err(|_| BmcError::Closed(self.addr))?
     }
 
@@ -233,15 +409,31 @@ impl BmcClient {
         self.addr
     }
 
-    /// Sends Close Session and stops the task (waits at most one timeout
-    /// for the BMC's answer).
-    pub async fn close(self) {
+    /// Stops taking work: requests still queued whose tickets can be
+    /// withdrawn are answered [`BmcError::Cancelled`]; the one in flight
+    /// finishes.
+    pub fn begin_close(&self) {
+        self.closing.store(true, Relaxed);
+    }
+
+    /// Sends Close Session and stops the task; queued requests that were
+    /// not committed are cancelled. Waits at most `limit` (then the task is
+    /// stopped, whatever it was doing, so nothing reaches the BMC after).
+    pub async fn close_within(self, limit: Duration) {
+        self.begin_close();
         let handle = self.done.lock().await.take();
-        if let Some(h) = handle {
-            // Waits behind queued commands, so they finish first.
-            let _ = self.jobs.send(Job::Close).await;
-            let _ = h.await;
+        if let Some(mut h) = handle {
+            let _ = self.jobs.try_send(Job::Close);
+            if tokio::time::timeout(limit, &mut h).await.is_err() {
+                h.abort();
+                let _ = h.await;
+            }
         }
+    }
+
+    /// [`close_within`](Self::close_within) a few per-try timeouts.
+    pub async fn close(self) {
+        self.close_within(Duration::from_secs(5)).await
     }
 }
 
@@ -254,6 +446,13 @@ impl Transact for BmcClient {
     }
 }
 
+/// A login failure and when the next login may be tried.
+struct Down {
+    until: Instant,
+    failures: u32,
+    last: BmcError,
+}
+
 struct Task {
     cfg: BmcConfig,
     socket: UdpSocket,
@@ -263,7 +462,10 @@ struct Task {
     suspect: bool,
     stats: Arc<DropStats>,
     suite: Arc<AtomicU8>,
+    closing: Arc<AtomicBool>,
     logins: u64,
+    /// Set while logins are backing off after a failure.
+    down: Option<Down>,
     buf: Vec<u8>,
 }
 
@@ -277,9 +479,15 @@ impl Task {
         loop {
             let idle = self.cfg.keepalive + jitter(self.cfg.keepalive);
             match tokio::time::timeout(idle, jobs.recv()).await {
-                Ok(Some(Job::Request { req, reply })) => {
-                    let result = self.execute(req).await;
+                Ok(Some(Job::Request { req, ticket, reply })) => {
+                    let result = self.serve(req, ticket.as_deref()).await;
                     let _ = reply.send(result);
+                }
+                Ok(Some(Job::Login(reply))) => {
+                    let _ = reply.send(self.ensure_session().await);
+                }
+                Ok(Some(Job::CloseOther { session_id, reply })) => {
+                    let _ = reply.send(self.close_other(session_id).await);
                 }
                 Ok(Some(Job::Close)) | Ok(None) => break,
                 Err(_) => self.keepalive().await,
@@ -288,17 +496,90 @@ impl Task {
         self.close_session().await;
     }
 
-    async fn execute(&mut self, req: RawRequest) -> Result<RawResponse, BmcError> {
-        let c = classify(req.netfn, req.cmd, &req.data);
+    fn emit(&self, e: SessionEvent) {
+        if let Some(sink) = &self.cfg.events {
+            sink(e);
+        }
+    }
+
+    /// One queued request: cancelled if its ticket was withdrawn (or the
+    /// client is closing and it can still be withdrawn), refused at once
+    /// while logins back off, else sent.
+    async fn serve(
+        &mut self,
+        req: RawRequest,
+        ticket: Option<&Ticket>,
+    ) -> Result<RawResponse, BmcError> {
+        let addr = self.cfg.addr;
+        let closing = self.closing.load(Relaxed);
+        match ticket {
+            Some(t) if t.withdrawn() || (closing && t.withdraw()) => {
+                return Err(BmcError::Cancelled(addr))
+            }
+            None if closing => return Err(BmcError::Cancelled(addr)),
+            _ => {}
+        }
+        self.ensure_session().await?;
+        if ticket.is_some_and(|t| !t.commit()) {
+            return Err(BmcError::Cancelled(addr));
+        }
+        self.execute(req).await
+    }
+
+    /// Makes sure a session is open: logs in unless one is, or unless the
+    /// back-off after a failed login has not ended (then the last failure
+    /// is the answer, at once).
+    async fn ensure_session(&mut self) -> Result<(), BmcError> {
         if self.suspect {
             self.suspect = false;
             if self.probe().await.is_err() {
-                self.session = None;
+                self.lose("no answer after a lost reply");
             }
         }
-        if self.session.is_none() {
-            self.login().await?;
+        if self.session.is_some() {
+            return Ok(());
         }
+        if let Some(d) = &self.down {
+            let now = Instant::now();
+            if now < d.until {
+                return Err(BmcError::Unreachable {
+                    addr: self.cfg.addr,
+                    retry_in: d.until - now,
+                    last: Box::new(d.last.clone()),
+                });
+            }
+        }
+        match self.login().await {
+            Ok(()) => {
+                self.down = None;
+                Ok(())
+            }
+            Err(e) => {
+                let failures = self.down.as_ref().map_or(0, |d| d.failures) + 1;
+                let retry_in = backoff(failures);
+                warn!(bmc = %self.cfg.addr, error = %e, retry_in_ms = retry_in.as_millis() as u64, "login failed; backing off");
+                self.emit(SessionEvent::LoginFailed {
+                    error: e.to_string(),
+                    retry_in,
+                });
+                self.down = Some(Down {
+                    until: Instant::now() + retry_in,
+                    failures,
+                    last: e.clone(),
+                });
+                Err(e)
+            }
+        }
+    }
+
+    fn lose(&mut self, reason: &'static str) {
+        if self.session.take().is_some() {
+            self.emit(SessionEvent::Lost { reason });
+        }
+    }
+
+    async fn execute(&mut self, req: RawRequest) -> Result<RawResponse, BmcError> {
+        let c = classify(req.netfn, req.cmd, &req.data);
         if c.state_changing {
             return match self.exchange(&req, 1).await? {
                 Some(r) => Ok(r),
@@ -318,14 +599,13 @@ impl Task {
         // No answer at all: the BMC may have forgotten the session (reboot,
         // idle timeout). Log in again once and retry.
         info!(bmc = %self.cfg.addr, "no answer in session; logging in again");
-        self.session = None;
-        self.login().await?;
+        self.lose("no answer in session");
+        self.ensure_session().await?;
         self.exchange(&req, tries).await?.ok_or(BmcError::NoAnswer {
             addr: self.cfg.addr,
             tries: 2 * tries,
         })
     }
-
     /// Sends `req` up to `tries` times; `None` when nothing authentic came back.
     async fn exchange(
         &mut self,
@@ -386,12 +666,7 @@ impl Task {
                     // so the caller sees a bounded "no answer".
                     continue;
                 }
-                Ok(Err(source)) => {
-                    return Err(BmcError::Io {
-                        addr: self.cfg.addr,
-                        source,
-                    })
-                }
+                Ok(Err(source)) => return Err(BmcError::io(self.cfg.addr, source)),
                 Ok(Ok((n, from))) => {
                     if from != self.cfg.addr {
                         self.stats.unexpected_source.fetch_add(1, Relaxed);
@@ -410,10 +685,7 @@ impl Task {
             // A refused earlier datagram surfaces on the next send; the BMC
             // may come back, so treat it like a lost packet.
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Ok(()),
-            Err(source) => Err(BmcError::Io {
-                addr: self.cfg.addr,
-                source,
-            }),
+            Err(source) => Err(BmcError::io(self.cfg.addr, source)),
         }
     }
 
@@ -454,12 +726,18 @@ impl Task {
                         deadline = Instant::now() + self.cfg.timeout;
                     }
                     Ok(Progress::Established(s)) => {
-                        if self.logins > 0 {
+                        let relogin = self.logins > 0;
+                        if relogin {
                             self.stats.relogins.fetch_add(1, Relaxed);
                         }
                         self.logins += 1;
                         info!(bmc = %addr, suite = %s.suite(), privilege = %s.privilege(), session = format_args!("{:#010x}", s.bmc_session_id()), "session established");
                         self.suite.store(s.suite().id(), Relaxed);
+                        self.emit(SessionEvent::LoggedIn {
+                            suite: s.suite().id(),
+                            session_id: s.bmc_session_id(),
+                            relogin,
+                        });
                         self.session = Some(s);
                         return Ok(());
                     }
@@ -510,12 +788,38 @@ impl Task {
         }
         if self.probe().await.is_err() {
             warn!(bmc = %self.cfg.addr, "keepalive unanswered; will log in again on next use");
-            self.session = None;
+            self.lose("keepalive unanswered");
+        }
+    }
+
+    /// Close Session naming another session of ours.
+    async fn close_other(&mut self, session_id: u32) -> Result<(), BmcError> {
+        self.ensure_session().await?;
+        let req = RawRequest {
+            netfn: NetFn::APP,
+            cmd: 0x3C,
+            data: session_id.to_le_bytes().to_vec(),
+        };
+        match self.exchange(&req, 1 + self.cfg.retries).await? {
+            Some(r) if r.completion_code.is_ok() => Ok(()),
+            Some(r) => Err(BmcError::Completion {
+                addr: self.cfg.addr,
+                command: "Close Session".into(),
+                code: r.completion_code,
+            }),
+            None => Err(BmcError::NoAnswer {
+                addr: self.cfg.addr,
+                tries: 1 + self.cfg.retries,
+            }),
         }
     }
 
     async fn close_session(&mut self) {
         if let Some(mut s) = self.session.take() {
+            self.emit(SessionEvent::LoggedOut {
+                suite: s.suite().id(),
+                session_id: s.bmc_session_id(),
+            });
             let bytes = s.close_session_request();
             if self.send(&bytes).await.is_ok() {
                 // Wait briefly for the answer so the BMC frees its slot before
@@ -526,6 +830,14 @@ impl Task {
             info!(bmc = %self.cfg.addr, "session closed");
         }
     }
+}
+
+/// The wait after the `failures`-th failed login in a row: 1 s doubling up
+/// to a minute.
+fn backoff(failures: u32) -> Duration {
+    LOGIN_BACKOFF_BASE
+        .saturating_mul(1 << failures.saturating_sub(1).min(16))
+        .min(LOGIN_BACKOFF_MAX)
 }
 
 fn jitter(base: Duration) -> Duration {

@@ -13,7 +13,9 @@
 mod client;
 pub mod reads;
 
-pub use client::{BmcClient, BmcConfig, DropStats, DropStatsSnapshot};
+pub use client::{
+    BmcClient, BmcConfig, DropStats, DropStatsSnapshot, EventSink, SessionEvent, Ticket,
+};
 
 use std::net::SocketAddr;
 
@@ -32,8 +34,9 @@ pub struct RawResponse {
 }
 
 /// What can go wrong talking to a BMC. Messages name the BMC address and the
-/// command; none carries a secret.
-#[derive(Debug, thiserror::Error)]
+/// command; none carries a secret. Cloneable, so that one answer can serve
+/// several callers of the same read.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum BmcError {
     /// Login failed (configuration, credentials or the BMC's refusal).
     #[error("login to {addr} failed: {source}")]
@@ -88,6 +91,21 @@ pub enum BmcError {
     /// The client was shut down.
     #[error("connection to {0} is closed")]
     Closed(SocketAddr),
+    /// The request was withdrawn before anything was sent (its caller left,
+    /// its deadline passed, or the gateway is shutting down).
+    #[error("request to {0} cancelled before it was sent")]
+    Cancelled(SocketAddr),
+    /// Logins to this BMC are backing off after a failure: answered at once
+    /// with the last failure instead of waiting for a login of our own.
+    #[error("{addr} is unreachable (next login attempt in {} ms): {last}", retry_in.as_millis())]
+    Unreachable {
+        /// BMC address.
+        addr: SocketAddr,
+        /// Until the next attempt.
+        retry_in: std::time::Duration,
+        /// The failure that started the back-off.
+        last: Box<BmcError>,
+    },
     /// A local socket error.
     #[error("socket error talking to {addr}: {source}")]
     Io {
@@ -95,7 +113,7 @@ pub enum BmcError {
         addr: SocketAddr,
         /// The error.
         #[source]
-        source: std::io::Error,
+        source: std::sync::Arc<std::io::Error>,
     },
     /// A multi-step read could not finish (loops, refusals).
     #[error("{what} from {addr}: {why}")]
@@ -107,6 +125,16 @@ pub enum BmcError {
         /// Why it stopped.
         why: String,
     },
+}
+
+impl BmcError {
+    /// A socket error.
+    pub fn io(addr: SocketAddr, source: std::io::Error) -> BmcError {
+        BmcError::Io {
+            addr,
+            source: std::sync::Arc::new(source),
+        }
+    }
 }
 
 /// Something that can run one IPMI request against one BMC. [`BmcClient`]

@@ -56,6 +56,10 @@ struct QueryArgs {
     /// Only this decision.
     #[arg(long, value_parser = ["allow", "deny"])]
     decision: Option<String>,
+    /// Only this request: the gateway's request id, or the client's (the
+    /// CLI prints it when an answer was lost).
+    #[arg(long)]
+    request_id: Option<String>,
     /// Requests at or after (RFC 3339 or YYYY-MM-DD, UTC).
     #[arg(long)]
     since: Option<String>,
@@ -147,6 +151,7 @@ fn run_query(a: QueryArgs) -> Result<(), CliError> {
             .transpose()
             .map_err(|e| CliError::usage(format!("--command: {e}")))?,
         decision: a.decision,
+        request_id: a.request_id,
         since: time(&a.since, "--since")?,
         until: time(&a.until, "--until")?,
     };

@@ -186,10 +186,9 @@ const LOCKOUT: Lockout = Lockout {
 fn local_password(a: &BridgeArgs) -> Result<(SecretBytes, bool), CliError> {
     if let Some(p) = &a.password_file {
         let pw = super::secrets::read_password_file(p).map_err(CliError::usage)?;
-        let chars = std::str::from_utf8(pw.expose()).map_or(pw.len(), |s| s.chars().count());
-        if chars < MIN_PASSWORD_CHARS && !a.allow_weak_password {
+        if let (Some(why), false) = (weakness(pw.expose()), a.allow_weak_password) {
             return Err(CliError::usage(format!(
-                "--password-file {}: the password is shorter than {MIN_PASSWORD_CHARS} characters; \
+                "--password-file {}: the password {why}; \
                  any local process that knows the user name gets the local login's RAKP 2 HMAC \
                  and can guess the password offline. Omit --password-file to get a random one \
                  printed, or give --allow-weak-password",
@@ -204,6 +203,46 @@ fn local_password(a: &BridgeArgs) -> Result<(SecretBytes, bool), CliError> {
         .map(|_| ALPHABET[rand::Rng::gen_range(&mut rng, 0..ALPHABET.len())])
         .collect();
     Ok((SecretBytes::new(pw), true))
+}
+
+/// Why a password is too weak to guard an offline-crackable exchange, or
+/// `None`. Not a strength meter: it refuses what a cracker tries first
+/// (short, few distinct characters, runs like `abcd` or `1111`, one kind
+/// of character) and what falls short of 80 bits by a generous estimate.
+fn weakness(pw: &[u8]) -> Option<&'static str> {
+    const MIN_BITS: f64 = 80.0;
+    let chars: Vec<char> = String::from_utf8_lossy(pw).chars().collect();
+    if chars.len() < MIN_PASSWORD_CHARS {
+        return Some("is shorter than 16 characters");
+    }
+    let mut distinct = chars.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() < chars.len() / 2 {
+        return Some("repeats too few characters");
+    }
+    let runs = chars
+        .windows(2)
+        .filter(|w| (w[0] as i64 - w[1] as i64).abs() <= 1)
+        .count();
+    if runs * 2 >= chars.len() {
+        return Some("is mostly a run of neighbouring characters");
+    }
+    let has = |f: fn(&char) -> bool| chars.iter().any(f);
+    let pool = [
+        (has(char::is_ascii_lowercase), 26.0),
+        (has(char::is_ascii_uppercase), 26.0),
+        (has(char::is_ascii_digit), 10.0),
+        (has(|c| !c.is_ascii_alphanumeric()), 33.0),
+    ]
+    .iter()
+    .filter(|(present, _)| *present)
+    .map(|(_, n)| n)
+    .sum::<f64>();
+    if chars.len() as f64 * pool.log2() < MIN_BITS {
+        return Some("draws on too few kinds of characters for its length");
+    }
+    None
 }
 
 /// The one user name the bridge answers to: --user, or the login name of
@@ -381,11 +420,11 @@ fn spawn_bridge(
         .name(format!("bridge-{target}"))
         .spawn(move || {
             let mut buf = vec![0u8; 1024];
-            let mut lockouts = 0;
+            let mut seen = Seen::default();
             while !stop.load(Relaxed) {
                 let now = Instant::now();
                 endpoint.handle_timeout(now);
-                report_lockout(&endpoint, &mut lockouts, &fwd.target, now);
+                seen.report(&endpoint, &fwd.target, now);
                 let (n, peer) = match socket.recv_from(&mut buf) {
                     Ok(r) => r,
                     Err(e)
@@ -405,27 +444,52 @@ fn spawn_bridge(
                 if let Some(out) = endpoint.handle_datagram(now, &buf[..n], &mut fwd) {
                     let _ = socket.send_to(&out.bytes, peer);
                 }
-                report_lockout(&endpoint, &mut lockouts, &fwd.target, now);
+                seen.report(&endpoint, &fwd.target, now);
             }
         })
         .map_err(|e| CliError::usage(format!("cannot start the bridge thread: {e}")))?;
     Ok((worker, local))
 }
 
-/// Says on stderr when a back-off begins (`seen`: back-offs already told),
-/// so that the owner learns someone is guessing, and why their own tool is
-/// refused for a while.
-fn report_lockout(endpoint: &Endpoint, seen: &mut u64, target: &str, now: Instant) {
-    let lockouts = endpoint.stats().lockouts;
-    if lockouts == *seen {
-        return;
-    }
-    *seen = lockouts;
-    if let Some(until) = endpoint.locked_until(now) {
-        eprintln!(
-            "ipmigw bridge: {target}: failed local logins (unknown user name or wrong password); refusing logins for {} s",
-            (until - now).as_secs()
-        );
+/// What the bridge has told its owner on stderr: login back-offs (someone
+/// is guessing, and their own tool is refused for a while) and a full
+/// session table (someone opens sessions without logging in, which keeps
+/// every login out until they expire).
+#[derive(Default)]
+struct Seen {
+    lockouts: u64,
+    sessions_full: u64,
+    full_told_at: Option<Instant>,
+}
+
+/// How often a full session table is reported at most.
+const FULL_REPORT_EVERY: Duration = Duration::from_secs(10);
+
+impl Seen {
+    fn report(&mut self, endpoint: &Endpoint, target: &str, now: Instant) {
+        let stats = endpoint.stats();
+        if stats.lockouts != self.lockouts {
+            self.lockouts = stats.lockouts;
+            if let Some(until) = endpoint.locked_until(now) {
+                eprintln!(
+                    "ipmigw bridge: {target}: failed local logins (unknown user name or wrong password); refusing logins for {} s",
+                    (until - now).as_secs()
+                );
+            }
+        }
+        if stats.sessions_full != self.sessions_full {
+            self.sessions_full = stats.sessions_full;
+            if self
+                .full_told_at
+                .is_none_or(|t| now.duration_since(t) >= FULL_REPORT_EVERY)
+            {
+                self.full_told_at = Some(now);
+                eprintln!(
+                    "ipmigw bridge: {target}: every local session slot is taken ({} sessions); logins are refused until some expire (a local process may be opening sessions without logging in)",
+                    endpoint.session_count()
+                );
+            }
+        }
     }
 }
 
@@ -553,19 +617,39 @@ mod tests {
             local_password(&args(&["--password-file", &weak, "--allow-weak-password"]).unwrap())
                 .unwrap();
         assert_eq!((pw.expose(), generated), (&b"letmein"[..], false));
-        // Fifteen characters are still too few; sixteen are enough.
-        let fifteen = file("fifteen", "abcdefghijklmno");
+        // Fifteen characters are still too few; sixteen varied ones are enough.
+        let fifteen = file("fifteen", "kX9#mQ2!vL7@pR4");
         assert!(local_password(&args(&["--password-file", &fifteen]).unwrap()).is_err());
-        let sixteen = file("sixteen", "abcdefghijklmnop");
+        let sixteen = file("sixteen", "kX9#mQ2!vL7@pR4$");
         assert!(local_password(&args(&["--password-file", &sixteen]).unwrap()).is_ok());
         // The opt-in means nothing without a file.
         assert!(args(&["--allow-weak-password"]).is_err());
     }
 
     #[test]
-    fn the_generated_password_is_long_enough_for_the_check() {
-        let (pw, generated) = local_password(&args(&[]).unwrap()).unwrap();
-        assert!(generated);
-        assert!(pw.len() >= MIN_PASSWORD_CHARS);
+    fn the_generated_password_passes_the_check() {
+        for _ in 0..200 {
+            let (pw, generated) = local_password(&args(&[]).unwrap()).unwrap();
+            assert!(generated);
+            assert_eq!(weakness(pw.expose()), None);
+        }
+    }
+
+    /// Sixteen characters that a cracker tries first are refused.
+    #[test]
+    fn long_but_guessable_passwords_are_weak() {
+        for weak in [
+            "aaaaaaaaaaaaaaaa",
+            "passwordpassword",
+            "1234567890123456",
+            "               a",
+            "abcdefghijklmnop",
+            "qwertyuiopasdfgh",
+        ] {
+            assert!(weakness(weak.as_bytes()).is_some(), "{weak}");
+        }
+        for strong in ["kX9#mQ2!vL7@pR4$", "correct-horse-battery-staple-42"] {
+            assert_eq!(weakness(strong.as_bytes()), None, "{strong}");
+        }
     }
 }

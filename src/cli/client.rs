@@ -36,6 +36,11 @@ pub struct ClientOpts {
     /// CA that signed the gateway's certificate (PEM).
     #[arg(long, env = "IPMIGW_CA", global = true)]
     ca: Option<PathBuf>,
+    /// Give up on the gateway after this many seconds (connect, TLS and
+    /// each whole request).
+    #[arg(long, env = "IPMIGW_TIMEOUT", default_value_t = 30, global = true,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub(crate) timeout: u64,
     /// JSON output (the global --json, filled in by `cli::main`).
     #[arg(skip)]
     pub(crate) json: bool,
@@ -141,6 +146,7 @@ struct Settings {
     cert: PathBuf,
     key: PathBuf,
     ca: PathBuf,
+    timeout: std::time::Duration,
 }
 
 fn settings(o: &ClientOpts) -> Result<Settings, CliError> {
@@ -176,6 +182,7 @@ fn settings(o: &ClientOpts) -> Result<Settings, CliError> {
         _ => (rest.to_string(), 443),
     };
     Ok(Settings {
+        timeout: std::time::Duration::from_secs(o.timeout),
         host,
         port,
         cert: o
@@ -263,22 +270,57 @@ async fn dial(
 ) -> Result<SendRequest<Full<Bytes>>, CliError> {
     let server_name = rustls::pki_types::ServerName::try_from(s.host.clone())
         .map_err(|_| CliError::usage(format!("gateway host {:?} is not a valid name", s.host)))?;
-    let tcp = tokio::net::TcpStream::connect((s.host.as_str(), s.port))
-        .await
-        .map_err(|e| conn_error(format!("cannot connect to {}:{}: {e}", s.host, s.port)))?;
-    let _ = tcp.set_nodelay(true);
-    let tls = tokio_rustls::TlsConnector::from(tls)
-        .connect(server_name, tcp)
-        .await
-        .map_err(|e| conn_error(format!("TLS with {}:{}: {e}", s.host, s.port)))?;
-    let (send, conn) =
+    let dialing = async {
+        let tcp = tokio::net::TcpStream::connect((s.host.as_str(), s.port))
+            .await
+            .map_err(|e| conn_error(format!("cannot connect to {}:{}: {e}", s.host, s.port)))?;
+        let _ = tcp.set_nodelay(true);
+        let tls = tokio_rustls::TlsConnector::from(tls)
+            .connect(server_name, tcp)
+            .await
+            .map_err(|e| tls_error(s, &e))?;
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
             .await
-            .map_err(|e| conn_error(format!("HTTP/2 with the gateway: {e}")))?;
+            .map_err(|e| conn_error(format!("HTTP/2 with the gateway: {e}")))
+    };
+    let (send, conn) = tokio::time::timeout(s.timeout, dialing)
+        .await
+        .map_err(|_| {
+            conn_error(format!(
+                "no answer from the gateway at {}:{} within {} s (--timeout)",
+                s.host,
+                s.port,
+                s.timeout.as_secs()
+            ))
+        })??;
     tokio::spawn(async move {
         let _ = conn.await;
     });
     Ok(send)
+}
+
+/// A TLS failure, named: the gateway refuses connections over its limits
+/// with the `access_denied` alert before the handshake.
+fn tls_error(s: &Settings, e: &std::io::Error) -> CliError {
+    let refused = e
+        .get_ref()
+        .and_then(|i| i.downcast_ref::<rustls::Error>())
+        .is_some_and(|r| {
+            matches!(
+                r,
+                rustls::Error::AlertReceived(rustls::AlertDescription::AccessDenied)
+            )
+        });
+    if refused {
+        return CliError {
+            code: EXIT_DENIED,
+            message: format!(
+                "the gateway at {}:{} refused the connection: rate limited (too many connections or handshakes from this address or certificate); retry later",
+                s.host, s.port
+            ),
+        };
+    }
+    conn_error(format!("TLS with {}:{}: {e}", s.host, s.port))
 }
 
 pub(crate) async fn connect(o: &ClientOpts) -> Result<Gateway, CliError> {
@@ -296,6 +338,12 @@ pub(crate) async fn connect(o: &ClientOpts) -> Result<Gateway, CliError> {
     })
 }
 
+/// A failed exchange, and whether the request may have reached the gateway.
+struct Lost {
+    error: CliError,
+    maybe_sent: bool,
+}
+
 impl Dialer {
     /// Sends `req`; when the connection turns out closed before the request
     /// left (the gateway closes idle connections), dials again and sends it
@@ -303,28 +351,48 @@ impl Dialer {
     async fn send(
         &self,
         req: Request<Full<Bytes>>,
-    ) -> Result<hyper::Response<hyper::body::Incoming>, CliError> {
+    ) -> Result<hyper::Response<hyper::body::Incoming>, Lost> {
+        let unsent = |error| Lost {
+            error,
+            maybe_sent: false,
+        };
         let mut send = self.send.lock().await.clone();
         let req = match send.ready().await {
             Ok(()) => match send.try_send_request(req).await {
                 Ok(resp) => return Ok(resp),
                 Err(mut e) => match e.take_message() {
                     Some(req) => req,
-                    None => return Err(conn_error(format!("gateway request: {}", e.into_error()))),
+                    None => {
+                        return Err(Lost {
+                            error: conn_error(format!("gateway request: {}", e.into_error())),
+                            maybe_sent: true,
+                        })
+                    }
                 },
             },
             Err(_) => req,
         };
-        let fresh = dial(&self.settings, self.tls.clone()).await?;
+        let fresh = dial(&self.settings, self.tls.clone())
+            .await
+            .map_err(unsent)?;
         *self.send.lock().await = fresh.clone();
         let mut send = fresh;
         send.ready()
             .await
-            .map_err(|e| conn_error(format!("gateway connection: {e}")))?;
-        send.send_request(req)
-            .await
-            .map_err(|e| conn_error(format!("gateway request: {e}")))
+            .map_err(|e| unsent(conn_error(format!("gateway connection: {e}"))))?;
+        send.send_request(req).await.map_err(|e| Lost {
+            error: conn_error(format!("gateway request: {e}")),
+            maybe_sent: true,
+        })
     }
+}
+
+/// A fresh id the gateway records with the request, so that a request whose
+/// answer was lost can be found in the trail.
+fn client_request_id() -> String {
+    let mut b = [0u8; 8];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut b);
+    format!("c-{}", hex::encode(b))
 }
 
 /// A gateway answer that is not a success, as the CLI reports it.
@@ -370,6 +438,8 @@ impl Gateway {
     }
 
     /// One request; any HTTP status is an answer (connection trouble is not).
+    /// A request that changes state and gets no answer is reported as
+    /// "outcome unknown", with how to find out.
     pub(crate) async fn call_raw(
         &self,
         method: Method,
@@ -377,9 +447,12 @@ impl Gateway {
         body: Option<Value>,
         text: bool,
     ) -> Result<(StatusCode, Vec<u8>), CliError> {
+        let id = client_request_id();
+        let changes = method != Method::GET;
         let mut req = Request::builder()
             .method(method)
             .uri(format!("https://{}{path}", self.authority))
+            .header("x-client-request-id", &id)
             .header(
                 "accept",
                 if text {
@@ -396,15 +469,42 @@ impl Gateway {
             None => Full::new(Bytes::new()),
         };
         let req = req.body(body).map_err(|e| CliError::usage(e.to_string()))?;
-        let resp = self.inner.send(req).await?;
-        let status = resp.status();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| conn_error(format!("gateway answer: {e}")))?
-            .to_bytes();
-        Ok((status, bytes.to_vec()))
+        let timeout = self.inner.settings.timeout;
+        let exchange = async {
+            let resp = self.inner.send(req).await?;
+            let status = resp.status();
+            let bytes = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| Lost {
+                    error: conn_error(format!("gateway answer: {e}")),
+                    maybe_sent: true,
+                })?
+                .to_bytes();
+            Ok::<_, Lost>((status, bytes.to_vec()))
+        };
+        let outcome_unknown = |why: String| {
+            conn_error(format!(
+                "{why}: the request may or may not have been carried out (outcome unknown). Check the target's state (e.g. `ipmigw power status TARGET`), or the audit trail: `ipmigw audit query --request-id {id}`"
+            ))
+        };
+        match tokio::time::timeout(timeout, exchange).await {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(l)) if l.maybe_sent && changes => Err(outcome_unknown(l.error.message)),
+            Ok(Err(l)) => Err(l.error),
+            Err(_) => {
+                let why = format!(
+                    "no answer from the gateway within {} s (--timeout)",
+                    timeout.as_secs()
+                );
+                Err(if changes {
+                    outcome_unknown(why)
+                } else {
+                    conn_error(why)
+                })
+            }
+        }
     }
 
     async fn visible(&self) -> Result<Vec<String>, CliError> {

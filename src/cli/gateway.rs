@@ -63,9 +63,23 @@ pub struct DemoArgs {
     listen: SocketAddr,
 }
 
+/// A write past `RLIMIT_FSIZE` raises SIGXFSZ, whose default action kills
+/// the process with no log line. Handled (and so ignored), the write fails
+/// with EFBIG instead and the audit trail takes its fail-closed path, as
+/// for a full disk.
+fn survive_file_size_limit() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::from_raw(libc::SIGXFSZ)) {
+        // The handler stays installed for the life of the process.
+        Ok(s) => drop(s),
+        Err(e) => tracing::warn!(error = %e, "cannot handle SIGXFSZ"),
+    }
+}
+
 pub async fn serve(a: ServeArgs) -> Result<(), CliError> {
     // One UDP socket per BMC plus client connections: use the hard limit.
     let _ = rlimit::increase_nofile_limit(u64::MAX);
+    survive_file_size_limit();
     let gw = gateway::start(&a.config).await.map_err(CliError::usage)?;
     eprintln!(
         "ipmigw: serving on https://{} (SIGHUP reloads, SIGTERM stops)",
@@ -128,6 +142,7 @@ pub fn pki(a: PkiArgs) -> Result<(), CliError> {
 
 pub async fn demo(a: DemoArgs) -> Result<(), CliError> {
     let _ = rlimit::increase_nofile_limit(u64::MAX);
+    survive_file_size_limit();
     let dir = a
         .dir
         .unwrap_or_else(|| std::env::temp_dir().join("ipmigw-demo"));

@@ -27,7 +27,7 @@ use super::refusals::RefusalKind;
 use super::tls::{map_user, PeerCert};
 use super::Shared;
 use crate::audit::{AuditError, Decision as AuditDecision, Event, RequestRecord, ResultRecord};
-use crate::bmc::BmcError;
+use crate::bmc::{BmcError, Ticket};
 use crate::ipmi::cmd::chassis::PowerAction;
 use crate::ipmi::cmd::name::{Classified, Refusal};
 use crate::ipmi::cmd::RawRequest;
@@ -151,6 +151,18 @@ struct Caller<'a> {
     conn: &'a ConnInfo,
     /// Policy user; `None` when the certificate maps to none.
     user: Option<String>,
+    /// The id the client sent with the request, when well-formed.
+    client_id: Option<String>,
+}
+
+/// `x-client-request-id`: 1-64 letters, digits, `-` or `_` (it goes into
+/// the trail; anything else is ignored).
+fn client_request_id(headers: &hyper::HeaderMap) -> Option<String> {
+    let v = headers.get("x-client-request-id")?.to_str().ok()?;
+    let ok = (1..=64).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    ok.then(|| v.to_string())
 }
 
 impl Caller<'_> {
@@ -179,37 +191,52 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnInfo>, req: Request<Incom
     let id = shared.request_id();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    if method == Method::HEAD {
-        // Served for the health check only: every other route would run a
-        // BMC operation to compute a body nobody reads.
-        return if path == "/healthz" {
-            bodiless(health(&shared, &id).status(), &[])
+    if path == "/healthz" && (method == Method::GET || method == Method::HEAD) {
+        let answer = health(&shared, &id);
+        return if method == Method::HEAD {
+            bodiless(answer.status(), &[])
         } else {
-            bodiless(StatusCode::METHOD_NOT_ALLOWED, &[("allow", "GET")])
+            answer
         };
-    }
-    if path == "/healthz" && method == Method::GET {
-        return health(&shared, &id);
     }
     let rt = shared.runtime();
     let caller = Caller {
         conn: &conn,
         user: map_user(&rt.policy, &rt.tls.identity, &conn.cert).ok(),
+        client_id: client_request_id(req.headers()),
     };
+    let max_body = rt.settings.limits.max_body_bytes;
+    drop(rt);
     let route = format!("{method} {path}");
-    if conn.revoked.load(Relaxed) || caller.user.is_none() {
-        let (code, message) = if conn.revoked.load(Relaxed) {
-            (
-                "certificate_revoked",
-                "this client certificate is no longer accepted",
-            )
+    let refusal = if conn.revoked.load(Relaxed) {
+        Some((
+            StatusCode::FORBIDDEN,
+            "certificate_revoked",
+            "this client certificate is no longer accepted",
+        ))
+    } else if caller.user.is_none() {
+        Some((
+            StatusCode::FORBIDDEN,
+            "no_user_for_certificate",
+            "this client certificate maps to no single policy user",
+        ))
+    } else if method == Method::HEAD {
+        // HEAD is served for the health check only: every other route would
+        // run a BMC operation to compute a body nobody reads.
+        Some((
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "HEAD is answered for /healthz only",
+        ))
+    } else {
+        None
+    };
+    if let Some((status, code, message)) = refusal {
+        let answer = if method == Method::HEAD {
+            bodiless(status, &[("allow", "GET")])
         } else {
-            (
-                "no_user_for_certificate",
-                "this client certificate maps to no single policy user",
-            )
+            error(status, code, message, &id)
         };
-        let answer = error(StatusCode::FORBIDDEN, code, message, &id);
         let refused = Refused {
             target: "-",
             command: "-",
@@ -223,8 +250,6 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnInfo>, req: Request<Incom
         .get("accept")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("text/plain"));
-    let max_body = rt.settings.limits.max_body_bytes;
-    drop(rt);
     let body = match read_body(req.into_body(), max_body).await {
         Ok(b) => b,
         Err((status, code, message)) => {
@@ -257,10 +282,15 @@ fn health(shared: &Shared, id: &str) -> Answer {
 async fn read_body(body: Incoming, max: usize) -> Result<Bytes, BadInput> {
     match tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, max).collect()).await {
         Ok(Ok(b)) => Ok(b.to_bytes()),
-        Ok(Err(_)) => Err((
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err((
             StatusCode::PAYLOAD_TOO_LARGE,
             "body_too_large",
             format!("request bodies are limited to {max} bytes"),
+        )),
+        Ok(Err(e)) => Err((
+            StatusCode::BAD_REQUEST,
+            "body_unreadable",
+            format!("the request body could not be read: {e}"),
         )),
         Err(_) => Err((
             StatusCode::REQUEST_TIMEOUT,
@@ -359,7 +389,7 @@ async fn refuse(
         command: r.command.to_string(),
         reason: r.reason.to_string(),
     };
-    if let Err(wait) = shared.refusals.admit(&kind) {
+    if let Err(wait) = shared.refusals().admit(&kind) {
         return too_many_refusals(wait, id);
     }
     let rec = RequestRecord::refusal(
@@ -370,7 +400,8 @@ async fn refuse(
         r.target.into(),
         route,
         r.reason.into(),
-    );
+    )
+    .with_client_id(caller.client_id.as_deref());
     match shared.audit.request(rec).await {
         Ok(_) => r.answer,
         Err(e) => audit_failed(e, id),
@@ -507,6 +538,7 @@ impl Asked<'_> {
             reason,
         )
         .with_commands(self.names())
+        .with_client_id(self.caller.client_id.as_deref())
     }
 }
 
@@ -522,7 +554,10 @@ fn audit_failed(e: AuditError, id: &str) -> Answer {
 
 /// Policy's verdict on every name of a request: the joined allow rules, or
 /// the first denial.
-fn decide(shared: &Shared, asked: &Asked<'_>) -> Result<String, Box<crate::policy::Denial>> {
+/// A denial and the command name it denies.
+type Denied = (Box<crate::policy::Denial>, String);
+
+fn decide(shared: &Shared, asked: &Asked<'_>) -> Result<String, Denied> {
     let rt = shared.runtime();
     let mut rules: Vec<String> = Vec::new();
     let mut first = None;
@@ -542,14 +577,14 @@ fn decide(shared: &Shared, asked: &Asked<'_>) -> Result<String, Box<crate::polic
                 }
                 first.get_or_insert(p);
             }
-            Decision::Deny(d) => return Err(Box::new(d)),
+            Decision::Deny(d) => return Err((Box::new(d), name.to_string())),
         }
     }
     let permit = first.expect("a request has at least one name");
     // Rates count the request once, whatever it names.
     match rt.limits.check(&rt.policy, permit) {
         Decision::Allow(_) => Ok(rules.join("; ")),
-        Decision::Deny(d) => Err(Box::new(d)),
+        Decision::Deny(d) => Err((Box::new(d), asked.classified.name.to_string())),
     }
 }
 
@@ -580,41 +615,48 @@ async fn run(
     }
     let rule = match decide(shared, &asked) {
         Ok(rule) => rule,
-        Err(d) => return denied(shared, &asked, *d).await,
+        Err((d, name)) => return denied(shared, &asked, *d, &name).await,
     };
-    let rec = asked.record(AuditDecision::Allow, Some(rule), None);
-    let receipt = match shared.audit.request(rec).await {
-        Ok(r) => r,
-        Err(e) => return audit_failed(e, id),
-    };
-    // From here the request is recorded as allowed: it runs to its result
-    // record in a task of its own, so that a client that hangs up (or resets
-    // its stream) cannot cut it off between the BMC and the trail.
+    // From here the request is allowed. Recording it, sending it and
+    // recording its result happen in a task of its own, so that a caller
+    // who hangs up can only withdraw what has not reached the BMC, and
+    // every request recorded as allowed gets its result record.
+    let timeout = Duration::from_millis(shared.runtime().settings.limits.request_timeout_ms);
+    let (answer, answered) = tokio::sync::oneshot::channel();
     let job = Job {
         shared: shared.clone(),
-        receipt,
+        record: asked.record(AuditDecision::Allow, Some(rule), None),
         bmc: bmc.to_string(),
+        state_changing: asked.classified.state_changing,
         op,
         allowed: asked.names(),
         id: id.to_string(),
         command,
         wants_text,
+        deadline: tokio::time::Instant::now() + timeout,
+        ticket: Ticket::new(),
     };
-    match tokio::spawn(job.run()).await {
-        Ok(answer) => answer,
-        Err(_) => error(
+    shared.jobs.spawn(job.run(answer));
+    answered.await.unwrap_or_else(|_| {
+        error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
-            "the request's task failed",
+            "the request's task ended without an answer",
             id,
-        ),
-    }
+        )
+    })
 }
 
-/// Records a policy denial and answers 403 or 429.
-async fn denied(shared: &Shared, asked: &Asked<'_>, d: crate::policy::Denial) -> Answer {
+/// Records a policy denial of `command` (one of the request's names) and
+/// answers 403 or 429.
+async fn denied(
+    shared: &Shared,
+    asked: &Asked<'_>,
+    d: crate::policy::Denial,
+    command: &str,
+) -> Answer {
     let rule = d.rule.as_ref().map(|r| r.to_string());
-    let (command, bmc, id) = (&asked.classified.name, asked.bmc, asked.id);
+    let (bmc, id) = (asked.bmc, asked.id);
     let (reason, answer) = match d.reason {
         DenyReason::RateLimited(wait) => {
             let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
@@ -656,7 +698,7 @@ async fn deny_recorded(
         command: asked.classified.name.to_string(),
         reason: reason.to_string(),
     };
-    if let Err(wait) = shared.refusals.admit(&kind) {
+    if let Err(wait) = shared.refusals().admit(&kind) {
         return too_many_refusals(wait, asked.id);
     }
     let rec = asked.record(AuditDecision::Deny, rule, Some(detail));
@@ -666,43 +708,102 @@ async fn deny_recorded(
     }
 }
 
-/// An allowed, recorded request on its way to the BMC and its result record.
+/// An allowed request on its way to the trail, the BMC and its result
+/// record.
 struct Job {
     shared: Arc<Shared>,
-    receipt: crate::audit::Receipt,
+    record: RequestRecord,
     bmc: String,
+    state_changing: bool,
     op: Op,
     allowed: Vec<String>,
     id: String,
     command: String,
     wants_text: bool,
+    /// After it the caller is answered, and what has not reached the BMC
+    /// is withdrawn.
+    deadline: tokio::time::Instant,
+    ticket: Arc<Ticket>,
+}
+
+/// Why a job stopped waiting for the BMC.
+enum Stop {
+    Deadline,
+    CallerGone,
 }
 
 impl Job {
-    async fn run(self) -> Answer {
-        let Job {
-            shared,
-            receipt,
-            bmc,
-            op,
-            allowed,
-            id,
-            command,
-            wants_text,
-        } = self;
+    async fn run(self, answer: tokio::sync::oneshot::Sender<Answer>) {
+        let mut answer = Some(answer);
+        let receipt = match self.shared.audit.request(self.record.clone()).await {
+            Ok(r) => r,
+            Err(e) => {
+                if let Some(a) = answer.take() {
+                    let _ = a.send(audit_failed(e, &self.id));
+                }
+                return;
+            }
+        };
         let started = Instant::now();
-        let result = shared.pool.run(&receipt, &bmc, &op, &allowed).await;
-        let latency_us = started.elapsed().as_micros() as u64;
-        let (result_rec, answer) = match result {
-            Ok(a) => {
-                let rec = ResultRecord {
-                    request_id: id.clone(),
-                    completion_code: Some(a.completion_code.unwrap_or(0)),
-                    response_len: a.response_len,
-                    latency_us,
-                    error: None,
+        let pool = self.shared.pool.clone();
+        let run = pool.run(&receipt, &self.bmc, &self.op, &self.allowed, &self.ticket);
+        tokio::pin!(run);
+        let stopped = tokio::select! {
+            r = &mut run => Ok(r),
+            _ = tokio::time::sleep_until(self.deadline) => Err(Stop::Deadline),
+            _ = answer.as_mut().expect("not answered yet").closed() => Err(Stop::CallerGone),
+        };
+        let result = match stopped {
+            Ok(r) => r,
+            Err(why) if self.ticket.withdraw() => {
+                // Nothing was or will be sent.
+                let code = match why {
+                    Stop::Deadline => "deadline_exceeded",
+                    Stop::CallerGone => "cancelled",
                 };
-                let body = if wants_text {
+                self.write_result(None, 0, started, Some(code));
+                if let Some(a) = answer.take() {
+                    let message = format!(
+                        "{} was not sent: the BMC did not take it within the request deadline",
+                        self.command
+                    );
+                    let _ = a.send(error(StatusCode::GATEWAY_TIMEOUT, code, &message, &self.id));
+                }
+                return;
+            }
+            Err(why) => {
+                // Already at the BMC: the caller learns it now, the trail
+                // gets the outcome when it comes.
+                if let (Stop::Deadline, Some(a)) = (why, answer.take()) {
+                    let (code, message) = if self.state_changing {
+                        ("outcome_unknown", format!("{} was sent and has not completed within the request deadline: it may or may not happen (not retried)", self.command))
+                    } else {
+                        (
+                            "bmc_timeout",
+                            format!(
+                                "{} did not complete within the request deadline",
+                                self.command
+                            ),
+                        )
+                    };
+                    let _ = a.send(error(StatusCode::GATEWAY_TIMEOUT, code, &message, &self.id));
+                }
+                run.await
+            }
+        };
+        let reply = self.finish(result, started);
+        if let Some(a) = answer.take() {
+            let _ = a.send(reply);
+        }
+    }
+
+    /// Writes the result record and makes the caller's answer.
+    fn finish(&self, result: Result<crate::ops::Answer, BmcError>, started: Instant) -> Answer {
+        match result {
+            Ok(a) => {
+                let cc = Some(a.completion_code.unwrap_or(0));
+                self.write_result(cc, a.response_len, started, None);
+                if self.wants_text {
                     Response::builder()
                         .status(StatusCode::OK)
                         .header("content-type", "text/plain; charset=utf-8")
@@ -710,8 +811,7 @@ impl Job {
                         .expect("static headers are valid")
                 } else {
                     respond(StatusCode::OK, a.json, &[])
-                };
-                (rec, body)
+                }
             }
             Err(e) => {
                 let (status, code, message) = bmc_failure(&e);
@@ -719,25 +819,28 @@ impl Job {
                     BmcError::Completion { code, .. } => Some(code.0),
                     _ => None,
                 };
-                let rec = ResultRecord {
-                    request_id: id.clone(),
-                    completion_code: cc,
-                    response_len: 0,
-                    latency_us,
-                    error: Some(code.into()),
-                };
-                tracing::warn!(request_id = %id, bmc = %bmc, command = %command, error = %e, "BMC operation failed");
-                (rec, error(status, code, &message, &id))
+                self.write_result(cc, 0, started, Some(code));
+                tracing::warn!(request_id = %self.id, bmc = %self.bmc, command = %self.command, error = %e, "BMC operation failed");
+                error(status, code, &message, &self.id)
             }
-        };
-        // Queued before the answer goes out, durable with the next group
-        // commit: the answer does not wait for a second fsync. (Write-ahead is
-        // about the request record; a crash in this window can lose a result
-        // record, never a request record.)
-        if let Err(e) = shared.audit.append_queued(Event::Result(result_rec)) {
-            tracing::error!(error = %e, request_id = %id, "result record not queued");
         }
-        answer
+    }
+
+    /// Queued before the answer goes out, durable with the next group
+    /// commit: the answer does not wait for a second fsync. (Write-ahead is
+    /// about the request record; a crash in this window can lose a result
+    /// record, never a request record.)
+    fn write_result(&self, cc: Option<u8>, len: usize, started: Instant, err: Option<&str>) {
+        let rec = ResultRecord {
+            request_id: self.id.clone(),
+            completion_code: cc,
+            response_len: len,
+            latency_us: started.elapsed().as_micros() as u64,
+            error: err.map(str::to_string),
+        };
+        if let Err(e) = self.shared.audit.append_queued(Event::Result(rec)) {
+            tracing::error!(error = %e, request_id = %self.id, "result record not queued");
+        }
     }
 }
 
@@ -751,6 +854,11 @@ fn bmc_failure(e: &BmcError) -> (StatusCode, &'static str, String) {
             format!("{command} was sent but the BMC's reply was lost: it may or may not have happened (not retried)"),
         ),
         BmcError::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "bmc_busy", "too many requests are waiting for this BMC".into()),
+        BmcError::Cancelled(_) => (StatusCode::SERVICE_UNAVAILABLE, "cancelled", "the gateway is shutting down; the request was not sent".into()),
+        BmcError::Unreachable { last, retry_in, .. } => match **last {
+            BmcError::Login { .. } => (StatusCode::BAD_GATEWAY, "bmc_login_failed", format!("the gateway could not log in to the BMC; next attempt in {} s", retry_in.as_secs().max(1))),
+            _ => (StatusCode::GATEWAY_TIMEOUT, "bmc_unreachable", format!("the BMC is not answering; next attempt in {} s", retry_in.as_secs().max(1))),
+        },
         BmcError::Completion { command, code, .. } => (StatusCode::BAD_GATEWAY, "bmc_error", format!("{command} failed: completion code {code}")),
         BmcError::Login { .. } => (StatusCode::BAD_GATEWAY, "bmc_login_failed", "the gateway could not log in to the BMC".into()),
         _ => (StatusCode::BAD_GATEWAY, "bmc_error", "the BMC request failed".into()),

@@ -10,34 +10,30 @@
 
 pub mod api;
 pub mod demo;
+mod front;
 pub mod pool;
 pub mod proxy;
 pub mod refusals;
 pub mod settings;
 pub mod tls;
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use governor::clock::DefaultClock;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use rustls::pki_types::{CertificateDer, UnixTime};
 use sha2::{Digest, Sha256};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::audit::fs::RealFs;
-use crate::audit::{AuditWriter, Event, TlsRecord, WriterConfig};
+use crate::audit::{AuditWriter, Event, WriterConfig};
 use crate::config::{ConfigError, Diag, GatewayConfig};
 use crate::policy::rate::{Limiter, Rate};
 use crate::policy::{Limits, Policy};
-use api::ConnInfo;
 use pool::BmcPool;
 use settings::{BmcSpec, LimitsSection};
 use tls::TlsSetup;
@@ -83,57 +79,53 @@ pub struct Runtime {
 pub struct Shared {
     current: ArcSwap<Runtime>,
     /// BMC sessions.
-    pub pool: BmcPool,
+    pub pool: Arc<BmcPool>,
     /// The audit trail.
     pub audit: AuditWriter,
     generation: watch::Sender<u64>,
     next_id: AtomicU64,
     id_prefix: String,
-    handshakes: Limiter<IpAddr>,
+    /// Handshakes per source (rebuilt when a reload changes the rate).
+    handshakes: ArcSwap<Limiter<IpAddr>>,
     /// Refused requests and connections: recorded one by one up to a rate,
-    /// counted past it.
-    pub refusals: refusals::RefusalGate,
-    conns: ConnCounts,
+    /// counted past it (rebuilt when a reload changes a rate).
+    refusals: ArcSwap<refusals::RefusalGate>,
+    /// Allowed requests on their way to the BMC and the trail.
+    pub jobs: Arc<Jobs>,
+    conns: front::ConnCounts,
     config_path: PathBuf,
 }
 
-/// Open connections, in all, per source and per user.
+/// Allowed requests in progress, each a task of its own; shutdown waits for
+/// them (up to the drain deadline) so that each gets its result record.
 #[derive(Default)]
-struct ConnCounts {
-    total: AtomicUsize,
-    per_source: Mutex<HashMap<IpAddr, usize>>,
-    per_user: Mutex<HashMap<String, usize>>,
+pub struct Jobs {
+    running: AtomicUsize,
+    idle: tokio::sync::Notify,
 }
 
-/// A counted connection slot; freed when dropped.
-struct Slot<'a, K: std::hash::Hash + Eq + Clone> {
-    map: &'a Mutex<HashMap<K, usize>>,
-    key: K,
-}
-
-impl<K: std::hash::Hash + Eq + Clone> Slot<'_, K> {
-    /// Takes a slot for `key` unless `max` are taken.
-    fn take(map: &Mutex<HashMap<K, usize>>, key: K, max: usize) -> Option<Slot<'_, K>> {
-        let mut m = map.lock().expect("connection counts");
-        let n = m.entry(key.clone()).or_insert(0);
-        if *n >= max {
-            if *n == 0 {
-                m.remove(&key);
+impl Jobs {
+    /// Runs `job` as a task, counted until it ends.
+    pub fn spawn(self: &Arc<Self>, job: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.running.fetch_add(1, Relaxed);
+        let jobs = self.clone();
+        tokio::spawn(async move {
+            job.await;
+            if jobs.running.fetch_sub(1, Relaxed) == 1 {
+                jobs.idle.notify_waiters();
             }
-            return None;
-        }
-        *n += 1;
-        Some(Slot { map, key })
+        });
     }
-}
 
-impl<K: std::hash::Hash + Eq + Clone> Drop for Slot<'_, K> {
-    fn drop(&mut self) {
-        let mut m = self.map.lock().expect("connection counts");
-        if let Some(n) = m.get_mut(&self.key) {
-            *n -= 1;
-            if *n == 0 {
-                m.remove(&self.key);
+    /// Waits until no job runs, or `deadline`; true when none runs.
+    pub async fn wait_idle(&self, deadline: tokio::time::Instant) -> bool {
+        loop {
+            let idle = self.idle.notified();
+            if self.running.load(Relaxed) == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, idle).await.is_err() {
+                return self.running.load(Relaxed) == 0;
             }
         }
     }
@@ -143,6 +135,34 @@ impl Shared {
     /// The configuration now.
     pub fn runtime(&self) -> arc_swap::Guard<Arc<Runtime>> {
         self.current.load()
+    }
+
+    /// The refusal gate now.
+    pub fn refusals(&self) -> arc_swap::Guard<Arc<refusals::RefusalGate>> {
+        self.refusals.load()
+    }
+
+    fn handshake_limiter(&self) -> arc_swap::Guard<Arc<Limiter<IpAddr>>> {
+        self.handshakes.load()
+    }
+
+    /// After a reload: new rate limiters for handshakes and refusals where
+    /// their rates changed (the counts of unchanged ones carry on).
+    fn apply_rates(&self, old: &Settings, new: &Settings) {
+        if old.handshake_rate != new.handshake_rate {
+            self.handshakes.store(Arc::new(Limiter::new(
+                new.handshake_rate,
+                DefaultClock::default(),
+            )));
+        }
+        if old.refusal_rates != new.refusal_rates {
+            write_refusal_summaries(self);
+            let (per_identity, per_source) = new.refusal_rates;
+            self.refusals.store(Arc::new(refusals::RefusalGate::new(
+                per_identity,
+                per_source,
+            )));
+        }
     }
 
     fn request_id(&self) -> String {
@@ -312,18 +332,25 @@ pub async fn start(config: &Path) -> Result<GatewayHandle, String> {
         .await
         .map_err(|e| format!("listen on {}: {e}", loaded.settings.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let pool = BmcPool::new(
+    let sessions = crate::audit::fs::sibling(&loaded.audit.path, "sessions.json");
+    let pool = Arc::new(BmcPool::new(
         loaded.specs.clone(),
         loaded.settings.limits.bmc_queue,
         audit.clone(),
-    );
+        Some(sessions),
+    ));
+    pool.close_stale_sessions();
     let mut prefix = [0u8; 4];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut prefix);
     let (per_identity, per_source) = loaded.settings.refusal_rates;
     let shared = Arc::new(Shared {
-        handshakes: Limiter::new(loaded.settings.handshake_rate, DefaultClock::default()),
-        refusals: refusals::RefusalGate::new(per_identity, per_source),
-        conns: ConnCounts::default(),
+        handshakes: ArcSwap::from_pointee(Limiter::new(
+            loaded.settings.handshake_rate,
+            DefaultClock::default(),
+        )),
+        refusals: ArcSwap::from_pointee(refusals::RefusalGate::new(per_identity, per_source)),
+        jobs: Arc::default(),
+        conns: front::ConnCounts::default(),
         current: ArcSwap::from_pointee(runtime(loaded, None)),
         pool,
         audit,
@@ -334,7 +361,7 @@ pub async fn start(config: &Path) -> Result<GatewayHandle, String> {
     });
     let (stop, stop_rx) = watch::channel(false);
     tokio::spawn(flush_refusal_summaries(shared.clone(), stop_rx.clone()));
-    let task = tokio::spawn(accept_loop(listener, shared.clone(), stop_rx));
+    let task = tokio::spawn(front::accept_loop(listener, shared.clone(), stop_rx));
     tracing::info!(%addr, "gateway listening");
     Ok(GatewayHandle {
         addr,
@@ -381,8 +408,13 @@ impl GatewayHandle {
         {
             Ok(l) => {
                 let hash = l.policy_sha256.clone();
-                self.shared.pool.reconfigure(l.specs.clone());
-                let next = runtime(l, Some(&self.shared.runtime()));
+                self.shared
+                    .pool
+                    .reconfigure(l.specs.clone(), l.settings.limits.bmc_queue);
+                let before = self.shared.runtime();
+                self.shared.apply_rates(&before.settings, &l.settings);
+                let next = runtime(l, Some(&before));
+                drop(before);
                 self.shared.current.store(Arc::new(next));
                 self.shared.generation.send_modify(|g| *g += 1);
                 let _ = self
@@ -413,13 +445,33 @@ impl GatewayHandle {
         }
     }
 
-    /// SIGTERM: stops accepting, lets in-flight requests finish (up to
-    /// `drain_ms`), closes BMC sessions, writes `shutdown`.
+    /// SIGTERM: stops accepting; requests queued for a BMC but not sent are
+    /// cancelled (their result records say so); exchanges already with a
+    /// BMC may finish until `drain_ms`; then sessions are closed, and
+    /// nothing reaches a BMC after the deadline; `shutdown` is written last.
     pub async fn shutdown(self, reason: &str) {
-        let _ = self.stop.send(true);
         let drain = Duration::from_millis(self.shared.runtime().settings.limits.drain_ms);
-        let _ = tokio::time::timeout(drain + Duration::from_secs(1), self.task).await;
-        self.shared.pool.close_all().await;
+        let deadline = tokio::time::Instant::now() + drain;
+        let _ = self.stop.send(true);
+        self.shared.pool.begin_drain();
+        // Leave part of the budget to close sessions politely.
+        let close_budget = (drain / 4).min(Duration::from_secs(2));
+        if !self.shared.jobs.wait_idle(deadline - close_budget).await {
+            tracing::warn!(
+                "requests still in flight at the drain deadline; their BMCs are closed now"
+            );
+        }
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        self.shared
+            .pool
+            .close_all(left.max(Duration::from_millis(100)))
+            .await;
+        // Jobs whose BMC task was stopped record their result now.
+        self.shared
+            .jobs
+            .wait_idle(tokio::time::Instant::now() + Duration::from_secs(1))
+            .await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.task).await;
         write_refusal_summaries(&self.shared);
         if let Err(e) = self.shared.audit.shutdown(reason).await {
             tracing::error!(error = %e, "shutdown record not written");
@@ -440,346 +492,9 @@ async fn flush_refusal_summaries(shared: Arc<Shared>, mut stop: watch::Receiver<
 }
 
 fn write_refusal_summaries(shared: &Shared) {
-    for e in shared.refusals.drain() {
+    for e in shared.refusals().drain() {
         if let Err(err) = shared.audit.append_queued(e) {
             tracing::error!(error = %err, "denial_summary record not written");
         }
     }
 }
-
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    let mut conns = tokio::task::JoinSet::new();
-    loop {
-        tokio::select! {
-            r = listener.accept() => {
-                let Ok((tcp, peer)) = r else { continue };
-                // Read at each accept, so that a reload applies at once.
-                let max = shared.runtime().settings.limits.max_connections;
-                if shared.conns.total.fetch_add(1, Relaxed) >= max {
-                    shared.conns.total.fetch_sub(1, Relaxed);
-                    tracing::warn!(%peer, "connection refused: max_connections reached");
-                    continue;
-                }
-                let (shared, stop) = (shared.clone(), stop.clone());
-                conns.spawn(async move {
-                    connection(&shared, tcp, peer, stop).await;
-                    shared.conns.total.fetch_sub(1, Relaxed);
-                });
-            }
-            _ = stop.changed() => break,
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-        }
-    }
-    drop(listener);
-    let drain = Duration::from_millis(shared.runtime().settings.limits.drain_ms);
-    let _ = tokio::time::timeout(drain, async { while conns.join_next().await.is_some() {} }).await;
-    conns.abort_all();
-}
-
-fn audit_tls(
-    shared: &Shared,
-    outcome: &str,
-    reason: Option<String>,
-    cert: Option<String>,
-    source: IpAddr,
-    user: Option<String>,
-) {
-    let rec = TlsRecord {
-        outcome: outcome.into(),
-        reason,
-        cert_sha256: cert,
-        source: source.to_string(),
-        user,
-    };
-    // Queued, not waited for: a connection's first request record is
-    // durable only after this one (same queue, same order), and a refused
-    // handshake has nothing to hold back.
-    if let Err(e) = shared.audit.append_queued(Event::Tls(rec)) {
-        tracing::error!(error = %e, "tls record not written");
-    }
-}
-
-/// Audits a refused connection (through the refusal gate: past its rate,
-/// refusals from one source or certificate are counted, not written one by
-/// one). The caller then drops the connection.
-fn refuse(shared: &Shared, source: IpAddr, cert: Option<String>, why: impl Into<String>) {
-    let why = why.into();
-    let kind = refusals::RefusalKind {
-        identity: cert.clone().unwrap_or_else(|| "-".into()),
-        source,
-        target: "-".into(),
-        command: "-".into(),
-        reason: format!("tls: {}", reason_code(&why)),
-    };
-    if shared.refusals.admit(&kind).is_ok() {
-        audit_tls(shared, "refused", Some(why), cert, source, None);
-    }
-}
-
-/// The stable head of a refusal reason (before any detail), for counting.
-fn reason_code(why: &str) -> &str {
-    why.split(':').next().unwrap_or(why)
-}
-
-/// Reads a PROXY v2 header from a trusted balancer.
-async fn read_proxy_header(tcp: &mut TcpStream) -> Result<proxy::Proxied, String> {
-    use tokio::io::AsyncReadExt;
-    let mut fixed = [0u8; proxy::FIXED];
-    tcp.read_exact(&mut fixed)
-        .await
-        .map_err(|e| e.to_string())?;
-    let len = proxy::remaining_len(&fixed).map_err(|e| e.to_string())?;
-    let mut header = fixed.to_vec();
-    header.resize(proxy::FIXED + len, 0);
-    tcp.read_exact(&mut header[proxy::FIXED..])
-        .await
-        .map_err(|e| e.to_string())?;
-    proxy::parse(&header).map_err(|e| e.to_string())
-}
-
-/// Who the client is, once the PROXY header (if any) is read.
-async fn client_source(
-    shared: &Shared,
-    tcp: &mut TcpStream,
-    peer: SocketAddr,
-    deadline: Duration,
-) -> Option<IpAddr> {
-    let source = crate::policy::normalize(peer.ip());
-    let trusted_balancer = shared
-        .runtime()
-        .settings
-        .proxy_from
-        .iter()
-        .any(|n| n.contains(&source));
-    if !trusted_balancer {
-        return Some(source);
-    }
-    let header = tokio::time::timeout(deadline, read_proxy_header(tcp))
-        .await
-        .unwrap_or_else(|_| Err("timeout".into()));
-    match header {
-        Ok(proxy::Proxied::Client(c)) => Some(crate::policy::normalize(c.ip())),
-        Ok(proxy::Proxied::Local) => Some(source),
-        Err(e) => {
-            refuse(
-                shared,
-                source,
-                None,
-                format!("PROXY header from {peer}: {e}"),
-            );
-            None
-        }
-    }
-}
-
-/// A TLS session whose client certificate maps to a policy user.
-struct Verified {
-    tls: tokio_rustls::server::TlsStream<TcpStream>,
-    leaf: CertificateDer<'static>,
-    chain: Vec<CertificateDer<'static>>,
-    cert: tls::PeerCert,
-    user: String,
-}
-
-/// The TLS handshake and the certificate's user; refusals are audited and
-/// end the connection (`None`).
-async fn handshake(
-    shared: &Shared,
-    tcp: TcpStream,
-    source: IpAddr,
-    deadline: Duration,
-) -> Option<Verified> {
-    let acceptor = tokio_rustls::TlsAcceptor::from(shared.runtime().tls.server.clone());
-    let tls = match tokio::time::timeout(deadline, acceptor.accept(tcp)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            refuse(shared, source, None, format!("handshake: {e}"));
-            return None;
-        }
-        Err(_) => {
-            refuse(shared, source, None, "handshake timeout");
-            return None;
-        }
-    };
-    let chain: Vec<CertificateDer<'static>> = tls
-        .get_ref()
-        .1
-        .peer_certificates()
-        .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
-        .unwrap_or_default();
-    let Some(leaf) = chain.first().cloned() else {
-        refuse(shared, source, None, "no client certificate");
-        return None;
-    };
-    let cert = match tls::peer_cert(&leaf) {
-        Ok(c) => c,
-        Err(e) => {
-            refuse(shared, source, None, e);
-            return None;
-        }
-    };
-    let rt = shared.runtime();
-    match tls::map_user(&rt.policy, &rt.tls.identity, &cert) {
-        Ok(user) => Some(Verified {
-            tls,
-            leaf,
-            chain,
-            cert,
-            user,
-        }),
-        Err(why) => {
-            // A certificate that names no user is refused outright: it may
-            // not hold a connection slot, however valid its chain.
-            refuse(shared, source, Some(cert.sha256.clone()), why.code());
-            None
-        }
-    }
-}
-
-async fn connection(
-    shared: &Arc<Shared>,
-    mut tcp: TcpStream,
-    peer: SocketAddr,
-    stop: watch::Receiver<bool>,
-) {
-    let limits = shared.runtime().settings.limits.clone();
-    let handshake_deadline = Duration::from_millis(limits.handshake_timeout_ms);
-    let Some(source) = client_source(shared, &mut tcp, peer, handshake_deadline).await else {
-        return;
-    };
-    let Some(_source_slot) = Slot::take(
-        &shared.conns.per_source,
-        source,
-        limits.max_connections_per_source,
-    ) else {
-        refuse(
-            shared,
-            source,
-            None,
-            "too many connections from this source",
-        );
-        return;
-    };
-    if shared.handshakes.check(&source).is_err() {
-        tracing::warn!(%source, "connection refused: handshake rate exceeded");
-        return;
-    }
-    let _ = tcp.set_nodelay(true);
-    let Some(v) = handshake(shared, tcp, source, handshake_deadline).await else {
-        return;
-    };
-    let Some(_user_slot) = Slot::take(
-        &shared.conns.per_user,
-        v.user.clone(),
-        limits.max_connections_per_identity,
-    ) else {
-        refuse(
-            shared,
-            source,
-            Some(v.cert.sha256.clone()),
-            format!("too many connections for user {}", v.user),
-        );
-        return;
-    };
-    audit_tls(
-        shared,
-        "accepted",
-        None,
-        Some(v.cert.sha256.clone()),
-        source,
-        Some(v.user.clone()),
-    );
-    serve(shared, v, source, &limits, stop).await;
-}
-
-/// Serves HTTP on a verified connection until the client leaves, it idles
-/// past `idle_timeout_ms`, the gateway stops, or a reload refuses its
-/// certificate.
-async fn serve(
-    shared: &Arc<Shared>,
-    v: Verified,
-    source: IpAddr,
-    limits: &LimitsSection,
-    mut stop: watch::Receiver<bool>,
-) {
-    let info = Arc::new(ConnInfo {
-        source,
-        cert: v.cert,
-        revoked: AtomicBool::new(false),
-        activity: api::Activity::default(),
-    });
-    let svc = {
-        let (shared, info) = (shared.clone(), info.clone());
-        service_fn(move |req| {
-            let (shared, info) = (shared.clone(), info.clone());
-            async move { Ok::<_, std::convert::Infallible>(api::handle(shared, info, req).await) }
-        })
-    };
-    let idle = Duration::from_millis(limits.idle_timeout_ms.max(1));
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .max_buf_size(limits.max_header_bytes.max(8192))
-        .header_read_timeout(Duration::from_secs(30));
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(limits.max_concurrent_streams)
-        .max_header_list_size(limits.max_header_bytes as u32)
-        .keep_alive_interval(Some(KEEPALIVE_INTERVAL.min(idle)))
-        .keep_alive_timeout(KEEPALIVE_TIMEOUT);
-    let conn = builder.serve_connection(TokioIo::new(v.tls), svc);
-    tokio::pin!(conn);
-    let mut generation = shared.generation.subscribe();
-    let mut idle_check = tokio::time::interval((idle / 4).clamp(IDLE_CHECK_MIN, IDLE_CHECK_MAX));
-    // Once a graceful close has begun, the connection gets this long to end.
-    let mut closing: Option<tokio::time::Instant> = None;
-    let far = tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
-    loop {
-        tokio::select! {
-            r = conn.as_mut() => {
-                if let Err(e) = r {
-                    tracing::debug!(%source, error = %e, "connection ended with an error");
-                }
-                return;
-            }
-            _ = stop.changed(), if closing.is_none() => {
-                conn.as_mut().graceful_shutdown();
-                closing = Some(tokio::time::Instant::now() + Duration::from_millis(limits.drain_ms));
-            }
-            _ = idle_check.tick(), if closing.is_none() => {
-                if info.activity.idle_for().is_some_and(|d| d >= idle) {
-                    tracing::debug!(%source, "closing an idle connection");
-                    conn.as_mut().graceful_shutdown();
-                    closing = Some(tokio::time::Instant::now() + IDLE_CLOSE_GRACE);
-                }
-            }
-            _ = tokio::time::sleep_until(closing.unwrap_or(far)), if closing.is_some() => return,
-            Ok(()) = generation.changed() => {
-                // A reload may have revoked this certificate or its user.
-                let rt = shared.runtime();
-                let still_valid = rt.tls.verifier.verify_client_cert(&v.leaf, &v.chain[1..], UnixTime::now()).is_ok()
-                    && tls::map_user(&rt.policy, &rt.tls.identity, &info.cert).is_ok();
-                if !still_valid {
-                    tracing::warn!(%source, "closing a connection whose certificate the new configuration refuses");
-                    info.revoked.store(true, Relaxed);
-                    drop(rt);
-                    audit_tls(shared, "closed", Some("certificate refused after reload".into()), Some(info.cert.sha256.clone()), source, None);
-                    conn.as_mut().graceful_shutdown();
-                    closing.get_or_insert(tokio::time::Instant::now() + IDLE_CLOSE_GRACE);
-                }
-            }
-        }
-    }
-}
-
-/// HTTP/2 pings on a quiet connection, to tell a dead peer from a slow one.
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
-/// How long a ping may go unanswered.
-const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
-/// Bounds on how often a connection checks whether it is idle.
-const IDLE_CHECK_MIN: Duration = Duration::from_millis(50);
-const IDLE_CHECK_MAX: Duration = Duration::from_secs(5);
-/// Time a connection closed for idling or revocation gets to finish.
-const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(1);

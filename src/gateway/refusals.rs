@@ -22,6 +22,9 @@ use crate::policy::rate::{Limiter, Rate};
 /// Kinds of refusal counted between two flushes; more kinds than this share
 /// one overflow summary.
 pub const MAX_SUMMARY_KINDS: usize = 128;
+/// Kinds counted for one identity; more share one summary per identity and
+/// source, so that one caller cannot fill the table by varying targets.
+pub const MAX_KINDS_PER_IDENTITY: usize = 8;
 /// How often counted refusals are written as summaries.
 pub const SUMMARY_INTERVAL: Duration = Duration::from_secs(10);
 /// Longest identity, target or command kept in a summary key (callers choose
@@ -110,6 +113,20 @@ impl RefusalGate {
         };
         let now = now_rfc3339();
         let mut tallies = self.tallies.lock().expect("refusal tallies");
+        let of_identity = || {
+            tallies
+                .keys()
+                .filter(|k| k.identity == key.identity)
+                .count()
+        };
+        if !tallies.contains_key(&key) && of_identity() >= MAX_KINDS_PER_IDENTITY {
+            key = Key {
+                target: "*".into(),
+                command: "*".into(),
+                reason: "*".into(),
+                ..key
+            };
+        }
         if !tallies.contains_key(&key) && tallies.len() >= MAX_SUMMARY_KINDS {
             // Too many kinds: fold into one overflow tally for everyone.
             key = Key {
@@ -188,8 +205,14 @@ mod tests {
             Rate::parse("1/hour").unwrap(),
             Rate::parse("1/hour").unwrap(),
         );
+        // One identity varying its commands gets a handful of kinds.
         for i in 0..10_000u32 {
             let _ = gate.admit(&kind("eve", [10, 0, 0, 9], &format!("raw.0x30.{i}")));
+        }
+        assert_eq!(gate.drain().len(), MAX_KINDS_PER_IDENTITY + 1);
+        // Many identities fill the table, then share one overflow.
+        for i in 0..10_000u32 {
+            let _ = gate.admit(&kind(&format!("u{i}"), [10, 0, 0, 9], "raw.0x30.0x01"));
         }
         let summaries = gate.drain();
         assert_eq!(summaries.len(), MAX_SUMMARY_KINDS + 1);
@@ -200,6 +223,6 @@ mod tests {
                 _ => 0,
             })
             .sum();
-        assert_eq!(total, 9_999, "every refusal past the first is counted");
+        assert_eq!(total, 10_000, "every refusal is counted");
     }
 }

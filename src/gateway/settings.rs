@@ -69,11 +69,19 @@ pub struct LimitsSection {
     pub bmc_queue: usize,
     /// Time SIGTERM gives in-flight requests, milliseconds.
     pub drain_ms: u64,
+    /// Longest a request waits for its BMC, milliseconds: past it the caller
+    /// is answered 504, and what has not been sent is withdrawn.
+    pub request_timeout_ms: u64,
     /// A connection with no request in flight for this long is closed,
     /// milliseconds (HTTP/2 pings check that a busy one is alive).
     pub idle_timeout_ms: u64,
-    /// Open connections from one source address at most.
+    /// Open connections from one source address at most (an IPv6 /64 is
+    /// one source).
     pub max_connections_per_source: usize,
+    /// Unfinished TLS handshakes in all; a new one evicts the oldest.
+    pub max_handshakes: usize,
+    /// Unfinished TLS handshakes from one source at most.
+    pub max_handshakes_per_source: usize,
     /// Open connections of one policy user at most.
     pub max_connections_per_identity: usize,
     /// Refused requests recorded one by one per identity (`N/second|minute|hour`);
@@ -94,8 +102,11 @@ impl Default for LimitsSection {
             max_body_bytes: 64 * 1024,
             bmc_queue: 64,
             drain_ms: 10_000,
+            request_timeout_ms: 10_000,
             idle_timeout_ms: 60_000,
             max_connections_per_source: 256,
+            max_handshakes: 512,
+            max_handshakes_per_source: 16,
             max_connections_per_identity: 64,
             refusal_rate: "60/minute".into(),
             refusal_rate_per_source: "120/minute".into(),

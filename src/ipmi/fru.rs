@@ -277,7 +277,7 @@ fn encode_area<'a>(fixed: &[u8], fields: impl Iterator<Item = &'a String>) -> Ve
         a.extend_from_slice(bytes);
     }
     a.push(0xC1);
-    while (a.len() + 1) % 8 != 0 {
+    while !(a.len() + 1).is_multiple_of(8) {
         a.push(0);
     }
     a[1] = ((a.len() + 1) / 8) as u8;

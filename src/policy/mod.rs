@@ -556,7 +556,12 @@ pub struct Limits<C: Clock + Clone = DefaultClock> {
     /// By role index: `rate` and `state_changing_rate`.
     per_role: Vec<(Kept<C>, Kept<C>)>,
     per_user: Kept<C>,
+    /// `bmc_rate`: one bucket for reads and one for changes per BMC, so
+    /// that reads, however many, never hold back a power action.
     per_bmc: Kept<C>,
+    /// Half of `bmc_rate` per user and BMC, for reads: no one user takes
+    /// a BMC's whole read budget from the others.
+    bmc_share: Kept<C>,
 }
 
 impl<C: Clock + Clone> std::fmt::Debug for Limits<C> {
@@ -613,6 +618,13 @@ impl<C: Clock + Clone> Limits<C> {
                 .collect(),
             per_user: keep(&policy.user_rate, prev.map(|(_, l)| &l.per_user)),
             per_bmc: keep(&policy.bmc_rate, prev.map(|(_, l)| &l.per_bmc)),
+            bmc_share: keep(
+                &policy
+                    .bmc_rate
+                    .as_ref()
+                    .map(|(r, rule)| (r.share(), rule.clone())),
+                prev.map(|(_, l)| &l.bmc_share),
+            ),
         }
     }
 
@@ -641,15 +653,27 @@ impl<C: Clock + Clone> Limits<C> {
                     .err()
                     .map(|w| (w, &policy.user_rate))
             })
+            .map(|(w, r)| (w, r, ""))
+            .or_else(|| {
+                let l = limiter(&self.bmc_share).filter(|_| !permit.state_changing)?;
+                l.check(&pair)
+                    .err()
+                    .map(|w| (w, &policy.bmc_rate, " (one user's share: half)"))
+            })
             .or_else(|| {
                 let l = limiter(&self.per_bmc)?;
-                l.check(&name_key(&[bmc]))
+                let kind = if permit.state_changing {
+                    "changes"
+                } else {
+                    "reads"
+                };
+                l.check(&name_key(&[bmc, kind]))
                     .err()
-                    .map(|w| (w, &policy.bmc_rate))
+                    .map(|w| (w, &policy.bmc_rate, ""))
             });
-        if let Some((wait, Some((_, rule)))) = refused {
+        if let Some((wait, Some((_, rule)), part)) = refused {
             let detail = format!(
-                "{} {} {} exceeded; retry after {:.3} s",
+                "{} {} {}{part} exceeded; retry after {:.3} s",
                 rule.owner,
                 rule.kind,
                 rule.pattern,

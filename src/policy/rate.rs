@@ -49,6 +49,14 @@ impl Rate {
         Ok(Rate { count, period })
     }
 
+    /// Half this rate (rounded up): one user's share of a shared rate.
+    pub fn share(&self) -> Rate {
+        Rate {
+            count: self.count.div_ceil(2),
+            period: self.period,
+        }
+    }
+
     fn quota(&self) -> Quota {
         let count = NonZeroU32::new(self.count).unwrap_or(NonZeroU32::MIN);
         let per_cell = self.period / count.get();
@@ -96,7 +104,9 @@ impl<K: Hash + Eq + Clone, C: Clock + Clone> Limiter<K, C> {
     /// Takes one cell for `key`, or says how long until one is free.
     pub fn check(&self, key: &K) -> Result<(), Duration> {
         let n = self.checks.fetch_add(1, Relaxed);
-        if n % SHED_EVERY == SHED_EVERY - 1 || (n % 1024 == 0 && self.inner.len() > MAX_KEYS) {
+        if n % SHED_EVERY == SHED_EVERY - 1
+            || (n.is_multiple_of(1024) && self.inner.len() > MAX_KEYS)
+        {
             self.shed();
         }
         self.inner

@@ -214,7 +214,7 @@ state_changing_rate = "2/minute"
 
 [defaults]
 rate = "6/second"
-bmc_rate = "5/second"
+bmc_rate = "8/second"
 "#;
     compile_text(
         &[("rates.toml", text)],
@@ -288,14 +288,20 @@ fn rates_apply_per_role_user_and_bmc_with_exact_retry_times() {
         wait > Duration::ZERO && wait <= Duration::from_millis(167),
         "{wait:?}"
     );
-    // Per BMC, all users: 5/s; b has had 4 from v.
-    assert!(limits
-        .check(&p, permit(&p, "w", "b", "sensor.read", false))
-        .is_allow());
+    // Per BMC, all users: 8/s, half of it per user; b has had 4 from v.
+    for _ in 0..4 {
+        assert!(limits
+            .check(&p, permit(&p, "w", "b", "sensor.read", false))
+            .is_allow());
+    }
     assert_eq!(
-        rate_refusal(limits.check(&p, permit(&p, "w", "b", "sensor.read", false))).1,
-        "bmc_rate 5/second"
+        rate_refusal(limits.check(&p, permit(&p, "u", "b", "sensor.read", false))).1,
+        "bmc_rate 8/second"
     );
+    // Reads never use up a BMC's budget for changes.
+    assert!(limits
+        .check(&p, permit(&p, "u", "b", "chassis.power.on", true))
+        .is_allow());
     // Refill.
     clock.advance(Duration::from_secs(1));
     assert!(limits
@@ -689,7 +695,7 @@ state_changing_rate = "2/minute"
 
 [defaults]
 rate = "6/second"
-bmc_rate = "5/second"
+bmc_rate = "8/second"
 "#;
     let reloaded = compile_text(
         &[("rates.toml", text)],
@@ -718,4 +724,52 @@ bmc_rate = "5/second"
     let changed = Limits::reloaded(&faster, clock, &reloaded, &after);
     let d = changed.check(&faster, permit(&faster, "u", "a", "chassis.power.on", true));
     assert!(d.is_allow(), "{d:?}");
+}
+
+/// A viewer reading one BMC as fast as it may took the whole per-BMC
+/// budget and starved an operator's power action: reads and changes have
+/// separate per-BMC budgets, and one user gets half of the read budget.
+#[test]
+fn one_reader_cannot_take_a_bmcs_whole_budget() {
+    let text = r#"[[user]]
+name = "v"
+identity = "cn:v"
+roles = ["free"]
+
+[[user]]
+name = "w"
+identity = "cn:w"
+roles = ["free"]
+
+[[user]]
+name = "u"
+identity = "cn:u"
+roles = ["free"]
+
+[[role]]
+name = "free"
+targets = ["*"]
+allow = ["**"]
+
+[defaults]
+bmc_rate = "8/second"
+"#;
+    let p = compile_text(&[("free.toml", text)], &[("c", &[])]).unwrap();
+    let limits = Limits::new(&p, FakeRelativeClock::default());
+    let mut allowed = 0;
+    for _ in 0..8 {
+        if limits
+            .check(&p, permit(&p, "v", "c", "sdr.read", false))
+            .is_allow()
+        {
+            allowed += 1;
+        }
+    }
+    assert_eq!(allowed, 4, "half of bmc_rate 8/second");
+    assert!(limits
+        .check(&p, permit(&p, "w", "c", "sensor.read", false))
+        .is_allow());
+    assert!(limits
+        .check(&p, permit(&p, "u", "c", "chassis.power.off", true))
+        .is_allow());
 }

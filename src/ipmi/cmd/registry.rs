@@ -50,13 +50,13 @@ pub enum Secret {
     None,
     /// Every byte from this offset on.
     From(usize),
-    /// Every byte from `from` on, when data byte `at` holds `param`
-    /// (a configuration parameter that is a credential).
-    Param {
+    /// Every byte from `from` on, when data byte `at` (bits 6:0) holds one
+    /// of `params` (configuration parameters that are credentials).
+    Params {
         /// Offset of the parameter selector.
         at: usize,
-        /// The secret parameter.
-        param: u8,
+        /// The secret parameters.
+        params: &'static [u8],
         /// First secret byte.
         from: usize,
     },
@@ -90,517 +90,100 @@ pub struct CommandSpec {
 /// The registry. Anything not listed needs ADMINISTRATOR (as OpenIPMI does
 /// for unknown and OEM commands), is named `raw.*` and carries no known
 /// secret.
+#[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
     // Application (IPMI v2.0 §20-22).
     c(APP, 0x01, "Get Device ID", fixed_r("mc.info"), Some(User)),
-    c(
-        APP,
-        0x02,
-        "Cold Reset",
-        fixed_w("mc.reset.cold"),
-        Some(Administrator),
-    ),
-    c(
-        APP,
-        0x03,
-        "Warm Reset",
-        fixed_w("mc.reset.warm"),
-        Some(Administrator),
-    ),
-    c(
-        APP,
-        0x04,
-        "Get Self Test Results",
-        fixed_r("mc.selftest"),
-        Some(User),
-    ),
+    c(APP, 0x02, "Cold Reset", fixed_w("mc.reset.cold"), Some(Administrator)),
+    c(APP, 0x03, "Warm Reset", fixed_w("mc.reset.warm"), Some(Administrator)),
+    c(APP, 0x04, "Get Self Test Results", fixed_r("mc.selftest"), Some(User)),
     c(APP, 0x08, "Get Device GUID", Naming::Unnamed, Some(User)),
-    c(
-        APP,
-        0x22,
-        "Reset Watchdog Timer",
-        Naming::Unnamed,
-        Some(Operator),
-    ),
-    c(
-        APP,
-        0x24,
-        "Set Watchdog Timer",
-        Naming::Unnamed,
-        Some(Operator),
-    ),
+    c(APP, 0x22, "Reset Watchdog Timer", Naming::Unnamed, Some(Operator)),
+    c(APP, 0x24, "Set Watchdog Timer", Naming::Unnamed, Some(Operator)),
     c(APP, 0x25, "Get Watchdog Timer", Naming::Unnamed, Some(User)),
-    secret(
-        c(APP, 0x34, "Send Message", Naming::Bridged, Some(User)),
-        Secret::CarriedIpmb,
-    ),
+    secret(c(APP, 0x34, "Send Message", Naming::Bridged, Some(User)), Secret::CarriedIpmb),
     c(APP, 0x37, "Get System GUID", fixed_r("mc.info"), None),
-    c(
-        APP,
-        0x38,
-        "Get Channel Authentication Capabilities",
-        Naming::Session,
-        None,
-    ),
-    c(
-        APP,
-        0x39,
-        "Get Session Challenge",
-        Naming::Session,
-        Some(Administrator),
-    ),
-    c(
-        APP,
-        0x3A,
-        "Activate Session",
-        Naming::Session,
-        Some(Administrator),
-    ),
-    c(
-        APP,
-        0x3B,
-        "Set Session Privilege Level",
-        Naming::Session,
-        Some(User),
-    ),
+    c(APP, 0x38, "Get Channel Authentication Capabilities", Naming::Session, None),
+    c(APP, 0x39, "Get Session Challenge", Naming::Session, Some(Administrator)),
+    c(APP, 0x3A, "Activate Session", Naming::Session, Some(Administrator)),
+    c(APP, 0x3B, "Set Session Privilege Level", Naming::Session, Some(User)),
     c(APP, 0x3C, "Close Session", Naming::Session, Some(Callback)),
-    c(
-        APP,
-        0x3D,
-        "Get Session Info",
-        fixed_r("session.info"),
-        Some(User),
-    ),
-    c(
-        APP,
-        0x40,
-        "Set Channel Access",
-        fixed_w("channel.write"),
-        Some(Administrator),
-    ),
-    c(
-        APP,
-        0x41,
-        "Get Channel Access",
-        fixed_r("channel.read"),
-        Some(User),
-    ),
-    c(
-        APP,
-        0x42,
-        "Get Channel Info",
-        fixed_r("channel.read"),
-        Some(User),
-    ),
-    c(
-        APP,
-        0x43,
-        "Set User Access",
-        fixed_w("user.write"),
-        Some(Administrator),
-    ),
-    c(
-        APP,
-        0x44,
-        "Get User Access",
-        fixed_r("user.read"),
-        Some(Operator),
-    ),
-    c(
-        APP,
-        0x45,
-        "Set User Name",
-        fixed_w("user.write"),
-        Some(Administrator),
-    ),
-    c(
-        APP,
-        0x46,
-        "Get User Name",
-        fixed_r("user.read"),
-        Some(Operator),
-    ),
+    c(APP, 0x3D, "Get Session Info", fixed_r("session.info"), Some(User)),
+    c(APP, 0x40, "Set Channel Access", fixed_w("channel.write"), Some(Administrator)),
+    c(APP, 0x41, "Get Channel Access", fixed_r("channel.read"), Some(User)),
+    c(APP, 0x42, "Get Channel Info", fixed_r("channel.read"), Some(User)),
+    c(APP, 0x43, "Set User Access", fixed_w("user.write"), Some(Administrator)),
+    c(APP, 0x44, "Get User Access", fixed_r("user.read"), Some(Operator)),
+    c(APP, 0x45, "Set User Name", fixed_w("user.write"), Some(Administrator)),
+    c(APP, 0x46, "Get User Name", fixed_r("user.read"), Some(Operator)),
     // The password follows the user id and the operation.
-    secret(
-        c(
-            APP,
-            0x47,
-            "Set User Password",
-            fixed_w("user.write"),
-            Some(Administrator),
-        ),
-        Secret::From(2),
-    ),
-    c(
-        APP,
-        0x48,
-        "Activate Payload",
-        Naming::ActivatePayload,
-        Some(User),
-    ),
+    secret(c(APP, 0x47, "Set User Password", fixed_w("user.write"), Some(Administrator)), Secret::From(2)),
+    c(APP, 0x48, "Activate Payload", Naming::ActivatePayload, Some(User)),
     c(APP, 0x49, "Deactivate Payload", Naming::Unnamed, Some(User)),
-    c(
-        APP,
-        0x4A,
-        "Get Payload Activation Status",
-        Naming::Unnamed,
-        Some(User),
-    ),
-    c(
-        APP,
-        0x4E,
-        "Get Payload Instance Info",
-        Naming::Unnamed,
-        Some(User),
-    ),
-    secret(
-        c(
-            APP,
-            0x52,
-            "Master Write-Read",
-            fixed_w("i2c.write_read"),
-            Some(Operator),
-        ),
-        Secret::CarriedI2c,
-    ),
-    c(
-        APP,
-        0x54,
-        "Get Channel Cipher Suites",
-        fixed_r("channel.read"),
-        None,
-    ),
+    c(APP, 0x4A, "Get Payload Activation Status", Naming::Unnamed, Some(User)),
+    c(APP, 0x4E, "Get Payload Instance Info", Naming::Unnamed, Some(User)),
+    secret(c(APP, 0x52, "Master Write-Read", fixed_w("i2c.write_read"), Some(Operator)), Secret::CarriedI2c),
+    c(APP, 0x54, "Get Channel Cipher Suites", fixed_r("channel.read"), None),
     // The key follows the channel, the operation and the key id.
-    secret(
-        c(
-            APP,
-            0x56,
-            "Set Channel Security Keys",
-            Naming::Unnamed,
-            Some(Administrator),
-        ),
-        Secret::From(3),
-    ),
+    secret(c(APP, 0x56, "Set Channel Security Keys", Naming::Unnamed, Some(Administrator)), Secret::From(3)),
     // Chassis (§28).
-    c(
-        CHASSIS,
-        0x00,
-        "Get Chassis Capabilities",
-        Naming::Unnamed,
-        Some(User),
-    ),
-    c(
-        CHASSIS,
-        0x01,
-        "Get Chassis Status",
-        fixed_r("chassis.status"),
-        Some(User),
-    ),
-    c(
-        CHASSIS,
-        0x02,
-        "Chassis Control",
-        Naming::PowerAction,
-        Some(Operator),
-    ),
-    c(
-        CHASSIS,
-        0x04,
-        "Chassis Identify",
-        fixed_w("chassis.identify"),
-        Some(Operator),
-    ),
-    c(
-        CHASSIS,
-        0x06,
-        "Set Power Restore Policy",
-        Naming::Unnamed,
-        Some(Operator),
-    ),
-    c(
-        CHASSIS,
-        0x07,
-        "Get System Restart Cause",
-        Naming::Unnamed,
-        Some(User),
-    ),
-    c(
-        CHASSIS,
-        0x08,
-        "Set System Boot Options",
-        Naming::SetBootOptions,
-        Some(Operator),
-    ),
-    c(
-        CHASSIS,
-        0x09,
-        "Get System Boot Options",
-        fixed_r("chassis.bootdev.get"),
-        Some(Operator),
-    ),
-    c(
-        CHASSIS,
-        0x0F,
-        "Get POH Counter",
-        Naming::Unnamed,
-        Some(User),
-    ),
+    c(CHASSIS, 0x00, "Get Chassis Capabilities", Naming::Unnamed, Some(User)),
+    c(CHASSIS, 0x01, "Get Chassis Status", fixed_r("chassis.status"), Some(User)),
+    c(CHASSIS, 0x02, "Chassis Control", Naming::PowerAction, Some(Operator)),
+    c(CHASSIS, 0x04, "Chassis Identify", fixed_w("chassis.identify"), Some(Operator)),
+    c(CHASSIS, 0x06, "Set Power Restore Policy", Naming::Unnamed, Some(Operator)),
+    c(CHASSIS, 0x07, "Get System Restart Cause", Naming::Unnamed, Some(User)),
+    c(CHASSIS, 0x08, "Set System Boot Options", Naming::SetBootOptions, Some(Operator)),
+    c(CHASSIS, 0x09, "Get System Boot Options", fixed_r("chassis.bootdev.get"), Some(Operator)),
+    c(CHASSIS, 0x0F, "Get POH Counter", Naming::Unnamed, Some(User)),
     // Sensor/Event (§29, §35-36).
-    c(
-        SENSOR,
-        0x20,
-        "Get Device SDR Info",
-        fixed_r("sdr.read"),
-        Some(User),
-    ),
-    c(
-        SENSOR,
-        0x21,
-        "Get Device SDR",
-        fixed_r("sdr.read"),
-        Some(User),
-    ),
-    c(
-        SENSOR,
-        0x22,
-        "Reserve Device SDR Repository",
-        fixed_r("sdr.read"),
-        Some(User),
-    ),
-    c(
-        SENSOR,
-        0x23,
-        "Get Sensor Reading Factors",
-        fixed_r("sdr.read"),
-        Some(User),
-    ),
-    c(
-        SENSOR,
-        0x24,
-        "Set Sensor Hysteresis",
-        fixed_w("sensor.write"),
-        Some(Operator),
-    ),
-    c(
-        SENSOR,
-        0x25,
-        "Get Sensor Hysteresis",
-        fixed_r("sensor.read"),
-        Some(User),
-    ),
-    c(
-        SENSOR,
-        0x26,
-        "Set Sensor Threshold",
-        fixed_w("sensor.write"),
-        Some(Operator),
-    ),
-    c(
-        SENSOR,
-        0x27,
-        "Get Sensor Threshold",
-        fixed_r("sensor.read"),
-        Some(User),
-    ),
-    c(
-        SENSOR,
-        0x28,
-        "Set Sensor Event Enable",
-        fixed_w("sensor.write"),
-        Some(Operator),
-    ),
-    c(
-        SENSOR,
-        0x29,
-        "Get Sensor Event Enable",
-        fixed_r("sensor.read"),
-        Some(User),
-    ),
-    c(
-        SENSOR,
-        0x2A,
-        "Re-arm Sensor Events",
-        fixed_w("sensor.write"),
-        Some(Operator),
-    ),
-    c(
-        SENSOR,
-        0x2B,
-        "Get Sensor Event Status",
-        fixed_r("sensor.read"),
-        Some(User),
-    ),
-    c(
-        SENSOR,
-        0x2D,
-        "Get Sensor Reading",
-        fixed_r("sensor.read"),
-        Some(User),
-    ),
-    c(
-        SENSOR,
-        0x2E,
-        "Set Sensor Type",
-        fixed_w("sensor.write"),
-        Some(Operator),
-    ),
-    c(
-        SENSOR,
-        0x2F,
-        "Get Sensor Type",
-        fixed_r("sensor.read"),
-        Some(User),
-    ),
-    c(
-        SENSOR,
-        0x30,
-        "Set Sensor Reading And Event Status",
-        fixed_w("sensor.write"),
-        Some(Administrator),
-    ),
+    c(SENSOR, 0x20, "Get Device SDR Info", fixed_r("sdr.read"), Some(User)),
+    c(SENSOR, 0x21, "Get Device SDR", fixed_r("sdr.read"), Some(User)),
+    c(SENSOR, 0x22, "Reserve Device SDR Repository", fixed_r("sdr.read"), Some(User)),
+    c(SENSOR, 0x23, "Get Sensor Reading Factors", fixed_r("sdr.read"), Some(User)),
+    c(SENSOR, 0x24, "Set Sensor Hysteresis", fixed_w("sensor.write"), Some(Operator)),
+    c(SENSOR, 0x25, "Get Sensor Hysteresis", fixed_r("sensor.read"), Some(User)),
+    c(SENSOR, 0x26, "Set Sensor Threshold", fixed_w("sensor.write"), Some(Operator)),
+    c(SENSOR, 0x27, "Get Sensor Threshold", fixed_r("sensor.read"), Some(User)),
+    c(SENSOR, 0x28, "Set Sensor Event Enable", fixed_w("sensor.write"), Some(Operator)),
+    c(SENSOR, 0x29, "Get Sensor Event Enable", fixed_r("sensor.read"), Some(User)),
+    c(SENSOR, 0x2A, "Re-arm Sensor Events", fixed_w("sensor.write"), Some(Operator)),
+    c(SENSOR, 0x2B, "Get Sensor Event Status", fixed_r("sensor.read"), Some(User)),
+    c(SENSOR, 0x2D, "Get Sensor Reading", fixed_r("sensor.read"), Some(User)),
+    c(SENSOR, 0x2E, "Set Sensor Type", fixed_w("sensor.write"), Some(Operator)),
+    c(SENSOR, 0x2F, "Get Sensor Type", fixed_r("sensor.read"), Some(User)),
+    c(SENSOR, 0x30, "Set Sensor Reading And Event Status", fixed_w("sensor.write"), Some(Administrator)),
     // Storage (§31-34).
-    c(
-        STORAGE,
-        0x10,
-        "Get FRU Inventory Area Info",
-        fixed_r("fru.read"),
-        Some(User),
-    ),
-    c(
-        STORAGE,
-        0x11,
-        "Read FRU Data",
-        fixed_r("fru.read"),
-        Some(User),
-    ),
-    c(
-        STORAGE,
-        0x12,
-        "Write FRU Data",
-        fixed_w("fru.write"),
-        Some(Operator),
-    ),
-    c(
-        STORAGE,
-        0x20,
-        "Get SDR Repository Info",
-        fixed_r("sdr.read"),
-        Some(User),
-    ),
-    c(
-        STORAGE,
-        0x21,
-        "Get SDR Repository Allocation Info",
-        fixed_r("sdr.read"),
-        Some(User),
-    ),
-    c(
-        STORAGE,
-        0x22,
-        "Reserve SDR Repository",
-        fixed_r("sdr.read"),
-        Some(User),
-    ),
+    c(STORAGE, 0x10, "Get FRU Inventory Area Info", fixed_r("fru.read"), Some(User)),
+    c(STORAGE, 0x11, "Read FRU Data", fixed_r("fru.read"), Some(User)),
+    c(STORAGE, 0x12, "Write FRU Data", fixed_w("fru.write"), Some(Operator)),
+    c(STORAGE, 0x20, "Get SDR Repository Info", fixed_r("sdr.read"), Some(User)),
+    c(STORAGE, 0x21, "Get SDR Repository Allocation Info", fixed_r("sdr.read"), Some(User)),
+    c(STORAGE, 0x22, "Reserve SDR Repository", fixed_r("sdr.read"), Some(User)),
     c(STORAGE, 0x23, "Get SDR", fixed_r("sdr.read"), Some(User)),
-    c(
-        STORAGE,
-        0x40,
-        "Get SEL Info",
-        fixed_r("sel.read"),
-        Some(User),
-    ),
-    c(
-        STORAGE,
-        0x41,
-        "Get SEL Allocation Info",
-        Naming::Unnamed,
-        Some(User),
-    ),
-    c(
-        STORAGE,
-        0x42,
-        "Reserve SEL",
-        fixed_r("sel.read"),
-        Some(User),
-    ),
-    c(
-        STORAGE,
-        0x43,
-        "Get SEL Entry",
-        fixed_r("sel.read"),
-        Some(User),
-    ),
-    c(
-        STORAGE,
-        0x44,
-        "Add SEL Entry",
-        Naming::Unnamed,
-        Some(Operator),
-    ),
-    c(
-        STORAGE,
-        0x46,
-        "Delete SEL Entry",
-        Naming::Unnamed,
-        Some(Operator),
-    ),
-    c(
-        STORAGE,
-        0x47,
-        "Clear SEL",
-        fixed_w("sel.clear"),
-        Some(Operator),
-    ),
-    c(
-        STORAGE,
-        0x48,
-        "Get SEL Time",
-        fixed_r("sel.read"),
-        Some(User),
-    ),
-    c(
-        STORAGE,
-        0x49,
-        "Set SEL Time",
-        Naming::Unnamed,
-        Some(Operator),
-    ),
-    // Transport (§23, §26). LAN parameter 16 is the SNMP community string.
+    c(STORAGE, 0x40, "Get SEL Info", fixed_r("sel.read"), Some(User)),
+    c(STORAGE, 0x41, "Get SEL Allocation Info", Naming::Unnamed, Some(User)),
+    c(STORAGE, 0x42, "Reserve SEL", fixed_r("sel.read"), Some(User)),
+    c(STORAGE, 0x43, "Get SEL Entry", fixed_r("sel.read"), Some(User)),
+    c(STORAGE, 0x44, "Add SEL Entry", Naming::Unnamed, Some(Operator)),
+    c(STORAGE, 0x46, "Delete SEL Entry", Naming::Unnamed, Some(Operator)),
+    c(STORAGE, 0x47, "Clear SEL", fixed_w("sel.clear"), Some(Operator)),
+    c(STORAGE, 0x48, "Get SEL Time", fixed_r("sel.read"), Some(User)),
+    c(STORAGE, 0x49, "Set SEL Time", Naming::Unnamed, Some(Operator)),
+    // Transport (§23, §25, §26). LAN parameter 16 is the SNMP community
+    // string; serial/modem parameters 15, 26 and 42 are the community
+    // string, TAP passwords and PPP account passwords.
     secret(
-        c(
-            TRANSPORT,
-            0x01,
-            "Set LAN Configuration Parameters",
-            fixed_w("lan.write"),
-            Some(Administrator),
-        ),
-        Secret::Param {
-            at: 1,
-            param: 0x10,
-            from: 2,
-        },
+        c(TRANSPORT, 0x01, "Set LAN Configuration Parameters", fixed_w("lan.write"), Some(Administrator)),
+        Secret::Params { at: 1, params: &[0x10], from: 2 },
     ),
-    c(
-        TRANSPORT,
-        0x02,
-        "Get LAN Configuration Parameters",
-        fixed_r("lan.read"),
-        Some(Operator),
+    c(TRANSPORT, 0x02, "Get LAN Configuration Parameters", fixed_r("lan.read"), Some(Operator)),
+    secret(
+        c(TRANSPORT, 0x10, "Set Serial/Modem Configuration", Naming::Unnamed, Some(Administrator)),
+        Secret::Params { at: 1, params: &[0x0F, 0x1A, 0x2A], from: 2 },
     ),
-    c(
-        TRANSPORT,
-        0x21,
-        "Set SOL Configuration Parameters",
-        fixed_w("sol.config.write"),
-        Some(Administrator),
-    ),
-    c(
-        TRANSPORT,
-        0x22,
-        "Get SOL Configuration Parameters",
-        fixed_r("sol.config.read"),
-        Some(User),
-    ),
+    c(TRANSPORT, 0x21, "Set SOL Configuration Parameters", fixed_w("sol.config.write"), Some(Administrator)),
+    c(TRANSPORT, 0x22, "Get SOL Configuration Parameters", fixed_r("sol.config.read"), Some(User)),
 ];
 
 /// The registry entry for `(netfn, cmd)`.
@@ -622,8 +205,10 @@ fn secret_from_depth(netfn: NetFn, cmd: u8, data: &[u8], depth: usize) -> Option
     let from = match lookup(netfn, cmd)?.secret {
         Secret::None => return None,
         Secret::From(n) => n,
-        Secret::Param { at, param, from } if data.get(at) == Some(&param) => from,
-        Secret::Param { .. } => return None,
+        Secret::Params { at, params, from } => match data.get(at) {
+            Some(p) if params.contains(&(p & 0x7F)) => from,
+            _ => return None,
+        },
         Secret::CarriedIpmb => {
             // Bytes that do not decode (or nest too deep) may hold anything
             // and policy refuses them: all of the carried message is secret.
@@ -635,11 +220,16 @@ fn secret_from_depth(netfn: NetFn, cmd: u8, data: &[u8], depth: usize) -> Option
         }
         Secret::CarriedI2c => {
             // On the bus the slave address is the IPMB rsSA; the written
-            // bytes are the rest of the frame.
+            // bytes are the rest of the frame. Written bytes that are no
+            // IPMB request (an EEPROM, a bad checksum) may hold anything:
+            // all of them are secret.
+            const WRITTEN: usize = 3;
             let (&addr, rest) = data.get(1..)?.split_first()?;
             let mut frame = vec![addr & 0xFE];
-            frame.extend_from_slice(rest.get(1..)?);
-            let inner = carried(&frame, depth)?;
+            frame.extend_from_slice(rest.get(1..).unwrap_or_default());
+            let Some(inner) = carried(&frame, depth) else {
+                return (data.len() > WRITTEN).then_some(WRITTEN);
+            };
             let n = secret_from_depth(inner.netfn, inner.cmd, &inner.data, depth + 1)?;
             2 + IPMB_DATA_OFFSET + n
         }
@@ -728,6 +318,18 @@ mod tests {
         assert_eq!(secret_from(APP, 0x47, &[0x03, 0x02]), None, "nothing after");
         assert_eq!(secret_from(APP, 0x01, &[1, 2, 3]), None);
         assert_eq!(secret_from(TRANSPORT, 0x01, &[1, 0x10, b'p']), Some(2));
+        assert_eq!(secret_from(TRANSPORT, 0x10, &[1, 0x1A, 1, b'p']), Some(2));
+        assert_eq!(secret_from(TRANSPORT, 0x10, &[1, 0x2A, 1, b'p']), Some(2));
+        assert_eq!(secret_from(TRANSPORT, 0x10, &[1, 0x07, 1, 2]), None);
+        // Master Write-Read: bytes written to an EEPROM are all secret; so
+        // is what does not decode; an IPMB read without secrets is not.
+        assert_eq!(secret_from(APP, 0x52, &[0, 0xA0, 0, b'p', b'w']), Some(3));
+        assert_eq!(secret_from(APP, 0x52, &[0, 0x20, 0]), None);
+        let mut get_id = Vec::new();
+        Request::to_bmc(APP, 0x01, 1, vec![]).emit(&mut get_id);
+        let mut mwr = vec![0, 0x20, 0];
+        mwr.extend_from_slice(&get_id[1..]);
+        assert_eq!(secret_from(APP, 0x52, &mwr), None);
         assert_eq!(secret_from(TRANSPORT, 0x01, &[1, 0x03, 10, 0, 0, 1]), None);
         // Send Message (channel 0) carrying Set User Password to the BMC.
         let mut ipmb = Vec::new();

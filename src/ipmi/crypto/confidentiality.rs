@@ -30,7 +30,7 @@ pub fn encrypt(key: &[u8], iv: &[u8; BLOCK_LEN], plaintext: &[u8], out: &mut Vec
 /// Decrypts `IV ‖ ciphertext` and strips the confidentiality pad. Every
 /// failure is the same error so that no padding oracle is exposed.
 pub fn decrypt(key: &[u8], payload: &[u8]) -> Result<Vec<u8>, CryptoError> {
-    if payload.len() < 2 * BLOCK_LEN || payload.len() % BLOCK_LEN != 0 {
+    if payload.len() < 2 * BLOCK_LEN || !payload.len().is_multiple_of(BLOCK_LEN) {
         return Err(CryptoError::BadCiphertext);
     }
     let (iv, ct) = payload.split_at(BLOCK_LEN);

@@ -294,6 +294,9 @@ pub struct ExpectRakp2 {
     bmc_sid: u32,
     console_random: [u8; 16],
     role: u8,
+    /// A RAKP 2 whose HMAC failed was already discarded at this step: one
+    /// such can be a corrupted datagram, a second is a wrong password.
+    rejected_one: bool,
 }
 
 /// Waiting for RAKP 4.
@@ -305,6 +308,8 @@ pub struct ExpectRakp4 {
     bmc_random: [u8; 16],
     bmc_guid: [u8; 16],
     role: u8,
+    /// As in [`ExpectRakp2`], for the RAKP 4 ICV.
+    rejected_one: bool,
 }
 
 /// Waiting for the Set Session Privilege Level reply, inside the session.
@@ -519,6 +524,7 @@ impl ExpectOpenSessionResponse {
                 bmc_sid: accepted.bmc_sid,
                 console_random,
                 role: rakp1.role,
+                rejected_one: false,
             }),
             Progress::Send(setup_datagram(PayloadKind::RAKP1, &payload)),
         ))
@@ -564,7 +570,20 @@ impl ExpectRakp2 {
             username: &c.cfg.username,
         };
         let alg = self.suite.auth();
-        if !keys::verify_rakp2(alg, &c.cfg.password, &inputs, &r2.auth_code) {
+        let verified = keys::verify_rakp2(alg, &c.cfg.password, &inputs, &r2.auth_code);
+        if !verified && !self.rejected_one {
+            // Discarded, not final: the driver re-sends RAKP 1 when the
+            // step times out, and a BMC answers it again.
+            let next = ExpectRakp2 {
+                rejected_one: true,
+                ..self
+            };
+            return Ok((
+                State::Rakp2(next),
+                Progress::Ignored(Drop::Crypto(CryptoError::BadAuthCode)),
+            ));
+        }
+        if !verified {
             // Tell the BMC, so it frees the half-open session at once.
             let r3 = Rakp3 {
                 tag: c.next_tag(),
@@ -599,6 +618,7 @@ impl ExpectRakp2 {
                 bmc_random: r2.bmc_random,
                 bmc_guid: r2.bmc_guid,
                 role: self.role,
+                rejected_one: false,
             }),
             Progress::Send(setup_datagram(PayloadKind::RAKP3, &payload)),
         ))
@@ -642,6 +662,16 @@ impl ExpectRakp4 {
         };
         let keys = SessionKeys::derive(self.suite, &c.cfg.password, c.cfg.kg.as_ref(), &inputs);
         if !keys.verify_rakp4(&inputs, &r4.icv) {
+            if !self.rejected_one {
+                let next = ExpectRakp4 {
+                    rejected_one: true,
+                    ..self
+                };
+                return Ok((
+                    State::Rakp4(next),
+                    Progress::Ignored(Drop::Crypto(CryptoError::BadAuthCode)),
+                ));
+            }
             let hint = match (c.kg_required_by_bmc, c.cfg.kg.is_some()) {
                 (true, false) => " (the BMC reports a Kg is set and none was given)",
                 (_, true) => " (wrong Kg?)",
