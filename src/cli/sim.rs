@@ -101,6 +101,7 @@ pub async fn run(a: SimArgs) -> Result<(), CliError> {
         corrupt_replies: a.corrupt_replies,
         delay: Duration::from_millis(a.delay_ms),
         silent_login_errors: a.silent_login_errors,
+        corrupt_rakp_auth: 0,
     };
     let users = cfg.users.clone();
     let sim = Simulator::start(cfg)

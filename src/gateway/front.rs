@@ -157,8 +157,9 @@ pub async fn accept_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut conns = tokio::task::JoinSet::new();
-    // Set while accept fails for want of file descriptors (logged once).
-    let mut starved_since: Option<tokio::time::Instant> = None;
+    // An episode of running out of file descriptors, logged once: it
+    // ends after accept has worked for a while without failing again.
+    let mut starved: Option<(tokio::time::Instant, tokio::time::Instant)> = None;
     loop {
         tokio::select! {
             r = listener.accept() => {
@@ -167,9 +168,13 @@ pub async fn accept_loop(
                     Err(e) if out_of_descriptors(&e) => {
                         // Retrying at once spins on the same error; existing
                         // connections keep being served meanwhile.
-                        if starved_since.is_none() {
-                            tracing::error!(error = %e, "out of file descriptors: not accepting connections until some close (raise LimitNOFILE)");
-                            starved_since = Some(tokio::time::Instant::now());
+                        let now = tokio::time::Instant::now();
+                        match &mut starved {
+                            Some((_, last)) => *last = now,
+                            None => {
+                                tracing::error!(error = %e, "out of file descriptors: accepting connections slowly until some close (raise LimitNOFILE)");
+                                starved = Some((now, now));
+                            }
                         }
                         tokio::time::sleep(ACCEPT_BACKOFF).await;
                         continue;
@@ -179,8 +184,11 @@ pub async fn accept_loop(
                         continue;
                     }
                 };
-                if let Some(t) = starved_since.take() {
-                    tracing::warn!(after_ms = t.elapsed().as_millis() as u64, "accepting connections again");
+                if let Some((since, last)) = starved {
+                    if last.elapsed() >= STARVED_EPISODE_END {
+                        tracing::warn!(after_ms = since.elapsed().as_millis() as u64, "accepting connections normally again");
+                        starved = None;
+                    }
                 }
                 let (shared, stop) = (shared.clone(), stop.clone());
                 conns.spawn(async move { connection(&shared, tcp, peer, stop).await });
@@ -623,6 +631,8 @@ fn out_of_descriptors(e: &std::io::Error) -> bool {
 
 /// How long accept waits after running out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Without a descriptor shortage for this long, an episode is over.
+const STARVED_EPISODE_END: Duration = Duration::from_secs(5);
 /// How long a refusal before the handshake reads and writes.
 const DENIAL_READ: Duration = Duration::from_millis(100);
 /// How long a connection over its limits is served its 429.

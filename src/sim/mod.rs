@@ -48,6 +48,9 @@ pub struct Faults {
     pub delay: Duration,
     /// Refused logins get no answer at all (some BMCs stay silent).
     pub silent_login_errors: bool,
+    /// The next this many RAKP 2 and RAKP 4 answers go out with their
+    /// authentication code damaged (one corrupted datagram in a login).
+    pub corrupt_rakp_auth: u32,
 }
 
 /// A simulated BMC user.
@@ -315,6 +318,11 @@ impl SimBmcHandle {
     }
 }
 
+/// True for an RMCP+ RAKP message 2 or 4 (payload types 0x13, 0x15).
+fn is_rakp_2_or_4(d: &[u8]) -> bool {
+    d.len() > 5 && d[4] == 0x06 && matches!(d[5] & 0x3F, 0x13 | 0x15)
+}
+
 async fn serve(socket: UdpSocket, shared: Arc<Mutex<Shared>>, mut stopped: watch::Receiver<bool>) {
     let mut buf = vec![0u8; MAX_DATAGRAM_BYTES];
     let mut rng = rand::rngs::SmallRng::from_entropy();
@@ -334,11 +342,19 @@ async fn serve(socket: UdpSocket, shared: Arc<Mutex<Shared>>, mut stopped: watch
             {
                 continue;
             }
-            let answer = s
+            let mut answer = s
                 .endpoint
                 .handle_datagram(Instant::now(), &buf[..n], &mut s.model);
             if s.model.take_reboot_request() {
                 s.endpoint.forget_sessions();
+            }
+            if let Some(out) = answer.as_mut().filter(|o| is_rakp_2_or_4(&o.bytes)) {
+                if s.faults.corrupt_rakp_auth > 0 {
+                    s.faults.corrupt_rakp_auth -= 1;
+                    if let Some(last) = out.bytes.last_mut() {
+                        *last ^= 0x01;
+                    }
+                }
             }
             (answer, s.faults.clone())
         };

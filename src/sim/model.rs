@@ -234,6 +234,9 @@ pub struct SimBmc {
     identify_forced: bool,
     boot: BootOptions,
     resets: u32,
+    /// Chassis Control commands run (tests check that nothing ran twice,
+    /// or after a deadline).
+    controls: u32,
     sensors: Vec<SensorState>,
     last_tick: Option<Instant>,
     sel: Vec<[u8; 16]>,
@@ -310,6 +313,7 @@ impl SimBmc {
             identify_forced: false,
             boot: BootOptions::default(),
             resets: 0,
+            controls: 0,
             sensors,
             last_tick: None,
             sel: Vec::new(),
@@ -360,6 +364,11 @@ impl SimBmc {
     /// The five boot flag bytes as last set (parameter 5).
     pub fn boot_flag_bytes(&self) -> [u8; 5] {
         self.boot.flags
+    }
+
+    /// Chassis Control commands run so far.
+    pub fn controls(&self) -> u32 {
+        self.controls
     }
 
     /// Number of resets done.
@@ -821,7 +830,10 @@ impl Application for SimBmc {
             (NetFn::CHASSIS, 0x00) => ok(vec![0x00, 0x20, 0x20, 0x20, 0x20]),
             (NetFn::CHASSIS, 0x01) => ok(self.chassis_status(now)),
             (NetFn::CHASSIS, 0x02) => match d.first() {
-                Some(a) => (self.chassis_control(a & 0x0F, now), vec![]),
+                Some(a) => {
+                    self.controls += 1;
+                    (self.chassis_control(a & 0x0F, now), vec![])
+                }
                 None => (CompletionCode::REQUEST_LENGTH_INVALID, vec![]),
             },
             (NetFn::CHASSIS, 0x04) => {

@@ -341,3 +341,120 @@ impl Https {
 pub fn json(body: &[u8]) -> serde_json::Value {
     serde_json::from_slice(body).unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(body)))
 }
+
+/// `ipmigw serve` as a real process (for faults that are process-level:
+/// signals, resource limits, a second instance), its stderr collected.
+pub struct GatewayProcess {
+    pub child: std::process::Child,
+    pub addr: SocketAddr,
+    stderr: Arc<std::sync::Mutex<String>>,
+}
+
+impl GatewayProcess {
+    /// Starts `ipmigw serve --config CONFIG`, behind `wrapper` (e.g.
+    /// `["prlimit", "--fsize=60000", "--"]`) when given; waits until it
+    /// says where it serves, or returns its stderr when it exits first.
+    pub fn start(config: &Path, wrapper: &[&str]) -> Result<GatewayProcess, String> {
+        use std::io::BufRead;
+        let exe = env!("CARGO_BIN_EXE_ipmigw");
+        let mut cmd = match wrapper.split_first() {
+            Some((w, rest)) => {
+                let mut c = std::process::Command::new(w);
+                c.args(rest).arg(exe);
+                c
+            }
+            None => std::process::Command::new(exe),
+        };
+        let mut child = cmd
+            .args(["serve", "--config", config.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = Arc::new(std::sync::Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let pipe = child.stderr.take().unwrap();
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                if let Some(a) = line.strip_prefix("ipmigw: serving on https://") {
+                    let _ = tx.send(a.split(' ').next().unwrap_or("").to_string());
+                }
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(a) = rx.recv_timeout(Duration::from_millis(50)) {
+                let addr = a.parse().unwrap();
+                return Ok(GatewayProcess {
+                    child,
+                    addr,
+                    stderr,
+                });
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                std::thread::sleep(Duration::from_millis(100));
+                let text = stderr.lock().unwrap().clone();
+                return Err(format!("exited with {status}: {text}"));
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "gateway did not start in 20 s"
+            );
+        }
+    }
+
+    /// Everything it wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Sends a signal (`TERM`, `KILL`, `STOP`, `CONT`, `HUP`) by pid.
+    pub fn signal(&self, sig: &str) {
+        let status = std::process::Command::new("kill")
+            .args([format!("-{sig}"), self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{sig}");
+    }
+
+    /// Waits up to `limit` for the process to end.
+    pub fn wait(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// CPU time (user + system) the process has used, in clock ticks.
+    pub fn cpu_ticks(&self) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let f: Vec<&str> = after.split(' ').collect();
+        f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The demo files for `sim`'s BMCs in `dir`, after `edit`; the config path.
+pub fn demo_files(dir: &Path, sim: &Simulator, edit: impl FnOnce(&Path)) -> PathBuf {
+    let addrs: Vec<SocketAddr> = sim.bmcs().iter().map(|b| b.addr()).collect();
+    let config = demo::write_files(dir, &addrs, "127.0.0.1:0".parse().unwrap()).unwrap();
+    edit(dir);
+    config
+}

@@ -792,30 +792,55 @@ impl Endpoint {
         app: &mut impl Application,
     ) -> Option<Outgoing> {
         let bmc_sid = p.header.session_id;
-        let active_count = self.sessions.len();
-        let max_sessions = self.cfg.max_sessions;
-        let Some(session) = self.sessions.get_mut(&bmc_sid) else {
+        // Out of the table while it runs, so that a command may look at the
+        // other sessions (Close Session names one).
+        let Some(mut session) = self.sessions.remove(&bmc_sid) else {
             self.stats.unknown_session += 1;
             return None;
         };
+        let (out, close) = self.session_command(now, bmc_sid, &mut session, p, app);
+        if close != Some(bmc_sid) {
+            self.sessions.insert(bmc_sid, session);
+        } else {
+            self.stats.closed += 1;
+        }
+        if let Some(id) = close.filter(|id| *id != bmc_sid) {
+            if self.sessions.remove(&id).is_some() {
+                self.stats.closed += 1;
+            }
+        }
+        out
+    }
+
+    /// One command in `session`; also says which session to close.
+    fn session_command(
+        &mut self,
+        now: Instant,
+        bmc_sid: u32,
+        session: &mut Session,
+        p: &RmcpPlusPacket<'_>,
+        app: &mut impl Application,
+    ) -> (Option<Outgoing>, Option<u32>) {
+        let active_count = self.sessions.len() + 1;
+        let max_sessions = self.cfg.max_sessions;
         let console_sid = session.console_sid;
         let Stage::Active(a) = &mut session.stage else {
             self.stats.unknown_session += 1;
-            return None;
+            return (None, None);
         };
         let Ok(verified) = open(&a.keys, p) else {
             self.stats.bad_integrity += 1;
-            return None;
+            return (None, None);
         };
         if a.window.accept(verified.header().seq).is_err() {
             self.stats.out_of_window += 1;
-            return None;
+            return (None, None);
         }
         session.last_activity = now;
         a.rakp_replay = None;
         let Ok(req) = Request::parse(verified.plaintext()) else {
             self.stats.malformed += 1;
-            return None;
+            return (None, None);
         };
         self.stats.commands += 1;
         let mut close = None;
@@ -828,7 +853,17 @@ impl Endpoint {
             (NetFn::APP, 0x3C) => match req.data.get(..4) {
                 Some(id) => {
                     let id = u32::from_le_bytes([id[0], id[1], id[2], id[3]]);
-                    if id == bmc_sid || (id != 0 && a.privilege >= Privilege::Administrator) {
+                    // Its own session, any as ADMINISTRATOR, or another
+                    // session of the same user (a client closing what it
+                    // left open before a crash).
+                    let owner = self.sessions.get(&id).and_then(|s| match &s.stage {
+                        Stage::Active(o) => Some(o.user),
+                        _ => None,
+                    });
+                    let allowed = id == bmc_sid
+                        || (id != 0 && a.privilege >= Privilege::Administrator)
+                        || owner == Some(a.user);
+                    if allowed {
                         close = Some(id);
                         (CompletionCode::OK, vec![])
                     } else {
@@ -866,12 +901,7 @@ impl Endpoint {
             &msg,
             &iv,
         );
-        if let Some(id) = close {
-            if self.sessions.remove(&id).is_some() {
-                self.stats.closed += 1;
-            }
-        }
-        Some(plain(bytes))
+        (Some(plain(bytes)), close)
     }
 }
 
