@@ -1,6 +1,10 @@
 //! Secret bytes (passwords, Kg, session keys): zeroized on drop, printed as
 //! `<redacted>`, and with no `Display` or `Serialize` so that no code path can
-//! put one in a log line, an error message or an HTTP answer by accident.
+//! put one in a log line, an error message or an HTTP answer by accident;
+//! and reading the files that hold them (BMC passwords, Kg, keys): refused
+//! when missing, unreadable, not a regular file, owned by someone else or
+//! open to group/others; never truncated; never echoed. Errors name the
+//! file and the problem, not the content.
 
 use zeroize::{Zeroize, ZeroizeOnDrop};
 

@@ -763,7 +763,7 @@ async fn every_refusal_and_every_result_is_recorded() {
         "allowed without a result: {unanswered:?}"
     );
     assert!(
-        reasons.iter().any(|r| r.contains("session-management")),
+        reasons.iter().any(|r| r == "session_command_forbidden"),
         "{reasons:?}"
     );
     assert_eq!(

@@ -25,6 +25,7 @@ use serde::Serialize;
 
 use crate::ipmi::cmd::registry::secret_from;
 use crate::ipmi::wire::message::NetFn;
+use crate::policy::Permit;
 
 pub use export::SyslogTarget;
 pub use line::AuditKey;
@@ -55,8 +56,8 @@ pub enum AuditError {
     },
 }
 
-/// Proof that a `request` record is durable. Only the writer makes one; the
-/// code that sends a command to a BMC takes it by reference.
+/// That a `request` record is durable (its sequence number), whatever it
+/// decided. What lets a request go on to a BMC is a [`Recorded`] permit.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Receipt {
     seq: u64,
@@ -76,6 +77,68 @@ impl Receipt {
     /// True when the recorded decision was allow.
     pub fn allows(&self) -> bool {
         self.allowed
+    }
+}
+
+/// Proof that an allowed request's record is durable, carrying the policy
+/// permit it records. Only [`AuditWriter::record_permit`] makes one, and the
+/// BMC pool takes nothing else: verify → decide → record → send is in the
+/// types.
+#[derive(Debug)]
+pub struct Recorded<T> {
+    seq: u64,
+    request_id: String,
+    inner: T,
+}
+
+impl<T> Recorded<T> {
+    /// The record's sequence number.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// The request id it records.
+    pub fn request_id(&self) -> &str {
+        &self.request_id
+    }
+
+    /// What was recorded.
+    pub fn get(&self) -> &T {
+        &self.inner
+    }
+}
+
+impl AuditWriter {
+    /// Records an allowed request (decision, rules and command names from
+    /// the permit) and returns, once durable, the proof that lets it go on.
+    pub async fn record_permit(
+        &self,
+        rec: RequestRecord,
+        permit: Permit,
+    ) -> Result<Recorded<Permit>, AuditError> {
+        let rules: Vec<String> = permit.rules().map(|r| r.to_string()).collect();
+        let rec = RequestRecord {
+            decision: Decision::Allow,
+            rule: Some(rules.join("; ")),
+            reason: None,
+            ..rec
+        }
+        .with_commands(permit.names().to_vec());
+        let receipt = self.request(rec).await?;
+        Ok(Recorded {
+            seq: receipt.seq(),
+            request_id: receipt.request_id().to_string(),
+            inner: permit,
+        })
+    }
+
+    /// Records a refused request. Nothing comes back to send with.
+    pub async fn record_refusal(&self, rec: RequestRecord) -> Result<(), AuditError> {
+        let rec = RequestRecord {
+            decision: Decision::Deny,
+            ..rec
+        };
+        self.request(rec).await.map(|_| ())
     }
 }
 

@@ -11,6 +11,7 @@
 //! [`DropStats`], never answered.
 
 mod client;
+pub mod credentials;
 pub mod reads;
 
 pub use client::{

@@ -6,18 +6,16 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, ValueEnum};
 
-use super::{secrets, CliError, EXIT_BMC, EXIT_CONNECTION, EXIT_USAGE};
+use super::{CliError, EXIT_BMC, EXIT_CONNECTION, EXIT_USAGE};
 use crate::bmc::{BmcClient, BmcConfig, BmcError};
-use crate::ipmi::cmd::chassis::PowerAction;
-use crate::ipmi::cmd::name::{classify, is_session_management};
-use crate::ipmi::cmd::RawRequest;
+use crate::ipmi::cmd::name::classify;
 use crate::ipmi::crypto::CipherSuite;
 use crate::ipmi::session::console::{ConsoleConfig, SessionError};
 use crate::ipmi::session::Privilege;
-use crate::ipmi::wire::message::NetFn;
-use crate::ops::{self, Op};
+use crate::ops::codec::{Here, OpVerb};
+use crate::ops::Op;
 
 /// The IPMI port.
 const DEFAULT_PORT: u16 = 623;
@@ -52,7 +50,7 @@ pub struct BmcArgs {
     #[arg(skip)]
     pub(crate) json: bool,
     #[command(subcommand)]
-    verb: BmcVerb,
+    verb: OpVerb<Here, Here>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -62,78 +60,12 @@ enum PrivilegeArg {
     Administrator,
 }
 
-#[derive(Debug, Subcommand)]
-enum BmcVerb {
-    /// Power status or control.
-    Power {
-        #[arg(value_parser = ["status", "on", "off", "cycle", "reset", "soft", "diag"])]
-        action: String,
-    },
-    /// Chassis status and boot device.
-    Chassis {
-        #[command(subcommand)]
-        verb: ChassisVerb,
-    },
-    /// Management controller.
-    Mc {
-        #[command(subcommand)]
-        verb: McVerb,
-    },
-    /// Every sensor with its reading and thresholds.
-    Sensors,
-    /// System event log.
-    Sel {
-        #[command(subcommand)]
-        verb: SelVerb,
-    },
-    /// FRU inventory of device 0.
-    Fru,
-    /// A raw request: NETFN CMD [DATA...] (0x-prefixed hex or decimal).
-    Raw {
-        netfn: String,
-        cmd: String,
-        data: Vec<String>,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum ChassisVerb {
-    /// Chassis status.
-    Status,
-    /// Sets the boot device (or shows it, without DEV).
-    Bootdev {
-        #[arg(value_parser = ["pxe", "disk", "safe", "diag", "cdrom", "bios", "floppy", "none"])]
-        device: Option<String>,
-        /// Keep the setting for every boot, not just the next.
-        #[arg(long)]
-        persistent: bool,
-        /// Boot in EFI mode.
-        #[arg(long)]
-        efi: bool,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum McVerb {
-    /// Device ID and GUID.
-    Info,
-}
-
-#[derive(Debug, Subcommand)]
-enum SelVerb {
-    /// List every entry.
-    List,
-}
-
 pub async fn run(args: BmcArgs) -> Result<(), CliError> {
+    // Bad raw input is refused before anything is sent.
+    let op = args.verb.op().map_err(|e| CliError::usage(e.message))?;
     let cfg = config(&args).await?;
-    // Refuse bad raw input before touching the network.
-    let raw = match &args.verb {
-        BmcVerb::Raw { netfn, cmd, data } => Some(parse_raw(netfn, cmd, data)?),
-        _ => None,
-    };
     let client = BmcClient::connect(cfg).await.map_err(bmc_error)?;
-    let result = verb(&client, &args, raw).await;
+    let result = answer(&client, &op, args.json).await;
     client.close().await;
     let text = result.map_err(bmc_error)?;
     if !text.is_empty() {
@@ -142,43 +74,11 @@ pub async fn run(args: BmcArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// The operation a verb asks for.
-fn op(verb: &BmcVerb, raw: Option<RawRequest>) -> Op {
-    match verb {
-        BmcVerb::Power { action } if action == "status" => Op::PowerStatus,
-        BmcVerb::Power { action } => {
-            Op::Power(PowerAction::from_name(action).expect("clap allows only known actions"))
-        }
-        BmcVerb::Chassis {
-            verb: ChassisVerb::Status,
-        } => Op::ChassisStatus,
-        BmcVerb::Chassis {
-            verb: ChassisVerb::Bootdev { device: None, .. },
-        } => Op::BootGet,
-        BmcVerb::Chassis {
-            verb:
-                ChassisVerb::Bootdev {
-                    device: Some(d),
-                    persistent,
-                    efi,
-                },
-        } => Op::BootSet(
-            ops::boot_flags(d, *persistent, *efi).expect("clap allows only known devices"),
-        ),
-        BmcVerb::Mc { verb: McVerb::Info } => Op::McInfo,
-        BmcVerb::Sensors => Op::Sensors,
-        BmcVerb::Sel {
-            verb: SelVerb::List,
-        } => Op::Sel,
-        BmcVerb::Fru => Op::Fru,
-        BmcVerb::Raw { .. } => Op::Raw(raw.expect("parsed before connecting")),
-    }
-}
-
-async fn verb(c: &BmcClient, args: &BmcArgs, raw: Option<RawRequest>) -> Result<String, BmcError> {
-    let op = op(&args.verb, raw);
+/// Runs `op` and renders its answer; a raw request's non-zero completion
+/// code is an error (in text mode: JSON shows it).
+async fn answer(c: &BmcClient, op: &Op, json: bool) -> Result<String, BmcError> {
     let a = op.run(c).await?;
-    if let (Some(cc), Op::Raw(req), false) = (a.completion_code, &op, args.json) {
+    if let (Some(cc), Op::Raw(req), false) = (a.completion_code, op, json) {
         if cc != 0 {
             return Err(BmcError::Completion {
                 addr: c.addr(),
@@ -187,20 +87,13 @@ async fn verb(c: &BmcClient, args: &BmcArgs, raw: Option<RawRequest>) -> Result<
             });
         }
     }
-    Ok(if args.json {
-        // One-line answers stay on one line (scripts grep them); records are pretty.
-        match op {
-            Op::PowerStatus | Op::Power(_) | Op::BootSet(_) | Op::Raw(_) => a.json.to_string(),
-            _ => serde_json::to_string_pretty(&a.json).unwrap_or_default(),
-        }
-    } else {
-        a.text
-    })
+    Ok(if json { op.json_text(&a.json) } else { a.text })
 }
 
 async fn config(args: &BmcArgs) -> Result<BmcConfig, CliError> {
     let addr = resolve(&args.host).await?;
-    let password = secrets::read_password_file(&args.password_file).map_err(CliError::usage)?;
+    let password = crate::bmc::credentials::read_password_file(&args.password_file)
+        .map_err(CliError::usage)?;
     let privilege = match args.privilege {
         PrivilegeArg::User => Privilege::User,
         PrivilegeArg::Operator => Privilege::Operator,
@@ -208,7 +101,7 @@ async fn config(args: &BmcArgs) -> Result<BmcConfig, CliError> {
     };
     let mut console = ConsoleConfig::new(args.user.as_bytes(), password, privilege);
     if let Some(k) = &args.kg_file {
-        console.kg = Some(secrets::read_kg_file(k).map_err(CliError::usage)?);
+        console.kg = Some(crate::bmc::credentials::read_kg_file(k).map_err(CliError::usage)?);
     }
     if let Some(c) = &args.cipher {
         let id: u8 = c
@@ -254,49 +147,6 @@ async fn resolve(host: &str) -> Result<SocketAddr, CliError> {
         .ok_or_else(|| CliError::usage(format!("--host {host}: no address found")))
 }
 
-pub(crate) fn parse_byte(s: &str, what: &str) -> Result<u8, CliError> {
-    let v = if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        u8::from_str_radix(h, 16)
-    } else {
-        s.parse::<u8>()
-    };
-    v.map_err(|_| {
-        CliError::usage(format!(
-            "raw {what} {s:?}: expected a byte, 0x00-0xff or 0-255"
-        ))
-    })
-}
-
-pub(crate) fn parse_raw(netfn: &str, cmd: &str, data: &[String]) -> Result<RawRequest, CliError> {
-    let netfn = parse_byte(netfn, "NETFN")?;
-    if netfn > 0x3F || netfn & 1 == 1 {
-        return Err(CliError::usage(format!(
-            "raw NETFN {netfn:#04x}: expected an even request netFn 0x00-0x3e"
-        )));
-    }
-    let cmd = parse_byte(cmd, "CMD")?;
-    if is_session_management(NetFn(netfn), cmd) {
-        return Err(CliError::usage(format!(
-            "raw {netfn:#04x} {cmd:#04x}: session-management commands are handled by ipmigw itself"
-        )));
-    }
-    let data = data
-        .iter()
-        .map(|d| parse_byte(d, "DATA"))
-        .collect::<Result<Vec<_>, _>>()?;
-    if data.len() > 200 {
-        return Err(CliError::usage(format!(
-            "raw: {} data bytes; at most 200",
-            data.len()
-        )));
-    }
-    Ok(RawRequest {
-        netfn: NetFn(netfn),
-        cmd,
-        data,
-    })
-}
-
 fn bmc_error(e: BmcError) -> CliError {
     let code = match &e {
         BmcError::NoAnswer { .. }
@@ -324,24 +174,6 @@ fn bmc_error(e: BmcError) -> CliError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn raw_arguments() {
-        let r = parse_raw("0x06", "1", &[]).unwrap();
-        assert_eq!((r.netfn, r.cmd), (NetFn::APP, 1));
-        let r = parse_raw("0x00", "0x08", &["0x05".into(), "128".into()]).unwrap();
-        assert_eq!(r.data, [5, 128]);
-        assert!(parse_raw("0x07", "1", &[]).is_err(), "response netFn");
-        assert!(parse_raw("0x06", "0x3c", &[])
-            .unwrap_err()
-            .message
-            .contains("session-management"));
-        assert!(parse_raw("0x06", "0x100", &[]).is_err());
-        assert!(parse_raw("0x06", "1", &["zz".into()])
-            .unwrap_err()
-            .message
-            .contains("DATA"));
-    }
 
     #[tokio::test]
     async fn hosts_get_port_623() {

@@ -185,7 +185,7 @@ const LOCKOUT: Lockout = Lockout {
 
 fn local_password(a: &BridgeArgs) -> Result<(SecretBytes, bool), CliError> {
     if let Some(p) = &a.password_file {
-        let pw = super::secrets::read_password_file(p).map_err(CliError::usage)?;
+        let pw = crate::bmc::credentials::read_password_file(p).map_err(CliError::usage)?;
         if let (Some(why), false) = (weakness(pw.expose()), a.allow_weak_password) {
             return Err(CliError::usage(format!(
                 "--password-file {}: the password {why}; \

@@ -18,7 +18,10 @@ use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{json, Value};
 
-use super::{CliError, EXIT_BMC, EXIT_CONNECTION, EXIT_DENIED, EXIT_USAGE};
+use super::{CliError, EXIT_BMC, EXIT_CONNECTION, EXIT_DENIED};
+use crate::ops::codec::OpVerb;
+use crate::ops::error::ApiError;
+use crate::ops::Op;
 use crate::policy::glob::BmcPattern;
 
 /// Where the gateway is and who we are.
@@ -46,79 +49,16 @@ pub struct ClientOpts {
     pub(crate) json: bool,
 }
 
-/// Client verbs.
+/// Client verbs: the operations (shared with `ipmigw bmc`, see
+/// `ops::codec`) on named BMCs, and two about the caller.
 #[derive(Debug, Subcommand)]
 pub enum ClientVerb {
-    /// Power status or control: power status|on|off|cycle|reset|soft|diag TARGET...
-    Power {
-        #[arg(value_parser = ["status", "on", "off", "cycle", "reset", "soft", "diag"])]
-        action: String,
-        #[command(flatten)]
-        targets: Targets,
-    },
-    /// Chassis status, or set the boot device.
-    Chassis {
-        #[command(subcommand)]
-        verb: ChassisVerb,
-    },
-    /// Management controller info: mc info TARGET...
-    Mc {
-        #[arg(value_parser = ["info"])]
-        verb: String,
-        #[command(flatten)]
-        targets: Targets,
-    },
-    /// Sensors with readings and thresholds.
-    Sensors {
-        #[command(flatten)]
-        targets: Targets,
-    },
-    /// System event log: sel list TARGET...
-    Sel {
-        #[arg(value_parser = ["list"])]
-        verb: String,
-        #[command(flatten)]
-        targets: Targets,
-    },
-    /// FRU inventory.
-    Fru {
-        #[command(flatten)]
-        targets: Targets,
-    },
-    /// Raw request: raw TARGET NETFN CMD [DATA...].
-    Raw {
-        target: String,
-        netfn: String,
-        cmd: String,
-        data: Vec<String>,
-    },
+    #[command(flatten)]
+    Op(OpVerb<Targets, Target>),
     /// The BMCs you may act on.
     Bmcs,
     /// Who the gateway thinks you are.
     Whoami,
-}
-
-/// Chassis verbs.
-#[derive(Debug, Subcommand)]
-pub enum ChassisVerb {
-    /// Chassis status.
-    Status {
-        #[command(flatten)]
-        targets: Targets,
-    },
-    /// Set the boot device: chassis bootdev DEV [--persistent] [--efi] TARGET...
-    Bootdev {
-        #[arg(value_parser = ["pxe", "disk", "safe", "diag", "cdrom", "bios", "floppy", "none"])]
-        device: String,
-        /// For every boot, not just the next.
-        #[arg(long)]
-        persistent: bool,
-        /// EFI boot.
-        #[arg(long)]
-        efi: bool,
-        #[command(flatten)]
-        targets: Targets,
-    },
 }
 
 /// Targets: names, globs (`node0*`), or `--all`.
@@ -129,6 +69,13 @@ pub struct Targets {
     /// Every BMC you may act on.
     #[arg(long)]
     all: bool,
+}
+
+/// The one BMC of a raw request.
+#[derive(Debug, Clone, Args)]
+pub struct Target {
+    /// The BMC.
+    target: String,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -397,27 +344,10 @@ fn client_request_id() -> String {
 
 /// A gateway answer that is not a success, as the CLI reports it.
 fn failure(status: StatusCode, body: &[u8]) -> CliError {
-    let v: Value = serde_json::from_slice(body).unwrap_or_default();
-    let code = v["error"]["code"].as_str().unwrap_or("error");
-    let msg = v["error"]["message"]
-        .as_str()
-        .map(str::to_string)
-        .unwrap_or_else(|| format!("gateway answered {status}"));
-    let exit = match status.as_u16() {
-        403 | 429 => EXIT_DENIED,
-        400 | 404 | 405 | 413 | 431 => EXIT_USAGE,
-        502 | 504 => EXIT_BMC,
-        503 if code == "bmc_busy" => EXIT_BMC,
-        _ => EXIT_CONNECTION,
-    };
-    let message = match code {
-        "rate_limited" => msg,
-        "denied" | "source_not_allowed" | "session_command_forbidden" => format!("denied: {msg}"),
-        _ => format!("{msg} ({code})"),
-    };
+    let e = ApiError::from_answer(status.as_u16(), body);
     CliError {
-        code: exit,
-        message,
+        code: e.exit_code(),
+        message: e.to_string(),
     }
 }
 
@@ -556,91 +486,64 @@ async fn resolve_targets(g: &Gateway, t: &Targets) -> Result<Vec<String>, CliErr
 
 /// Runs a client verb; the exit code is the first failing target's.
 pub async fn run(opts: ClientOpts, verb: ClientVerb) -> Result<(), CliError> {
-    let g = connect(&opts).await?;
-    let (method, what, body, targets) = match &verb {
-        ClientVerb::Bmcs => {
-            let list = g.visible().await?;
-            if g.json {
-                println!("{}", json!({"bmcs": list}));
-            } else {
-                for b in list {
-                    println!("{b}");
-                }
-            }
-            return Ok(());
-        }
+    let verb = match verb {
+        ClientVerb::Op(v) => v,
+        ClientVerb::Bmcs => return list_bmcs(&connect(&opts).await?).await,
         ClientVerb::Whoami => {
+            let g = connect(&opts).await?;
             let b = g.call(Method::GET, "/v1/whoami", None, false).await?;
             println!("{}", String::from_utf8_lossy(&b).trim_end());
             return Ok(());
         }
-        ClientVerb::Power { action, targets } if action == "status" => {
-            (Method::GET, "power", None, targets.clone())
-        }
-        ClientVerb::Power { action, targets } => (
-            Method::POST,
-            "power",
-            Some(json!({"action": action})),
-            targets.clone(),
-        ),
-        ClientVerb::Chassis {
-            verb: ChassisVerb::Status { targets },
-        } => (Method::GET, "chassis", None, targets.clone()),
-        ClientVerb::Chassis {
-            verb:
-                ChassisVerb::Bootdev {
-                    device,
-                    persistent,
-                    efi,
-                    targets,
-                },
-        } => (
-            Method::PUT,
-            "boot",
-            Some(json!({"device": device, "persistent": persistent, "efi": efi})),
-            targets.clone(),
-        ),
-        ClientVerb::Mc { targets, .. } => (Method::GET, "info", None, targets.clone()),
-        ClientVerb::Sensors { targets } => (Method::GET, "sensors", None, targets.clone()),
-        ClientVerb::Sel { targets, .. } => (Method::GET, "sel", None, targets.clone()),
-        ClientVerb::Fru { targets } => (Method::GET, "fru", None, targets.clone()),
-        ClientVerb::Raw {
-            target,
-            netfn,
-            cmd,
-            data,
-        } => {
-            let r = super::bmc::parse_raw(netfn, cmd, data)?;
-            let hex = hex::encode(&r.data);
-            let body = json!({"netfn": r.netfn.0, "cmd": r.cmd, "data": hex});
-            let b = g
-                .call(
-                    Method::POST,
-                    &format!("/v1/bmcs/{}/raw", encode(target)),
-                    Some(body),
-                    false,
-                )
-                .await?;
-            let v: Value = serde_json::from_slice(&b).unwrap_or_default();
-            if g.json {
-                println!("{}", v);
-                return Ok(());
-            }
-            let cc = v["completion_code"].as_u64().unwrap_or(0);
-            let data = hex::decode(v["data"].as_str().unwrap_or("").as_bytes())
-                .ok()
-                .unwrap_or_default();
-            if cc != 0 {
-                return Err(CliError {
-                    code: EXIT_BMC,
-                    message: format!("{target}: completion code 0x{cc:02x}"),
-                });
-            }
-            println!("{}", crate::ops::text::raw_bytes(&data));
-            return Ok(());
-        }
     };
-    let names = resolve_targets(&g, &targets).await?;
+    // Bad input is refused before anything goes to the gateway.
+    let op = verb.op().map_err(|e| CliError::usage(e.message))?;
+    let g = connect(&opts).await?;
+    if let Some(Target { target }) = verb.one() {
+        return run_raw(&g, target, &op).await;
+    }
+    let targets = verb.many().expect("every verb but raw names targets");
+    let names = resolve_targets(&g, targets).await?;
+    run_on_many(&g, &op, &names).await
+}
+
+async fn list_bmcs(g: &Gateway) -> Result<(), CliError> {
+    let list = g.visible().await?;
+    if g.json {
+        println!("{}", json!({"bmcs": list}));
+    } else {
+        for b in list {
+            println!("{b}");
+        }
+    }
+    Ok(())
+}
+
+/// A raw request: its completion code decides the exit status.
+async fn run_raw(g: &Gateway, target: &str, op: &Op) -> Result<(), CliError> {
+    let (method, what, body) = op.to_http();
+    let path = format!("/v1/bmcs/{}/{what}", encode(target));
+    let b = g.call(method, &path, body, false).await?;
+    let v: Value = serde_json::from_slice(&b).unwrap_or_default();
+    if g.json {
+        println!("{v}");
+        return Ok(());
+    }
+    let cc = v["completion_code"].as_u64().unwrap_or(0);
+    let data = hex::decode(v["data"].as_str().unwrap_or("").as_bytes()).unwrap_or_default();
+    if cc != 0 {
+        return Err(CliError {
+            code: EXIT_BMC,
+            message: format!("{target}: completion code 0x{cc:02x}"),
+        });
+    }
+    println!("{}", crate::ops::text::raw_bytes(&data));
+    Ok(())
+}
+
+/// One operation on several BMCs at once, over one connection.
+async fn run_on_many(g: &Gateway, op: &Op, names: &[String]) -> Result<(), CliError> {
+    let (method, what, body) = op.to_http();
     let prefix = names.len() > 1;
     let tasks: Vec<_> = names
         .iter()
@@ -652,8 +555,7 @@ pub async fn run(opts: ClientOpts, verb: ClientVerb) -> Result<(), CliError> {
         .collect();
     let mut first_error: Option<CliError> = None;
     for (name, t) in names.iter().zip(tasks) {
-        let r = t.await.unwrap_or_else(|e| Err(conn_error(e)));
-        match r {
+        match t.await.unwrap_or_else(|e| Err(conn_error(e))) {
             Ok(body) => {
                 let text = String::from_utf8_lossy(&body);
                 for line in text.trim_end().lines() {
@@ -668,12 +570,10 @@ pub async fn run(opts: ClientOpts, verb: ClientVerb) -> Result<(), CliError> {
                 if prefix {
                     eprintln!("{name}: {}", e.message);
                 }
-                if first_error.is_none() {
-                    first_error = Some(CliError {
-                        code: e.code,
-                        message: format!("{name}: {}", e.message),
-                    });
-                }
+                first_error.get_or_insert(CliError {
+                    code: e.code,
+                    message: format!("{name}: {}", e.message),
+                });
             }
         }
     }

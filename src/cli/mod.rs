@@ -11,22 +11,12 @@ mod bridge;
 mod client;
 mod gateway;
 mod policy;
-pub mod secrets;
 mod signals;
 mod sim;
 
 use clap::{Parser, Subcommand};
 
-/// Exit code: success.
-pub const EXIT_OK: u8 = 0;
-/// Exit code: usage or configuration error.
-pub const EXIT_USAGE: u8 = 1;
-/// Exit code: connection error (no answer, socket, TLS).
-pub const EXIT_CONNECTION: u8 = 2;
-/// Exit code: denied by policy or rate limit.
-pub const EXIT_DENIED: u8 = 3;
-/// Exit code: the BMC refused or failed.
-pub const EXIT_BMC: u8 = 4;
+pub use crate::ops::error::{EXIT_BMC, EXIT_CONNECTION, EXIT_DENIED, EXIT_OK, EXIT_USAGE};
 
 /// ipmigw: a hardened IPMI security gateway.
 #[derive(Debug, Parser)]

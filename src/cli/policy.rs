@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 
 use super::{CliError, EXIT_DENIED};
-use crate::config::{ConfigError, GatewayConfig};
+use crate::config::ConfigError;
+use crate::gateway::settings::GatewayConfig;
 use crate::ipmi::cmd::name::name_is_state_changing;
 use crate::policy::{self, Decision, Policy, Request};
 
@@ -60,7 +61,7 @@ fn config_error(e: ConfigError) -> CliError {
 /// Loads a config and its policy files, with every problem as file:line:col.
 fn load(path: &Path) -> Result<(GatewayConfig, Policy), CliError> {
     let cfg = GatewayConfig::load(path).map_err(config_error)?;
-    let policy = policy::load(&cfg).map_err(config_error)?;
+    let policy = policy::load(&cfg.policy_paths, &cfg.bmc_names()).map_err(config_error)?;
     Ok((cfg, policy))
 }
 

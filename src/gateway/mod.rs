@@ -11,6 +11,7 @@
 pub mod api;
 pub mod demo;
 mod front;
+mod job;
 pub mod pool;
 pub mod proxy;
 pub mod refusals;
@@ -31,10 +32,11 @@ use tokio::sync::watch;
 
 use crate::audit::fs::RealFs;
 use crate::audit::{AuditWriter, Event, WriterConfig};
-use crate::config::{ConfigError, Diag, GatewayConfig};
+use crate::config::{ConfigError, Diag};
 use crate::policy::rate::{Limiter, Rate};
 use crate::policy::{Limits, Policy};
 use pool::BmcPool;
+use settings::GatewayConfig;
 use settings::{BmcSpec, LimitsSection};
 use tls::TlsSetup;
 
@@ -183,7 +185,7 @@ fn cfg_err(e: ConfigError) -> String {
 /// audit settings.
 pub fn load(path: &Path) -> Result<Loaded, String> {
     let cfg = GatewayConfig::load(path).map_err(cfg_err)?;
-    let policy = crate::policy::load(&cfg).map_err(cfg_err)?;
+    let policy = crate::policy::load(&cfg.policy_paths, &cfg.bmc_names()).map_err(cfg_err)?;
     let dir = path.parent().unwrap_or(Path::new("."));
     let src = &cfg.source;
     let mut diags: Vec<Diag> = Vec::new();

@@ -22,11 +22,12 @@ use std::time::Duration;
 use tokio::sync::{watch, OnceCell};
 
 use super::settings::BmcSpec;
-use crate::audit::{AuditWriter, BmcSessionRecord, Event, Receipt};
+use crate::audit::{AuditWriter, BmcSessionRecord, Event, Recorded};
 use crate::bmc::{BmcClient, BmcConfig, BmcError, RawResponse, SessionEvent, Ticket, Transact};
 use crate::ipmi::cmd::name::classify;
 use crate::ipmi::cmd::RawRequest;
 use crate::ops::{Answer, Op};
+use crate::policy::Permit;
 
 /// Every configured BMC's session.
 pub struct BmcPool {
@@ -200,18 +201,17 @@ impl BmcPool {
         })
     }
 
-    /// Runs an operation on BMC `name`, with the receipt of its audit record;
-    /// it may send only commands named in `allowed` (what policy decided),
-    /// and nothing once `ticket` is withdrawn.
+    /// Runs an operation allowed by a recorded permit, on the permit's BMC;
+    /// it may send only the command names the permit allows, and nothing
+    /// once `ticket` is withdrawn. Nothing else can reach a BMC: a denial
+    /// has no `Recorded<Permit>`, and only the audit trail makes one.
     pub async fn run(
         &self,
-        receipt: &Receipt,
-        name: &str,
+        permit: &Recorded<Permit>,
         op: &Op,
-        allowed: &[String],
         ticket: &Arc<Ticket>,
     ) -> Result<Answer, BmcError> {
-        let _ = receipt;
+        let (name, allowed) = (permit.get().bmc(), permit.get().names());
         if self.draining.load(Relaxed) {
             ticket.withdraw();
         }

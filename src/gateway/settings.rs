@@ -1,16 +1,17 @@
-//! The gateway's own config sections (`[listen]`, `[tls]`, `[limits]`,
+//! The gateway's config file (`GatewayFile`, loaded as [`GatewayConfig`]),
+//! its own sections (`[listen]`, `[tls]`, `[limits]`,
 //! `[bmc_defaults]`) and the BMC entries turned into connection specs with
 //! their secrets read. Errors carry file:line:col; secrets never appear in
 //! them.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::config::{BmcEntry, Diag, Source};
+use crate::config::{ConfigError, Diag, Source};
 use crate::ipmi::crypto::CipherSuite;
 use crate::ipmi::session::console::ConsoleConfig;
 use crate::ipmi::session::Privilege;
@@ -233,7 +234,7 @@ pub fn bmc_specs(
             }
         };
         let password = if let Some(f) = &e.password_file {
-            crate::cli::secrets::read_password_file(&dir.join(f))
+            crate::bmc::credentials::read_password_file(&dir.join(f))
         } else if let Some(var) = &e.password_env {
             match std::env::var_os(var) {
                 Some(v) if !v.is_empty() => Ok(SecretBytes::new(v.into_encoded_bytes())),
@@ -261,7 +262,7 @@ pub fn bmc_specs(
         };
         let kg = match &e.kg_file {
             None => None,
-            Some(f) => match crate::cli::secrets::read_kg_file(&dir.join(f)) {
+            Some(f) => match crate::bmc::credentials::read_kg_file(&dir.join(f)) {
                 Ok(k) => Some(k),
                 Err(m) => {
                     diags.push(src.at(&e.name, format!("BMC {name:?}: {m}")));
@@ -308,4 +309,190 @@ fn parse_addr(s: &str) -> Option<SocketAddr> {
     s.parse::<SocketAddr>()
         .ok()
         .or_else(|| s.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 623)))
+}
+
+/// The gateway configuration file, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayFile {
+    /// Policy files, relative to the config file's directory.
+    #[serde(default)]
+    pub policy: Vec<Spanned<String>>,
+    /// Listener settings.
+    pub listen: Option<ListenSection>,
+    /// TLS settings.
+    pub tls: Option<TlsSection>,
+    /// Audit settings.
+    pub audit: Option<crate::audit::settings::AuditSection>,
+    /// Limits.
+    #[serde(default)]
+    pub limits: LimitsSection,
+    /// Defaults for every BMC entry.
+    #[serde(default)]
+    pub bmc_defaults: BmcDefaults,
+    /// The BMCs.
+    #[serde(default)]
+    pub bmc: Vec<BmcEntry>,
+}
+
+/// One `[[bmc]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BmcEntry {
+    /// Name used in policy and URLs.
+    pub name: Spanned<String>,
+    /// `HOST[:PORT]`.
+    pub address: Spanned<String>,
+    /// BMC user name.
+    pub username: Option<String>,
+    /// File holding the password.
+    pub password_file: Option<String>,
+    /// Environment variable holding the password.
+    pub password_env: Option<String>,
+    /// File holding Kg.
+    pub kg_file: Option<String>,
+    /// Groups the BMC belongs to.
+    #[serde(default)]
+    pub groups: Vec<Spanned<String>>,
+    /// Cipher suites for this BMC.
+    pub cipher_suites: Option<Vec<u8>>,
+}
+
+impl GatewayConfig {
+    /// Each BMC's name and groups, for the policy.
+    pub fn bmc_names(&self) -> Vec<(String, Vec<String>)> {
+        self.file
+            .bmc
+            .iter()
+            .map(|b| {
+                (
+                    b.name.get_ref().clone(),
+                    b.groups.iter().map(|g| g.get_ref().clone()).collect(),
+                )
+            })
+            .collect()
+    }
+}
+
+/// A loaded gateway configuration: the parsed file and where it came from.
+#[derive(Debug)]
+pub struct GatewayConfig {
+    /// The file.
+    pub source: Source,
+    /// Its contents.
+    pub file: GatewayFile,
+    /// Policy file paths, resolved against the config's directory.
+    pub policy_paths: Vec<PathBuf>,
+}
+
+impl GatewayConfig {
+    /// Reads and checks the config file (not yet the policy files).
+    pub fn load(path: &Path) -> Result<GatewayConfig, ConfigError> {
+        let source = Source::read(path).map_err(|d| ConfigError(vec![d]))?;
+        let file: GatewayFile = source.parse().map_err(|d| ConfigError(vec![d]))?;
+        let mut diags = Vec::new();
+        let mut seen = std::collections::HashMap::new();
+        for b in &file.bmc {
+            let name = b.name.get_ref();
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                diags.push(source.at(
+                    &b.name,
+                    format!("BMC name {name:?}: expected letters, digits, '-', '_' or '.'"),
+                ));
+            }
+            if let Some(first) = seen.insert(name.clone(), b.name.span().start) {
+                let (line, _) = source.line_col(first);
+                diags.push(source.at(
+                    &b.name,
+                    format!("BMC {name:?} is defined twice (first at line {line})"),
+                ));
+            }
+            if b.password_file.is_some() == b.password_env.is_some() {
+                diags.push(source.at(
+                    &b.name,
+                    format!("BMC {name:?}: expected exactly one of password_file or password_env"),
+                ));
+            }
+            if b.address.get_ref().trim().is_empty() {
+                diags.push(source.at(&b.address, format!("BMC {name:?}: empty address")));
+            }
+        }
+        if file.policy.is_empty() {
+            diags.push(source.diag(
+                0,
+                "no policy files: expected policy = [\"policies/site.toml\", ...]",
+            ));
+        }
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let policy_paths = file.policy.iter().map(|p| dir.join(p.get_ref())).collect();
+        if diags.is_empty() {
+            Ok(GatewayConfig {
+                source,
+                file,
+                policy_paths,
+            })
+        } else {
+            Err(ConfigError(diags))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn errors_carry_file_line_and_column() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(
+            d.path(),
+            "gw.toml",
+            "policy = [\"p.toml\"]\n\n[[bmc]]\nname = \"node01\"\naddres = \"10.0.0.1\"\n",
+        );
+        let e = GatewayConfig::load(&p).unwrap_err();
+        assert_eq!(e.0.len(), 1);
+        assert_eq!((e.0[0].line, e.0[0].col), (5, 1), "{e}");
+        assert!(e.0[0].message.contains("unknown field `addres`"), "{e}");
+        assert!(e.to_string().starts_with(&format!("{}:5:1:", p.display())));
+    }
+
+    #[test]
+    fn duplicate_bmcs_and_password_sources_are_reported_together() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(
+            d.path(),
+            "gw.toml",
+            "policy = [\"p.toml\"]\n[[bmc]]\nname = \"n1\"\naddress = \"a\"\npassword_file = \"f\"\n[[bmc]]\nname = \"n1\"\naddress = \"b\"\n",
+        );
+        let e = GatewayConfig::load(&p).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains(":7:8: BMC \"n1\" is defined twice (first at line 3)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("expected exactly one of password_file or password_env"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn policy_paths_are_relative_to_the_config() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(d.path(), "gw.toml", "policy = [\"policies/a.toml\"]\n");
+        let c = GatewayConfig::load(&p).unwrap();
+        assert_eq!(c.policy_paths, [d.path().join("policies/a.toml")]);
+        let missing = GatewayConfig::load(&d.path().join("nope.toml")).unwrap_err();
+        assert!(missing.to_string().contains("cannot read"));
+    }
 }

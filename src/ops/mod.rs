@@ -7,6 +7,8 @@
 //! Never decides policy and never writes audit records: callers do both
 //! before an operation runs.
 
+pub mod codec;
+pub mod error;
 pub mod text;
 
 use serde_json::{json, Value};

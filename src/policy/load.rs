@@ -2,6 +2,7 @@
 //! them into a [`Policy`], with every problem reported as file:line:col.
 
 use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use ipnet::IpNet;
@@ -11,7 +12,7 @@ use toml::Spanned;
 use super::glob::{BmcPattern, CommandPattern};
 use super::rate::Rate;
 use super::{Allowlist, Identity, Policy, Role, Rule, User};
-use crate::config::{ConfigError, Diag, GatewayConfig, Source};
+use crate::config::{ConfigError, Diag, Source};
 use crate::ipmi::cmd::name::{NAMED_COMMANDS, NAME_FAMILIES};
 
 #[derive(Debug, Default, Deserialize)]
@@ -66,28 +67,18 @@ struct Defaults {
     bmc_rate: Option<Spanned<String>>,
 }
 
-/// Loads the policy files a gateway config names, against its BMC list.
-pub fn load(cfg: &GatewayConfig) -> Result<Policy, ConfigError> {
-    let bmcs: Vec<(String, Vec<String>)> = cfg
-        .file
-        .bmc
-        .iter()
-        .map(|b| {
-            (
-                b.name.get_ref().clone(),
-                b.groups.iter().map(|g| g.get_ref().clone()).collect(),
-            )
-        })
-        .collect();
+/// Loads policy files against the BMCs they speak of: each BMC's name and
+/// the groups its entry puts it in.
+pub fn load(paths: &[PathBuf], bmcs: &[(String, Vec<String>)]) -> Result<Policy, ConfigError> {
     let mut sources = Vec::new();
     let mut diags = Vec::new();
-    for p in &cfg.policy_paths {
+    for p in paths {
         match Source::read(p) {
             Ok(s) => sources.push(s),
             Err(d) => diags.push(d),
         }
     }
-    let policy = compile(&sources, &bmcs, &mut diags);
+    let policy = compile(&sources, bmcs, &mut diags);
     if diags.is_empty() {
         Ok(policy)
     } else {

@@ -249,10 +249,17 @@ pub struct Denial {
     pub detail: String,
 }
 
-/// Proof that policy allowed a request; only [`Policy::decide`] makes one.
+/// Proof that policy allowed a request: which BMC, every command name it
+/// may send, and the rules that granted them. Only [`Policy::decide`] and
+/// [`Policy::decide_all`] make one; the audit trail turns it into the proof
+/// the BMC pool asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Permit {
     rule: Rule,
+    /// The rules of the other names, when they differ.
+    more_rules: Vec<Rule>,
+    names: Vec<String>,
+    bmc_name: String,
     user: usize,
     bmc: usize,
     role: usize,
@@ -260,9 +267,29 @@ pub struct Permit {
 }
 
 impl Permit {
-    /// The allow rule that granted it.
+    /// The allow rule that granted it (the first name's).
     pub fn rule(&self) -> &Rule {
         &self.rule
+    }
+
+    /// Every rule that granted one of its names, once each.
+    pub fn rules(&self) -> impl Iterator<Item = &Rule> {
+        std::iter::once(&self.rule).chain(&self.more_rules)
+    }
+
+    /// Every command name allowed.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// The BMC.
+    pub fn bmc(&self) -> &str {
+        &self.bmc_name
+    }
+
+    /// Whether it changes state.
+    pub fn state_changing(&self) -> bool {
+        self.state_changing
     }
 }
 
@@ -368,6 +395,9 @@ impl Policy {
             }
             return Decision::Allow(Permit {
                 rule: rule.clone(),
+                more_rules: Vec::new(),
+                names: vec![req.command.to_string()],
+                bmc_name: self.bmcs[b].clone(),
                 user: u,
                 bmc: b,
                 role: r,
@@ -386,6 +416,46 @@ impl Policy {
                 user.name, req.command, req.bmc
             ),
         )
+    }
+
+    /// Decides a request that sends several commands (a Send Message and
+    /// what it carries, the parts of a composite read): each name must be
+    /// allowed; the first denial decides, and is returned with its name.
+    pub fn decide_all(
+        &self,
+        req: &Request<'_>,
+        names: &[&str],
+    ) -> Result<Permit, Box<(Denial, String)>> {
+        let mut permit: Option<Permit> = None;
+        for name in names {
+            let one = Request {
+                command: name,
+                ..*req
+            };
+            match self.decide(&one) {
+                Decision::Allow(p) => match &mut permit {
+                    None => permit = Some(p),
+                    Some(first) => {
+                        first.names.push(name.to_string());
+                        if p.rule != first.rule && !first.more_rules.contains(&p.rule) {
+                            first.more_rules.push(p.rule);
+                        }
+                    }
+                },
+                Decision::Deny(d) => return Err(Box::new((d, name.to_string()))),
+            }
+        }
+        permit.ok_or_else(|| {
+            let detail = "a request with no command name".to_string();
+            Box::new((
+                Denial {
+                    reason: DenyReason::NoGrant,
+                    rule: None,
+                    detail,
+                },
+                String::new(),
+            ))
+        })
     }
 
     /// The BMCs a user may see: those on which some role of theirs grants

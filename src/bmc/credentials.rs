@@ -1,16 +1,17 @@
-//! Reading secret files (BMC passwords, Kg): refused when missing,
-//! unreadable, not a regular file, or open to group/others; never truncated;
-//! never echoed. Errors name the file and the problem, not the content.
+//! BMC credentials from files: a password (at most 20 bytes, never
+//! truncated) and a Kg (raw, or `0x` and hex), through the private-file
+//! checks of [`crate::secret::read_private_file`]. Errors name the file and
+//! the problem, never the content.
 
 use std::path::Path;
 
 use crate::ipmi::crypto::keys::{KG_LEN, MAX_PASSWORD_LEN};
-use crate::secret::SecretBytes;
+use crate::secret::{read_private_file, SecretBytes};
 
 /// Reads a password file: one line, the trailing newline dropped, at most
 /// 20 bytes.
 pub fn read_password_file(path: &Path) -> Result<SecretBytes, String> {
-    let bytes = crate::secret::read_private_file(path, "password")?;
+    let bytes = read_private_file(path, "password")?;
     if bytes.is_empty() {
         return Err(format!("password file {}: is empty", path.display()));
     }
@@ -27,7 +28,7 @@ pub fn read_password_file(path: &Path) -> Result<SecretBytes, String> {
 /// Reads a Kg file: either raw bytes (at most 20) or `0x` and up to 40 hex
 /// digits.
 pub fn read_kg_file(path: &Path) -> Result<SecretBytes, String> {
-    let bytes = crate::secret::read_private_file(path, "Kg")?;
+    let bytes = read_private_file(path, "Kg")?;
     let text = bytes.expose();
     let kg = if let Some(hex) = text
         .strip_prefix(b"0x")
@@ -60,10 +61,10 @@ pub fn read_kg_file(path: &Path) -> Result<SecretBytes, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
-    use std::os::unix::fs::PermissionsExt;
 
     fn file(content: &[u8], mode: u32) -> tempfile::NamedTempFile {
+        use std::io::Write;
+        use std::os::unix::fs::PermissionsExt;
         let mut f = tempfile::NamedTempFile::new().unwrap();
         f.write_all(content).unwrap();
         std::fs::set_permissions(f.path(), std::fs::Permissions::from_mode(mode)).unwrap();
