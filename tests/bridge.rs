@@ -678,3 +678,62 @@ async fn a_short_password_file_needs_allow_weak_password() {
     env.gw.shutdown("test").await;
     env.sim.stop().await;
 }
+
+/// ipmipower re-sends a request whose answer is slow, under a new session
+/// sequence number but the same rqSeq; the bridge used to forward every
+/// copy (one `--off` became nine power-offs). A copy now gets the first
+/// answer again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resent_power_command_runs_once() {
+    if tools().is_none() {
+        return;
+    }
+    let env = setup().await;
+    let (dir, gw_addr) = (env.dir.path().to_path_buf(), env.gw.local_addr());
+    let bridge = Bridge::start(&dir, gw_addr, "alice", "node01");
+    // Warm the gateway's session, then make the BMC slow to answer.
+    let out = ipmitool(
+        bridge.port,
+        "alice",
+        LOCAL_PASSWORD,
+        "17",
+        &["power", "status"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    env.sim.bmc(0).set_faults(ipmigw::sim::Faults {
+        delay: Duration::from_millis(500),
+        ..Default::default()
+    });
+    let before = env.sim.bmc(0).with_model(|m, _| m.controls());
+    let port = bridge.port;
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("ipmipower")
+            .args(["-D", "LAN_2_0", "-h", &format!("127.0.0.1:{port}")])
+            .args(["-u", "alice", "-p", LOCAL_PASSWORD, "--off"])
+            .args([
+                "--session-timeout",
+                "20000",
+                "--retransmission-timeout",
+                "400",
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let ran = env.sim.bmc(0).with_model(|m, _| m.controls()) - before;
+    assert_eq!(
+        ran,
+        1,
+        "power-offs run: ipmipower said {}{}",
+        stdout(&out),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!env.sim.bmc(0).power_on());
+    env.gw.shutdown("test").await;
+    env.sim.stop().await;
+}

@@ -65,6 +65,22 @@ pub fn sibling(trail: &Path, suffix: &str) -> PathBuf {
     trail.with_file_name(format!("{stem}.{suffix}"))
 }
 
+/// Where `path` really is: symlinks and `..` resolved (for a file that does
+/// not exist yet, its directory's).
+fn real_path(path: &Path) -> PathBuf {
+    if let Ok(p) = std::fs::canonicalize(path) {
+        return p;
+    }
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    match (std::fs::canonicalize(dir), path.file_name()) {
+        (Ok(d), Some(name)) => d.join(name),
+        _ => path.to_path_buf(),
+    }
+}
+
 /// Locks `path` (opened or created 0600) exclusively, without waiting.
 fn try_lock(path: &Path, what: &str, holder_from: &Path) -> Result<File, String> {
     let f = OpenOptions::new()
@@ -157,7 +173,9 @@ impl TrailFs for RealFs {
         path.exists()
     }
     fn lock_writer(&self, trail: &Path, anchor: Option<&Path>) -> Result<WriterLock, String> {
-        let lock = lock_path(trail);
+        // By the file's real place, not the name it is given: two gateways
+        // reaching one trail through a symlink must meet at one lock.
+        let lock = lock_path(&real_path(trail));
         let mut f = try_lock(&lock, "audit trail lock", &lock)?;
         f.set_len(0)
             .map_err(|e| format!("{}: {e}", lock.display()))?;

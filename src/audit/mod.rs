@@ -18,6 +18,7 @@ pub mod fs;
 pub mod line;
 pub mod query;
 pub mod settings;
+pub mod unfinished;
 pub mod verify;
 mod writer;
 

@@ -907,3 +907,31 @@ fn tamper_matrix_names_the_exact_line() {
     // Both keys (a rotation): fine.
     assert!(verify(std::slice::from_ref(path), &[key(2), key(1)], None).is_ok());
 }
+
+/// One writer per trail, however the trail is named: a second writer
+/// through a symlink in another directory is refused too (two writers
+/// broke the chain).
+#[tokio::test]
+async fn a_second_writer_is_refused_also_through_a_symlink() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(d.path().join("a")).unwrap();
+    std::fs::create_dir_all(d.path().join("b")).unwrap();
+    let real = WriterConfig::new(d.path().join("a/audit.jsonl"), key(1));
+    let w = AuditWriter::open(real.clone(), Arc::new(RealFs)).unwrap();
+    let e = AuditWriter::open(real.clone(), Arc::new(RealFs)).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains(&format!("pid {}", std::process::id())),
+        "{e}"
+    );
+    std::os::unix::fs::symlink(
+        d.path().join("a/audit.jsonl"),
+        d.path().join("b/audit.jsonl"),
+    )
+    .unwrap();
+    let linked = WriterConfig::new(d.path().join("b/audit.jsonl"), key(1));
+    assert!(AuditWriter::open(linked.clone(), Arc::new(RealFs)).is_err());
+    w.shutdown("t").await.unwrap();
+    let w = AuditWriter::open(linked, Arc::new(RealFs)).unwrap();
+    w.shutdown("t").await.unwrap();
+}

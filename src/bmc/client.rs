@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{timeout_at, Instant};
 use tracing::{debug, info, warn};
 
-use super::{BmcError, RawResponse, Transact};
+use super::{BmcError, RawResponse, Ticket, Transact};
 use crate::ipmi::cmd::app::GetDeviceId;
 use crate::ipmi::cmd::name::classify;
 use crate::ipmi::cmd::{Command, RawRequest};
@@ -125,50 +125,6 @@ impl BmcConfig {
             queue_depth: DEFAULT_QUEUE_DEPTH,
             events: None,
         }
-    }
-}
-
-/// Whether a request may still be withdrawn: shared between the caller and
-/// the BMC task. The task commits it right before the first datagram goes
-/// out; the caller withdraws it when it stops waiting. Exactly one wins.
-#[derive(Debug, Default)]
-pub struct Ticket(AtomicU8);
-
-const QUEUED: u8 = 0;
-const COMMITTED: u8 = 1;
-const WITHDRAWN: u8 = 2;
-
-impl Ticket {
-    /// A fresh ticket, for one operation (all the commands it sends).
-    pub fn new() -> Arc<Ticket> {
-        Arc::new(Ticket::default())
-    }
-
-    /// The task's side: true when the request may be sent (it was not
-    /// withdrawn; a ticket once committed stays committed).
-    fn commit(&self) -> bool {
-        match self.0.compare_exchange(QUEUED, COMMITTED, Relaxed, Relaxed) {
-            Ok(_) => true,
-            Err(state) => state == COMMITTED,
-        }
-    }
-
-    /// The caller's side: true when nothing was or will be sent for it.
-    pub fn withdraw(&self) -> bool {
-        match self.0.compare_exchange(QUEUED, WITHDRAWN, Relaxed, Relaxed) {
-            Ok(_) => true,
-            Err(state) => state == WITHDRAWN,
-        }
-    }
-
-    /// True once something was sent for it.
-    pub fn committed(&self) -> bool {
-        self.0.load(Relaxed) == COMMITTED
-    }
-
-    /// True once withdrawn.
-    pub fn withdrawn(&self) -> bool {
-        self.0.load(Relaxed) == WITHDRAWN
     }
 }
 

@@ -13,10 +13,10 @@
 mod client;
 pub mod credentials;
 pub mod reads;
+mod ticket;
 
-pub use client::{
-    BmcClient, BmcConfig, DropStats, DropStatsSnapshot, EventSink, SessionEvent, Ticket,
-};
+pub use client::{BmcClient, BmcConfig, DropStats, DropStatsSnapshot, EventSink, SessionEvent};
+pub use ticket::Ticket;
 
 use std::net::SocketAddr;
 

@@ -384,6 +384,9 @@ fn endpoint(user: &[u8], password: &SecretBytes) -> Endpoint {
     cfg.suites = vec![CipherSuite::Suite17, CipherSuite::Suite3];
     // Local tools and scripts may run side by side; sessions cost little here.
     cfg.max_sessions = 32;
+    // A slow gateway makes ipmipower re-send power commands (with a new
+    // rqSeq): each copy must not become another power action.
+    cfg.repeat_window = Some(Duration::from_secs(10));
     cfg.lockout = Some(LOCKOUT);
     let users = vec![BmcUser {
         name: user.to_vec(),

@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 
 use super::{CliError, EXIT_BMC, EXIT_CONNECTION, EXIT_DENIED};
 use crate::ops::codec::OpVerb;
-use crate::ops::error::ApiError;
+use crate::ops::error::{ApiError, ErrorKind};
 use crate::ops::Op;
 use crate::policy::glob::BmcPattern;
 
@@ -267,6 +267,31 @@ fn tls_error(s: &Settings, e: &std::io::Error) -> CliError {
             ),
         };
     }
+    let alert = e
+        .get_ref()
+        .and_then(|i| i.downcast_ref::<rustls::Error>())
+        .and_then(|r| match r {
+            rustls::Error::AlertReceived(a) => Some(*a),
+            _ => None,
+        });
+    use rustls::AlertDescription as A;
+    if let Some(
+        a @ (A::CertificateRevoked
+        | A::CertificateExpired
+        | A::BadCertificate
+        | A::UnknownCA
+        | A::CertificateUnknown
+        | A::UnsupportedCertificate
+        | A::CertificateRequired),
+    ) = alert
+    {
+        return conn_error(format!(
+            "the gateway at {}:{} refused this client certificate ({a:?}): it is revoked, expired, not for client authentication, or not issued by the CA the gateway trusts ({})",
+            s.host,
+            s.port,
+            s.cert.display()
+        ));
+    }
     conn_error(format!("TLS with {}:{}: {e}", s.host, s.port))
 }
 
@@ -342,12 +367,20 @@ fn client_request_id() -> String {
     format!("c-{}", hex::encode(b))
 }
 
-/// A gateway answer that is not a success, as the CLI reports it.
+/// A gateway answer that is not a success, as the CLI reports it. When
+/// the outcome is unknown, the message says how to find it in the trail.
 fn failure(status: StatusCode, body: &[u8]) -> CliError {
     let e = ApiError::from_answer(status.as_u16(), body);
+    let mut message = e.to_string();
+    let v: Value = serde_json::from_slice(body).unwrap_or_default();
+    if let (ErrorKind::OutcomeUnknown, Some(id)) = (e.kind, v["error"]["request_id"].as_str()) {
+        message.push_str(&format!(
+            ". Check the target's state, or the audit trail: `ipmigw audit query --request-id {id}`"
+        ));
+    }
     CliError {
         code: e.exit_code(),
-        message: e.to_string(),
+        message,
     }
 }
 

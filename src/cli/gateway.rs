@@ -81,19 +81,21 @@ pub async fn serve(a: ServeArgs) -> Result<(), CliError> {
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     survive_file_size_limit();
     let gw = gateway::start(&a.config).await.map_err(CliError::usage)?;
-    eprintln!(
+    super::say(&format!(
         "ipmigw: serving on https://{} (SIGHUP reloads, SIGTERM stops)",
         gw.local_addr()
-    );
+    ));
     let mut signals = Signals::new(true);
     loop {
         match signals.next().await {
             Received::Hangup => {
                 if let Err(e) = gw.reload().await {
-                    eprintln!("ipmigw: reload refused, previous configuration kept:\n{e}");
+                    super::say(&format!(
+                        "ipmigw: reload refused, previous configuration kept:\n{e}"
+                    ));
                 }
                 if let Err(e) = gw.shared().audit.rotate().await {
-                    eprintln!("ipmigw: audit rotation failed: {e}");
+                    super::say(&format!("ipmigw: audit rotation failed: {e}"));
                 }
             }
             stop => {

@@ -108,7 +108,7 @@ pub fn main() -> u8 {
     let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("ipmigw: cannot start the async runtime: {e}");
+            say(&format!("ipmigw: cannot start the async runtime: {e}"));
             return EXIT_USAGE;
         }
     };
@@ -135,10 +135,17 @@ pub fn main() -> u8 {
     match result {
         Ok(()) => EXIT_OK,
         Err(e) => {
-            eprintln!("ipmigw: {}", e.message);
+            say(&format!("ipmigw: {}", e.message));
             e.code
         }
     }
+}
+
+/// Writes a line to stderr, ignoring failure (`eprintln!` panics when
+/// stderr cannot be written: a full disk must not stop a server).
+pub(crate) fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 fn init_tracing(verbose: u8) {
@@ -149,9 +156,14 @@ fn init_tracing(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // A failed write to stderr (a full disk, a file-size limit, a closed
+    // pipe) must not become a panic: the subscriber would otherwise report
+    // it with eprintln!, which panics when stderr fails again, and a server
+    // thread (the audit writer's among them) would die with it.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .log_internal_errors(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .try_init();

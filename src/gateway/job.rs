@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 
 use super::api::{fail, respond, Answer};
 use super::Shared;
-use crate::audit::{Event, RequestRecord, ResultRecord};
+use crate::audit::{Event, Recorded, RequestRecord, ResultRecord};
 use crate::bmc::{BmcError, Ticket};
 use crate::ops::error::{ApiError, ErrorKind};
 use crate::ops::{self, Op};
@@ -39,6 +39,15 @@ pub struct Job {
     pub(super) ticket: Arc<Ticket>,
 }
 
+/// Resolves when the caller has stopped waiting for the answer (never, once
+/// the answer has been sent).
+async fn caller_gone(answer: &mut Option<oneshot::Sender<Answer>>) {
+    match answer.as_mut() {
+        Some(a) => a.closed().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Why a job stopped waiting for the BMC.
 enum Stop {
     Deadline,
@@ -50,25 +59,8 @@ impl Job {
     /// (unless the caller has gone).
     pub async fn run(self, answer: oneshot::Sender<Answer>) {
         let mut answer = Some(answer);
-        let permit = self.permit.clone();
-        let recorded = match self
-            .shared
-            .audit
-            .record_permit(self.record.clone(), permit)
-            .await
-        {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(error = %e, "request refused: audit record not durable");
-                let e = ApiError::new(
-                    ErrorKind::AuditUnavailable,
-                    "the audit trail is unavailable; nothing was sent to the BMC",
-                );
-                if let Some(a) = answer.take() {
-                    let _ = a.send(fail(&e, Some(&self.id)));
-                }
-                return;
-            }
+        let Some(recorded) = self.record(&mut answer).await else {
+            return;
         };
         let started = Instant::now();
         let pool = self.shared.pool.clone();
@@ -77,7 +69,7 @@ impl Job {
         let stopped = tokio::select! {
             r = &mut run => Ok(r),
             _ = tokio::time::sleep_until(self.deadline) => Err(Stop::Deadline),
-            _ = answer.as_mut().expect("not answered yet").closed() => Err(Stop::CallerGone),
+            _ = caller_gone(&mut answer) => Err(Stop::CallerGone),
         };
         let result = match stopped {
             Ok(r) => r,
@@ -87,7 +79,9 @@ impl Job {
             }
             Err(why) => {
                 // Already at the BMC: the caller learns it now, the trail
-                // gets the outcome when it comes.
+                // gets the outcome when it comes. A read still walking is
+                // abandoned between two commands.
+                self.ticket.abandon();
                 if let (Stop::Deadline, Some(a)) = (why, answer.take()) {
                     let _ = a.send(fail(&self.late(), Some(&self.id)));
                 }
@@ -97,6 +91,68 @@ impl Job {
         let reply = self.finish(result, started);
         if let Some(a) = answer.take() {
             let _ = a.send(reply);
+        }
+    }
+
+    /// Makes the request record durable, which turns the permit into the
+    /// proof the pool takes. The deadline counts from the request's
+    /// arrival, disk included: when the trail is slower than that, the
+    /// caller is answered now (nothing was sent) and the record, once it
+    /// lands, gets its result record.
+    async fn record(
+        &self,
+        answer: &mut Option<oneshot::Sender<Answer>>,
+    ) -> Option<Recorded<Permit>> {
+        let writing = self
+            .shared
+            .audit
+            .record_permit(self.record.clone(), self.permit.clone());
+        tokio::pin!(writing);
+        let late = tokio::select! {
+            r = &mut writing => return self.recorded_or_refused(r, answer),
+            _ = tokio::time::sleep_until(self.deadline) => true,
+            _ = caller_gone(answer) => false,
+        };
+        if late {
+            if let Some(a) = answer.take() {
+                let e = ApiError::new(
+                    ErrorKind::AuditUnavailable,
+                    "the audit trail did not confirm the request record within the request deadline; nothing was sent to the BMC",
+                );
+                let _ = a.send(fail(&e, Some(&self.id)));
+            }
+        }
+        // The record may still land: then it gets a result saying why
+        // nothing followed it.
+        if writing.await.is_ok() {
+            let code = if late {
+                ErrorKind::DeadlineExceeded
+            } else {
+                ErrorKind::Cancelled
+            };
+            self.write_result(None, 0, Instant::now(), Some(code.code()));
+        }
+        None
+    }
+
+    fn recorded_or_refused(
+        &self,
+        r: Result<Recorded<Permit>, crate::audit::AuditError>,
+        answer: &mut Option<oneshot::Sender<Answer>>,
+    ) -> Option<Recorded<Permit>> {
+        match r {
+            Ok(recorded) => Some(recorded),
+            Err(e) => {
+                tracing::error!(error = %e, "request refused: audit record not durable");
+                let e = ApiError::new(
+                    ErrorKind::AuditUnavailable,
+                    "the audit trail is unavailable; nothing was sent to the BMC",
+                );
+                if let Some(a) = answer.take() {
+                    let _ = a.send(fail(&e, Some(&self.id)));
+                }
+                None
+            }
         }
     }
 
@@ -156,6 +212,19 @@ impl Job {
                 }
             }
             Err(e) => {
+                // The BMC's task stopped (shutdown's deadline) with the
+                // command already sent: whether it ran is unknown.
+                let e = match e {
+                    BmcError::Closed(addr)
+                        if self.ticket.committed() && self.permit.state_changing() =>
+                    {
+                        BmcError::OutcomeUnknown {
+                            addr,
+                            command: self.command().to_string(),
+                        }
+                    }
+                    e => e,
+                };
                 let api = bmc_failure(&e);
                 let cc = match &e {
                     BmcError::Completion { code, .. } => Some(code.0),
@@ -220,6 +289,12 @@ pub fn bmc_failure(e: &BmcError) -> ApiError {
         BmcError::Login { .. } => {
             ApiError::new(K::BmcLoginFailed, "the gateway could not log in to the BMC")
         }
+        // The gateway's own socket (out of file descriptors, say): not the
+        // BMC's fault.
+        BmcError::Io { source, .. } => ApiError::new(
+            K::Internal,
+            format!("the gateway could not talk on its socket: {source}"),
+        ),
         _ => ApiError::new(K::BmcError, "the BMC request failed"),
     }
 }

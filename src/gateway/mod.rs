@@ -325,11 +325,34 @@ impl std::fmt::Debug for GatewayHandle {
     }
 }
 
+/// Gives every request the previous run allowed and left without a result
+/// (it crashed) a `result` record saying so: whether it reached its BMC is
+/// unknown.
+fn record_interrupted(audit: &AuditWriter, trail: &Path) {
+    let ids = crate::audit::unfinished::unfinished_requests(trail);
+    if !ids.is_empty() {
+        tracing::warn!(count = ids.len(), "the previous run ended with allowed requests unrecorded; recording them as interrupted");
+    }
+    for id in ids {
+        let rec = crate::audit::ResultRecord {
+            request_id: id,
+            completion_code: None,
+            response_len: 0,
+            latency_us: 0,
+            error: Some("interrupted".into()),
+        };
+        if let Err(e) = audit.append_queued(Event::Result(rec)) {
+            tracing::error!(error = %e, "interrupted result not recorded");
+        }
+    }
+}
+
 /// Loads `config`, opens the audit trail and starts serving.
 pub async fn start(config: &Path) -> Result<GatewayHandle, String> {
     let loaded = load(config)?;
     let audit =
         AuditWriter::open(loaded.audit.clone(), Arc::new(RealFs)).map_err(|e| e.to_string())?;
+    record_interrupted(&audit, &loaded.audit.path);
     let listener = TcpListener::bind(loaded.settings.listen)
         .await
         .map_err(|e| format!("listen on {}: {e}", loaded.settings.listen))?;

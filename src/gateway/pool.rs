@@ -368,6 +368,10 @@ struct Gated<'a> {
 
 impl Transact for Gated<'_> {
     async fn transact(&self, req: RawRequest) -> Result<RawResponse, BmcError> {
+        if self.ticket.abandoned() {
+            // Nobody waits for this read any more: stop walking the BMC.
+            return Err(BmcError::Cancelled(self.client.addr()));
+        }
         let name = classify(req.netfn, req.cmd, &req.data).name;
         if !self.allowed.iter().any(|a| a == name.as_str()) {
             return Err(BmcError::Protocol {

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use super::console::{setup_datagram, SessionRng};
 use super::window::SeqWindow;
 use super::Privilege;
+use crate::ipmi::cmd::name::classify;
 use crate::ipmi::cmd::privilege;
 use crate::ipmi::crypto::integrity::{open, seal};
 use crate::ipmi::crypto::keys::{self, RakpInputs, SessionKeys};
@@ -74,6 +75,14 @@ pub struct EndpointConfig {
     pub kg: Option<SecretBytes>,
     /// Back-off after failed logins; None: every login is tried.
     pub lockout: Option<Lockout>,
+    /// When set, a state-changing command that repeats the session's
+    /// previous one exactly (netFn, command, data) within this time is
+    /// answered again without running twice. Some consoles (freeipmi's
+    /// ipmipower) re-send a slow command with a new rqSeq, so a BMC cannot
+    /// tell the copy from a new command; a front end that forwards slowly
+    /// (the bridge) must not turn one power-off into many. Off for a BMC,
+    /// where two equal commands are two commands.
+    pub repeat_window: Option<Duration>,
 }
 
 impl EndpointConfig {
@@ -86,6 +95,7 @@ impl EndpointConfig {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             kg: None,
             lockout: None,
+            repeat_window: None,
         }
     }
 }
@@ -169,6 +179,8 @@ pub struct EndpointStats {
     pub locked_out: u64,
     /// Sessions closed by Close Session.
     pub closed: u64,
+    /// Re-sent requests answered again without running them twice.
+    pub resends_answered: u64,
     /// Sessions dropped for idleness (or half-open too long).
     pub expired: u64,
     /// Commands answered inside sessions.
@@ -210,6 +222,17 @@ struct Active {
     privilege: Privilege,
     max_privilege: Privilege,
     user: usize,
+    /// The last command run and its answer (see `repeat_window`).
+    last: Option<Executed>,
+}
+
+/// A command run in a session, remembered for a re-sent copy.
+struct Executed {
+    at: Instant,
+    netfn: NetFn,
+    cmd: u8,
+    data: Vec<u8>,
+    answer: (CompletionCode, Vec<u8>),
 }
 
 /// One BMC's RMCP+ endpoint: every session of that BMC.
@@ -775,6 +798,7 @@ impl Endpoint {
                 privilege: max_privilege.min(Privilege::User),
                 max_privilege,
                 user,
+                last: None,
             }));
         }
         self.stats.logins += 1;
@@ -886,7 +910,27 @@ impl Endpoint {
             (NetFn::APP, 0x38) => auth_caps(&self.cfg, &req.data),
             (NetFn::APP, 0x54) => cipher_suites(&self.cfg, &req.data),
             (NetFn::APP, 0x37) => (CompletionCode::OK, self.cfg.guid.to_vec()),
-            _ => app.execute(now, a.privilege, &req),
+            _ => match a.last.as_ref().filter(|l| {
+                self.cfg
+                    .repeat_window
+                    .is_some_and(|w| l.repeats(now, w, &req))
+            }) {
+                Some(l) => {
+                    self.stats.resends_answered += 1;
+                    l.answer.clone()
+                }
+                None => {
+                    let answer = app.execute(now, a.privilege, &req);
+                    a.last = Some(Executed {
+                        at: now,
+                        netfn: req.netfn,
+                        cmd: req.cmd,
+                        data: req.data.clone(),
+                        answer: answer.clone(),
+                    });
+                    answer
+                }
+            },
         };
         let mut msg = Vec::with_capacity(8 + data.len());
         req.response(cc, data).emit(&mut msg);
@@ -902,6 +946,16 @@ impl Endpoint {
             &iv,
         );
         (Some(plain(bytes)), close)
+    }
+}
+
+impl Executed {
+    /// True when `req` is a re-sent copy of this state-changing command.
+    fn repeats(&self, now: Instant, window: Duration, req: &Request) -> bool {
+        now.duration_since(self.at) < window
+            && (self.netfn, self.cmd) == (req.netfn, req.cmd)
+            && self.data == req.data
+            && classify(req.netfn, req.cmd, &req.data).state_changing
     }
 }
 
