@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use ipmigw::ipmi::crypto::CipherSuite;
 use ipmigw::ipmi::session::bmc::{Application, BmcUser, Endpoint, EndpointConfig};
 use ipmigw::ipmi::session::console::{
-    ActiveSession, ConsoleConfig, Handshake, LoginFailure, Progress, SessionError,
+    ActiveSession, ConsoleConfig, Handshake, LoginFailure, SessionError,
 };
 use ipmigw::ipmi::session::Privilege;
 use ipmigw::ipmi::wire::message::{CompletionCode, NetFn, Request};
@@ -79,19 +79,25 @@ impl Pair {
     }
 
     fn login(&mut self, cfg: ConsoleConfig) -> Result<Box<ActiveSession>, LoginFailure> {
-        let (mut hs, mut out) = Handshake::start(cfg, Box::new(StdRng::seed_from_u64(3)))
+        // The console's own clock: it jumps to the handshake's timer when a
+        // reply was discarded (re-sending the step), while the BMC's stands
+        // still, as before.
+        let mut console_now = self.now;
+        let mut hs = Handshake::start(cfg, Box::new(StdRng::seed_from_u64(3)), console_now)
             .map_err(LoginFailure::from)?;
         for _ in 0..MAX_STEPS {
-            let Some(reply) = self.bmc.handle_datagram(self.now, &out, &mut self.app) else {
-                panic!("BMC did not answer in state {}", hs.state_name());
-            };
-            match hs.handle(&reply.bytes)? {
-                Progress::Send(next) => out = next,
-                Progress::Established(s) => return Ok(s),
-                // The driver re-sends the last datagram when the step
-                // times out; a discarded reply leaves `out` unchanged.
-                Progress::Ignored(_) => {}
+            if let Some(outcome) = hs.poll_outcome() {
+                return outcome;
             }
+            let Some(out) = hs.poll_transmit() else {
+                console_now = hs.poll_timeout().expect("a running login has a timer");
+                hs.handle_timeout(console_now);
+                continue;
+            };
+            let Some(reply) = self.bmc.handle_datagram(self.now, &out, &mut self.app) else {
+                panic!("BMC did not answer in step {:?}", hs.step());
+            };
+            let _ = hs.handle_datagram(console_now, &reply.bytes);
         }
         panic!("no login in {MAX_STEPS} steps")
     }
