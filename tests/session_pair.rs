@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use ipmigw::ipmi::crypto::CipherSuite;
-use ipmigw::ipmi::session::bmc::{Application, BmcUser, Endpoint, EndpointConfig};
+use ipmigw::ipmi::session::bmc::{Application, BmcUser, Endpoint, EndpointConfig, Received};
 use ipmigw::ipmi::session::console::{
     ActiveSession, ConsoleConfig, Handshake, LoginFailure, SessionError,
 };
@@ -295,6 +295,54 @@ fn replayed_forged_and_foreign_packets_get_no_answer() {
         (1, 1, 1)
     );
     assert_eq!(p.app.controls, [0]);
+}
+
+/// The bridge's way: the endpoint hands the application's commands back
+/// and seals the answer when it comes; its own commands and refusals are
+/// answered at once, and an answer whose session ended goes nowhere.
+#[test]
+fn an_application_command_can_be_answered_later() {
+    let mut p = Pair::default();
+    let mut s = p
+        .login(console("admin", "Adm1nPass", Privilege::Operator))
+        .unwrap();
+    let d = s.send_request(NetFn::CHASSIS, 0x02, vec![1]);
+    let Some(Received::Command(cmd)) = p.bmc.receive(p.now, &d) else {
+        panic!("chassis control is the application's");
+    };
+    assert_eq!(
+        (cmd.request().netfn, cmd.request().cmd),
+        (NetFn::CHASSIS, 0x02)
+    );
+    assert_eq!(cmd.privilege(), Privilege::Operator);
+    assert!(p.app.controls.is_empty(), "nothing ran it yet");
+    let out = p.bmc.answer(cmd, CompletionCode::OK, vec![]).unwrap();
+    let r = s.handle_datagram(&out.bytes).expect("an authentic reply");
+    assert!(r.completion_code.is_ok());
+    // Session commands and privilege refusals never reach the application.
+    let info = s.send_request(NetFn::APP, 0x3D, vec![0]);
+    assert!(matches!(
+        p.bmc.receive(p.now, &info),
+        Some(Received::Reply(_))
+    ));
+    let mut viewer = p
+        .login(console("viewer", "V1ewPass", Privilege::User))
+        .unwrap();
+    let off = viewer.send_request(NetFn::CHASSIS, 0x02, vec![0]);
+    let Some(Received::Reply(refusal)) = p.bmc.receive(p.now, &off) else {
+        panic!("a USER session's power off is refused by the endpoint");
+    };
+    let r = viewer.handle_datagram(&refusal.bytes).unwrap();
+    assert_eq!(r.completion_code, CompletionCode::INSUFFICIENT_PRIVILEGE);
+    // The session ends while its command runs: the answer is not sealed.
+    let d = s.send_request(NetFn::APP, 0x01, vec![]);
+    let Some(Received::Command(late)) = p.bmc.receive(p.now, &d) else {
+        panic!("Get Device ID is the application's");
+    };
+    p.now += Duration::from_secs(61);
+    p.bmc.handle_timeout(p.now);
+    assert_eq!(p.bmc.session_count(), 0);
+    assert!(p.bmc.answer(late, CompletionCode::OK, vec![]).is_none());
 }
 
 #[test]
