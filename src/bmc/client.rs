@@ -26,7 +26,8 @@ use crate::ipmi::cmd::app::GetDeviceId;
 use crate::ipmi::cmd::name::classify;
 use crate::ipmi::cmd::{Command, RawRequest};
 use crate::ipmi::session::console::{
-    self, ActiveSession, ConsoleConfig, Drop, Handshake, LoginFailure, SessionError,
+    self, ActiveSession, Answer, ConsoleConfig, Drop, Exchange, Handshake, LoginFailure,
+    SessionError,
 };
 use crate::ipmi::session::window::WindowError;
 use crate::ipmi::wire::message::NetFn;
@@ -472,11 +473,6 @@ struct Task {
     buf: Vec<u8>,
 }
 
-enum Wait {
-    Reply(RawResponse),
-    TimedOut,
-}
-
 impl Task {
     async fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
         loop {
@@ -609,51 +605,58 @@ impl Task {
             tries: 2 * tries,
         })
     }
-    /// Sends `req` up to `tries` times; `None` when nothing authentic came back.
+    /// Sends `req` up to `tries` times (the core keeps the count and the
+    /// timer); `None` when nothing authentic came back.
     async fn exchange(
         &mut self,
         req: &RawRequest,
         tries: u32,
     ) -> Result<Option<RawResponse>, BmcError> {
-        for attempt in 0..tries {
-            if attempt > 0 {
-                self.stats.retries.fetch_add(1, Relaxed);
-            }
-            let Some(session) = self.session.as_mut() else {
-                return Ok(None);
-            };
-            let bytes = session.send_request(req.netfn, req.cmd, req.data.clone());
-            self.send(&bytes).await?;
-            if let Wait::Reply(r) = self.wait_reply().await? {
-                return Ok(Some(r));
-            }
-        }
-        if let Some(s) = self.session.as_mut() {
-            s.cancel_pending();
-        }
-        Ok(None)
+        // Out of `self` while the socket is read, and back before any error
+        // is returned.
+        let Some(mut session) = self.session.take() else {
+            return Ok(None);
+        };
+        let now = Instant::now().into_std();
+        let mut ex = Exchange::start(&mut session, req.clone(), tries, self.cfg.timeout, now);
+        let answer = self.drive_exchange(&mut session, &mut ex).await;
+        self.session = Some(session);
+        self.stats
+            .retries
+            .fetch_add(u64::from(ex.retransmits()), Relaxed);
+        Ok(match answer? {
+            Answer::Reply(resp) => Some(RawResponse {
+                completion_code: resp.completion_code,
+                data: resp.data,
+            }),
+            Answer::Unanswered { .. } => None,
+        })
     }
 
-    async fn wait_reply(&mut self) -> Result<Wait, BmcError> {
-        let deadline = Instant::now() + self.cfg.timeout;
+    /// Runs `ex` in `session` to its answer over the socket.
+    async fn drive_exchange(
+        &mut self,
+        session: &mut ActiveSession,
+        ex: &mut Exchange,
+    ) -> Result<Answer, BmcError> {
         loop {
-            let Some(d) = self.recv_until(deadline).await? else {
-                return Ok(Wait::TimedOut);
+            if let Some(bytes) = ex.poll_transmit() {
+                self.send(&bytes).await?;
+            }
+            if let Some(answer) = ex.poll_outcome() {
+                return Ok(answer);
+            }
+            let Some(at) = ex.poll_timeout() else {
+                unreachable!("a request without an outcome has a timer");
             };
-            let Some(session) = self.session.as_mut() else {
-                return Ok(Wait::TimedOut);
-            };
-            match session.handle_datagram(&self.buf[..d]) {
-                Ok(resp) => {
-                    return Ok(Wait::Reply(RawResponse {
-                        completion_code: resp.completion_code,
-                        data: resp.data,
-                    }))
+            match self.recv_until(Instant::from_std(at)).await? {
+                Some(n) => {
+                    if let Err(drop) = ex.handle_datagram(session, &self.buf[..n]) {
+                        debug!(bmc = %self.cfg.addr, %drop, "dropped datagram");
+                        self.stats.count(drop);
+                    }
                 }
-                Err(drop) => {
-                    debug!(bmc = %self.cfg.addr, %drop, "dropped datagram");
-                    self.stats.count(drop);
-                }
+                None => ex.handle_timeout(session, Instant::now().into_std()),
             }
         }
     }

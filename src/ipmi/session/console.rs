@@ -44,7 +44,9 @@ use crate::ipmi::wire::session::{
 use crate::ipmi::wire::WireError;
 use crate::secret::SecretBytes;
 
+mod exchange;
 mod handshake;
+pub use exchange::{Answer, Exchange};
 pub use handshake::Handshake;
 
 /// Default time a login step waits for the BMC's answer.
