@@ -1,13 +1,11 @@
 //! Console state machine against the scripted peer, in memory, with a step
 //! bound: every way the issue lists of a peer lying or failing.
 
-use std::time::Instant;
-
 use rand::{rngs::StdRng, SeedableRng};
 
 use super::*;
 use crate::ipmi::crypto::CipherSuite;
-use crate::ipmi::session::testpeer::{Knobs, Peer};
+use crate::ipmi::session::testpeer::{t0, Knobs, Peer};
 use crate::ipmi::wire::message::{CompletionCode, Request};
 
 const PASSWORD: &[u8] = b"Adm1nPass";
@@ -29,7 +27,7 @@ fn rng() -> Box<dyn SessionRng> {
 /// timeouts, on a fake clock that jumps to the handshake's timer whenever
 /// nothing is in flight.
 fn login(cfg: ConsoleConfig, peer: &mut Peer) -> Result<Box<ActiveSession>, LoginFailure> {
-    let mut now = Instant::now();
+    let mut now = t0();
     let mut hs = Handshake::start(cfg, rng(), now).map_err(LoginFailure::from)?;
     for _ in 0..MAX_STEPS {
         if let Some(outcome) = hs.poll_outcome() {
@@ -309,7 +307,7 @@ fn replies_are_matched_by_rq_seq_and_a_late_reply_after_retry_is_dropped() {
 
 #[test]
 fn garbage_never_panics_the_login() {
-    let now = Instant::now();
+    let now = t0();
     let mut hs = Handshake::start(cfg(PASSWORD), rng(), now).unwrap();
     assert!(hs.poll_transmit().is_some());
     for len in 0..64usize {

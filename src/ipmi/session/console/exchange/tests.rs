@@ -7,7 +7,7 @@ use rand::{rngs::StdRng, SeedableRng};
 
 use super::*;
 use crate::ipmi::session::console::{ConsoleConfig, Handshake};
-use crate::ipmi::session::testpeer::{Knobs, Peer};
+use crate::ipmi::session::testpeer::{t0, Knobs, Peer};
 use crate::ipmi::session::Privilege;
 use crate::ipmi::wire::message::{CompletionCode, NetFn};
 use crate::secret::SecretBytes;
@@ -78,7 +78,7 @@ fn run(
 
 #[test]
 fn a_lost_reply_is_asked_for_again_with_a_fresh_rq_seq() {
-    let t = Instant::now();
+    let t = t0();
     let (mut s, mut peer) = session(t);
     let mut ex = Exchange::start(&mut s, chassis_status(), 3, TIMEOUT, t);
     let (answer, lost, took) = run(&mut ex, &mut s, &mut peer, t, |i| i < 2);
@@ -99,7 +99,7 @@ fn a_lost_reply_is_asked_for_again_with_a_fresh_rq_seq() {
 
 #[test]
 fn a_late_reply_to_an_earlier_try_does_not_end_the_request() {
-    let t = Instant::now();
+    let t = t0();
     let (mut s, mut peer) = session(t);
     let mut ex = Exchange::start(&mut s, chassis_status(), 2, TIMEOUT, t);
     let first = peer.handle(&ex.poll_transmit().unwrap()).unwrap();
@@ -114,7 +114,7 @@ fn a_late_reply_to_an_earlier_try_does_not_end_the_request() {
 
 #[test]
 fn one_try_is_never_sent_again() {
-    let t = Instant::now();
+    let t = t0();
     let (mut s, mut peer) = session(t);
     let off = RawRequest {
         netfn: NetFn::CHASSIS,
@@ -132,7 +132,7 @@ fn one_try_is_never_sent_again() {
 
 #[test]
 fn every_try_lost_is_unanswered_after_exactly_that_many_datagrams() {
-    let t = Instant::now();
+    let t = t0();
     let (mut s, mut peer) = session(t);
     let mut ex = Exchange::start(&mut s, chassis_status(), 4, TIMEOUT, t);
     let (answer, _, took) = run(&mut ex, &mut s, &mut peer, t, |_| true);

@@ -2,13 +2,13 @@
 //! datagrams, silent BMCs and a damaged RAKP 2, with time advanced by hand
 //! (nothing sleeps).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rand::{rngs::StdRng, SeedableRng};
 
 use super::*;
 use crate::ipmi::crypto::CipherSuite;
-use crate::ipmi::session::testpeer::{Knobs, Peer};
+use crate::ipmi::session::testpeer::{t0, Knobs, Peer};
 use crate::ipmi::session::Privilege;
 use crate::secret::SecretBytes;
 
@@ -87,7 +87,7 @@ fn run(
     mut to_bmc: impl FnMut(usize, &[u8]) -> Fate,
     mut to_console: impl FnMut(&mut Vec<u8>) -> Fate,
 ) -> Run {
-    let start = Instant::now();
+    let start = t0();
     let mut now = start;
     let mut hs = Handshake::start(cfg(), Box::new(StdRng::seed_from_u64(4)), now).unwrap();
     let mut sent = Vec::new();
@@ -272,7 +272,7 @@ fn a_second_damaged_rakp_2_is_a_wrong_password_with_a_farewell() {
 #[test]
 fn an_ended_login_ignores_datagrams_and_timeouts() {
     let mut p = peer();
-    let now = Instant::now();
+    let now = t0();
     let mut hs = Handshake::start(cfg(), Box::new(StdRng::seed_from_u64(5)), now).unwrap();
     let caps = hs.poll_transmit().unwrap();
     let reply = p.handle(&caps).unwrap();
