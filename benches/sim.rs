@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use ipmigw::ipmi::cmd::app::APP_GET_DEVICE_ID;
 use ipmigw::ipmi::crypto::CipherSuite;
-use ipmigw::ipmi::session::console::{ConsoleConfig, Handshake, Progress};
+use ipmigw::ipmi::session::console::{ConsoleConfig, Handshake};
 use ipmigw::ipmi::session::Privilege;
 use ipmigw::ipmi::wire::message::NetFn;
 use ipmigw::secret::SecretBytes;
@@ -33,21 +33,20 @@ async fn session_loop(port: u16, suite: CipherSuite, done: Arc<AtomicU64>, stop:
         Privilege::User,
     );
     cfg.cipher_suites = vec![suite];
-    let (mut hs, first) = Handshake::start(cfg, Box::new(StdRng::from_entropy())).unwrap();
-    sock.send(&first).await.unwrap();
+    let mut hs = Handshake::start(cfg, Box::new(StdRng::from_entropy()), Instant::now()).unwrap();
     let mut buf = [0u8; 1024];
     let mut s = loop {
+        while let Some(b) = hs.poll_transmit() {
+            sock.send(&b).await.unwrap();
+        }
+        if let Some(outcome) = hs.poll_outcome() {
+            break outcome.expect("login");
+        }
         let n = tokio::time::timeout(Duration::from_secs(2), sock.recv(&mut buf))
             .await
             .expect("login answer")
             .unwrap();
-        match hs.handle(&buf[..n]).expect("login") {
-            Progress::Send(b) => {
-                sock.send(&b).await.unwrap();
-            }
-            Progress::Established(s) => break s,
-            Progress::Ignored(_) => {}
-        }
+        let _ = hs.handle_datagram(Instant::now(), &buf[..n]);
     };
     while !stop.load(Relaxed) {
         let req = s.send_request(NetFn::APP, APP_GET_DEVICE_ID, vec![]);

@@ -5,9 +5,9 @@
 use std::time::{Duration, Instant};
 
 use ipmigw::ipmi::crypto::CipherSuite;
-use ipmigw::ipmi::session::bmc::{Application, BmcUser, Endpoint, EndpointConfig};
+use ipmigw::ipmi::session::bmc::{Application, BmcUser, Endpoint, EndpointConfig, Received};
 use ipmigw::ipmi::session::console::{
-    ActiveSession, ConsoleConfig, Handshake, LoginFailure, Progress, SessionError,
+    ActiveSession, ConsoleConfig, Handshake, LoginFailure, SessionError,
 };
 use ipmigw::ipmi::session::Privilege;
 use ipmigw::ipmi::wire::message::{CompletionCode, NetFn, Request};
@@ -79,19 +79,25 @@ impl Pair {
     }
 
     fn login(&mut self, cfg: ConsoleConfig) -> Result<Box<ActiveSession>, LoginFailure> {
-        let (mut hs, mut out) = Handshake::start(cfg, Box::new(StdRng::seed_from_u64(3)))
+        // The console's own clock: it jumps to the handshake's timer when a
+        // reply was discarded (re-sending the step), while the BMC's stands
+        // still, as before.
+        let mut console_now = self.now;
+        let mut hs = Handshake::start(cfg, Box::new(StdRng::seed_from_u64(3)), console_now)
             .map_err(LoginFailure::from)?;
         for _ in 0..MAX_STEPS {
-            let Some(reply) = self.bmc.handle_datagram(self.now, &out, &mut self.app) else {
-                panic!("BMC did not answer in state {}", hs.state_name());
-            };
-            match hs.handle(&reply.bytes)? {
-                Progress::Send(next) => out = next,
-                Progress::Established(s) => return Ok(s),
-                // The driver re-sends the last datagram when the step
-                // times out; a discarded reply leaves `out` unchanged.
-                Progress::Ignored(_) => {}
+            if let Some(outcome) = hs.poll_outcome() {
+                return outcome;
             }
+            let Some(out) = hs.poll_transmit() else {
+                console_now = hs.poll_timeout().expect("a running login has a timer");
+                hs.handle_timeout(console_now);
+                continue;
+            };
+            let Some(reply) = self.bmc.handle_datagram(self.now, &out, &mut self.app) else {
+                panic!("BMC did not answer in step {:?}", hs.step());
+            };
+            let _ = hs.handle_datagram(console_now, &reply.bytes);
         }
         panic!("no login in {MAX_STEPS} steps")
     }
@@ -289,6 +295,54 @@ fn replayed_forged_and_foreign_packets_get_no_answer() {
         (1, 1, 1)
     );
     assert_eq!(p.app.controls, [0]);
+}
+
+/// The bridge's way: the endpoint hands the application's commands back
+/// and seals the answer when it comes; its own commands and refusals are
+/// answered at once, and an answer whose session ended goes nowhere.
+#[test]
+fn an_application_command_can_be_answered_later() {
+    let mut p = Pair::default();
+    let mut s = p
+        .login(console("admin", "Adm1nPass", Privilege::Operator))
+        .unwrap();
+    let d = s.send_request(NetFn::CHASSIS, 0x02, vec![1]);
+    let Some(Received::Command(cmd)) = p.bmc.receive(p.now, &d) else {
+        panic!("chassis control is the application's");
+    };
+    assert_eq!(
+        (cmd.request().netfn, cmd.request().cmd),
+        (NetFn::CHASSIS, 0x02)
+    );
+    assert_eq!(cmd.privilege(), Privilege::Operator);
+    assert!(p.app.controls.is_empty(), "nothing ran it yet");
+    let out = p.bmc.answer(cmd, CompletionCode::OK, vec![]).unwrap();
+    let r = s.handle_datagram(&out.bytes).expect("an authentic reply");
+    assert!(r.completion_code.is_ok());
+    // Session commands and privilege refusals never reach the application.
+    let info = s.send_request(NetFn::APP, 0x3D, vec![0]);
+    assert!(matches!(
+        p.bmc.receive(p.now, &info),
+        Some(Received::Reply(_))
+    ));
+    let mut viewer = p
+        .login(console("viewer", "V1ewPass", Privilege::User))
+        .unwrap();
+    let off = viewer.send_request(NetFn::CHASSIS, 0x02, vec![0]);
+    let Some(Received::Reply(refusal)) = p.bmc.receive(p.now, &off) else {
+        panic!("a USER session's power off is refused by the endpoint");
+    };
+    let r = viewer.handle_datagram(&refusal.bytes).unwrap();
+    assert_eq!(r.completion_code, CompletionCode::INSUFFICIENT_PRIVILEGE);
+    // The session ends while its command runs: the answer is not sealed.
+    let d = s.send_request(NetFn::APP, 0x01, vec![]);
+    let Some(Received::Command(late)) = p.bmc.receive(p.now, &d) else {
+        panic!("Get Device ID is the application's");
+    };
+    p.now += Duration::from_secs(61);
+    p.bmc.handle_timeout(p.now);
+    assert_eq!(p.bmc.session_count(), 0);
+    assert!(p.bmc.answer(late, CompletionCode::OK, vec![]).is_none());
 }
 
 #[test]

@@ -13,8 +13,12 @@ use common::ipmigw_bin;
 use ipmigw::bmc::{reads, BmcClient, BmcConfig, BmcError};
 use ipmigw::ipmi::cmd::app::{format_guid, GetDeviceId};
 use ipmigw::ipmi::cmd::chassis::{ChassisControl, GetChassisStatus, PowerAction};
+use ipmigw::ipmi::crypto::CipherSuite;
 use ipmigw::ipmi::session::console::ConsoleConfig;
 use ipmigw::ipmi::session::Privilege;
+use ipmigw::ipmi::wire::rakp::OpenSessionRequest;
+use ipmigw::ipmi::wire::rmcp::RmcpHeader;
+use ipmigw::ipmi::wire::session::{PayloadKind, PayloadType, RmcpPlusHeader};
 use ipmigw::secret::SecretBytes;
 use ipmigw::sim::{Faults, SimConfig, Simulator};
 
@@ -403,6 +407,61 @@ fn slow_bmcs_time_out_and_patient_clients_wait() {
         .client(0, |c| c.timeout = Duration::from_millis(400))
         .unwrap();
     assert!(s.rt.block_on(c.execute(&GetDeviceId)).is_ok());
+}
+
+/// Opens a session by hand and stops there: a half-open session.
+fn open_session_only(addr: SocketAddr) {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut payload = Vec::new();
+    OpenSessionRequest {
+        tag: 1,
+        max_privilege: 0,
+        console_sid: 0x0BAD_CAFE,
+        algorithms: CipherSuite::Suite17.algorithms(),
+    }
+    .emit(&mut payload);
+    let mut d = Vec::new();
+    RmcpHeader::IPMI.emit(&mut d);
+    RmcpPlusHeader {
+        payload_type: PayloadType::setup(PayloadKind::OPEN_SESSION_REQUEST),
+        session_id: 0,
+        seq: 0,
+        payload_len: payload.len() as u16,
+    }
+    .emit(&mut d);
+    d.extend_from_slice(&payload);
+    sock.send_to(&d, addr).unwrap();
+    let mut buf = [0u8; 512];
+    sock.recv(&mut buf).expect("an Open Session Response");
+}
+
+/// The simulator wakes at its endpoint's timer: sessions nobody talks to
+/// any more expire on time, with no datagram to make it look.
+#[test]
+fn idle_and_half_open_sessions_expire_without_traffic() {
+    let idle = Duration::from_millis(300);
+    let s = Sim::start(1, |c| c.idle_timeout = idle);
+    let bmc = s.sim().bmc(0);
+    let c = s
+        .client(0, |c| c.keepalive = Duration::from_secs(60))
+        .unwrap();
+    open_session_only(bmc.addr());
+    assert_eq!(bmc.session_count(), 2, "one active, one half-open");
+    let quiet_since = std::time::Instant::now();
+    while bmc.session_count() > 0 && quiet_since.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(bmc.session_count(), 0, "expired without traffic");
+    assert_eq!(bmc.stats().expired, 2);
+    assert!(quiet_since.elapsed() >= idle - Duration::from_millis(50));
+    let st = bmc.stats();
+    assert_eq!(
+        (st.malformed, st.unknown_session, st.commands),
+        (0, 0, 1),
+        "nothing reached the BMC after the login's Set Session Privilege"
+    );
+    s.rt.block_on(c.close());
 }
 
 #[test]

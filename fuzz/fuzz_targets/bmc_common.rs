@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ipmigw::ipmi::session::bmc::{BmcUser, Endpoint, EndpointConfig};
-use ipmigw::ipmi::session::console::{ActiveSession, ConsoleConfig, Handshake, Progress};
+use ipmigw::ipmi::session::console::{ActiveSession, ConsoleConfig, Handshake};
 use ipmigw::ipmi::session::Privilege;
 use ipmigw::secret::SecretBytes;
 use ipmigw::sim::model::{SensorCatalog, SimBmc};
@@ -24,14 +24,14 @@ pub fn bmc(now: Instant) -> (Endpoint, SimBmc) {
 
 pub fn login(ep: &mut Endpoint, model: &mut SimBmc, now: Instant) -> Box<ActiveSession> {
     let cfg = ConsoleConfig::new(b"admin", SecretBytes::from(&b"pw"[..]), Privilege::Administrator);
-    let (mut hs, mut out) = Handshake::start(cfg, Box::new(StdRng::seed_from_u64(2))).unwrap();
+    let mut hs = Handshake::start(cfg, Box::new(StdRng::seed_from_u64(2)), now).unwrap();
     for _ in 0..8 {
-        let reply = ep.handle_datagram(now, &out, model).expect("login answer");
-        match hs.handle(&reply.bytes).unwrap() {
-            Progress::Send(next) => out = next,
-            Progress::Established(s) => return s,
-            Progress::Ignored(_) => panic!("ignored"),
+        if let Some(outcome) = hs.poll_outcome() {
+            return outcome.expect("login");
         }
+        let out = hs.poll_transmit().expect("a login step to send");
+        let reply = ep.handle_datagram(now, &out, model).expect("login answer");
+        hs.handle_datagram(now, &reply.bytes).expect("not ignored");
     }
     panic!("no login")
 }

@@ -26,15 +26,17 @@ use crate::ipmi::cmd::app::GetDeviceId;
 use crate::ipmi::cmd::name::classify;
 use crate::ipmi::cmd::{Command, RawRequest};
 use crate::ipmi::session::console::{
-    ActiveSession, ConsoleConfig, Drop, Handshake, Progress, SessionError,
+    self, ActiveSession, Answer, ConsoleConfig, Drop, Exchange, Handshake, LoginFailure,
+    SessionError,
 };
 use crate::ipmi::session::window::WindowError;
 use crate::ipmi::wire::message::NetFn;
 
-/// Default per-try timeout.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
-/// Default retries of read-only commands (tries = 1 + retries).
-pub const DEFAULT_RETRIES: u32 = 3;
+/// Default per-try timeout (the login's per-step one too).
+pub const DEFAULT_TIMEOUT: Duration = console::DEFAULT_STEP_TIMEOUT;
+/// Default retries of read-only commands (tries = 1 + retries), and of
+/// each login step.
+pub const DEFAULT_RETRIES: u32 = console::DEFAULT_RETRIES;
 /// Default idle time before a keepalive (BMCs drop idle sessions at 30-60 s).
 pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(20);
 /// Commands that may wait behind the one in flight.
@@ -89,11 +91,13 @@ pub enum SessionEvent {
 pub struct BmcConfig {
     /// UDP address (port 623 by default).
     pub addr: SocketAddr,
-    /// Credentials, privilege and suites.
+    /// Credentials, privilege and suites. Its `step_timeout` and `retries`
+    /// are not read: `timeout` and `retries` below serve the login too, so
+    /// that one BMC has one setting.
     pub console: ConsoleConfig,
-    /// Per-try timeout.
+    /// Per-try timeout of commands and of each login step.
     pub timeout: Duration,
-    /// Retries for read-only commands and login.
+    /// Retries for read-only commands and for each login step.
     pub retries: u32,
     /// Idle time before a keepalive.
     pub keepalive: Duration,
@@ -425,11 +429,6 @@ struct Task {
     buf: Vec<u8>,
 }
 
-enum Wait {
-    Reply(RawResponse),
-    TimedOut,
-}
-
 impl Task {
     async fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
         loop {
@@ -562,51 +561,58 @@ impl Task {
             tries: 2 * tries,
         })
     }
-    /// Sends `req` up to `tries` times; `None` when nothing authentic came back.
+    /// Sends `req` up to `tries` times (the core keeps the count and the
+    /// timer); `None` when nothing authentic came back.
     async fn exchange(
         &mut self,
         req: &RawRequest,
         tries: u32,
     ) -> Result<Option<RawResponse>, BmcError> {
-        for attempt in 0..tries {
-            if attempt > 0 {
-                self.stats.retries.fetch_add(1, Relaxed);
-            }
-            let Some(session) = self.session.as_mut() else {
-                return Ok(None);
-            };
-            let bytes = session.send_request(req.netfn, req.cmd, req.data.clone());
-            self.send(&bytes).await?;
-            if let Wait::Reply(r) = self.wait_reply().await? {
-                return Ok(Some(r));
-            }
-        }
-        if let Some(s) = self.session.as_mut() {
-            s.cancel_pending();
-        }
-        Ok(None)
+        // Out of `self` while the socket is read, and back before any error
+        // is returned.
+        let Some(mut session) = self.session.take() else {
+            return Ok(None);
+        };
+        let now = Instant::now().into_std();
+        let mut ex = Exchange::start(&mut session, req.clone(), tries, self.cfg.timeout, now);
+        let answer = self.drive_exchange(&mut session, &mut ex).await;
+        self.session = Some(session);
+        self.stats
+            .retries
+            .fetch_add(u64::from(ex.retransmits()), Relaxed);
+        Ok(match answer? {
+            Answer::Reply(resp) => Some(RawResponse {
+                completion_code: resp.completion_code,
+                data: resp.data,
+            }),
+            Answer::Unanswered { .. } => None,
+        })
     }
 
-    async fn wait_reply(&mut self) -> Result<Wait, BmcError> {
-        let deadline = Instant::now() + self.cfg.timeout;
+    /// Runs `ex` in `session` to its answer over the socket.
+    async fn drive_exchange(
+        &mut self,
+        session: &mut ActiveSession,
+        ex: &mut Exchange,
+    ) -> Result<Answer, BmcError> {
         loop {
-            let Some(d) = self.recv_until(deadline).await? else {
-                return Ok(Wait::TimedOut);
+            if let Some(bytes) = ex.poll_transmit() {
+                self.send(&bytes).await?;
+            }
+            if let Some(answer) = ex.poll_outcome() {
+                return Ok(answer);
+            }
+            let Some(at) = ex.poll_timeout() else {
+                unreachable!("a request without an outcome has a timer");
             };
-            let Some(session) = self.session.as_mut() else {
-                return Ok(Wait::TimedOut);
-            };
-            match session.handle_datagram(&self.buf[..d]) {
-                Ok(resp) => {
-                    return Ok(Wait::Reply(RawResponse {
-                        completion_code: resp.completion_code,
-                        data: resp.data,
-                    }))
+            match self.recv_until(Instant::from_std(at)).await? {
+                Some(n) => {
+                    if let Err(drop) = ex.handle_datagram(session, &self.buf[..n]) {
+                        debug!(bmc = %self.cfg.addr, %drop, "dropped datagram");
+                        self.stats.count(drop);
+                    }
                 }
-                Err(drop) => {
-                    debug!(bmc = %self.cfg.addr, %drop, "dropped datagram");
-                    self.stats.count(drop);
-                }
+                None => ex.handle_timeout(session, Instant::now().into_std()),
             }
         }
     }
@@ -645,86 +651,83 @@ impl Task {
         }
     }
 
-    /// Logs in. A lost datagram is re-sent at its own step (up to
-    /// `retries` times); a login that made progress and then stalled starts
-    /// over, up to `1 + retries` times. A BMC that never answered the first
-    /// step is "no answer" after `1 + retries` datagrams.
+    /// Logs in: the handshake decides what to send and when to give up
+    /// (re-sends, restarts, what a silent BMC means); this loop only moves
+    /// its datagrams and wakes it at its timer.
     async fn login(&mut self) -> Result<(), BmcError> {
         let addr = self.cfg.addr;
-        let tries = 1 + self.cfg.retries;
-        let mut stalled_in = "";
-        for _ in 0..tries {
-            let rng = Box::new(rand::rngs::OsRng);
-            let (mut hs, first) = Handshake::start(self.cfg.console.clone(), rng)
-                .map_err(|source| BmcError::Login { addr, source })?;
-            self.send(&first).await?;
-            let mut last = first;
-            let mut resends = 0;
-            let mut deadline = Instant::now() + self.cfg.timeout;
-            loop {
-                let Some(n) = self.recv_until(deadline).await? else {
-                    if resends < self.cfg.retries {
-                        resends += 1;
-                        self.stats.retries.fetch_add(1, Relaxed);
-                        self.send(&last).await?;
-                        deadline = Instant::now() + self.cfg.timeout;
-                        continue;
-                    }
-                    debug!(bmc = %addr, state = hs.state_name(), "login step timed out");
-                    stalled_in = hs.state_name();
-                    break;
-                };
-                match hs.handle(&self.buf[..n]) {
-                    Ok(Progress::Send(next)) => {
-                        self.send(&next).await?;
-                        last = next;
-                        resends = 0;
-                        deadline = Instant::now() + self.cfg.timeout;
-                    }
-                    Ok(Progress::Established(s)) => {
-                        let relogin = self.logins > 0;
-                        if relogin {
-                            self.stats.relogins.fetch_add(1, Relaxed);
-                        }
-                        self.logins += 1;
-                        info!(bmc = %addr, suite = %s.suite(), privilege = %s.privilege(), session = format_args!("{:#010x}", s.bmc_session_id()), "session established");
-                        self.suite.store(s.suite().id(), Relaxed);
-                        self.emit(SessionEvent::LoggedIn {
-                            suite: s.suite().id(),
-                            session_id: s.bmc_session_id(),
-                            relogin,
-                        });
-                        self.session = Some(s);
-                        return Ok(());
-                    }
-                    Ok(Progress::Ignored(drop)) => self.stats.count(drop),
-                    Err(f) => {
-                        if let Some(bytes) = f.farewell {
-                            let _ = self.send(&bytes).await;
-                        }
-                        return Err(BmcError::Login {
-                            addr,
-                            source: f.error,
-                        });
-                    }
-                }
+        let console = ConsoleConfig {
+            step_timeout: self.cfg.timeout,
+            retries: self.cfg.retries,
+            ..self.cfg.console.clone()
+        };
+        let rng = Box::new(rand::rngs::OsRng);
+        let mut hs = Handshake::start(console, rng, Instant::now().into_std())
+            .map_err(|source| BmcError::Login { addr, source })?;
+        let outcome = self.drive(&mut hs).await;
+        self.stats
+            .retries
+            .fetch_add(u64::from(hs.retransmits()), Relaxed);
+        match outcome? {
+            Ok(s) => {
+                self.established(s);
+                Ok(())
             }
-            if stalled_in == "ExpectAuthCaps" {
-                return Err(BmcError::NoAnswer { addr, tries });
+            Err(f) => {
+                debug!(bmc = %addr, error = %f.error, "login failed");
+                if let Some(bytes) = f.farewell {
+                    let _ = self.send(&bytes).await;
+                }
+                Err(match f.error {
+                    SessionError::NoAnswer { tries } => BmcError::NoAnswer { addr, tries },
+                    source => BmcError::Login { addr, source },
+                })
             }
         }
-        // A BMC that answered Open Session but then went quiet is alive and
-        // refusing us: many stay silent on a bad user or password rather
-        // than say which (reference §10).
-        let why = match stalled_in {
-            "ExpectRakp2" => "the BMC did not answer RAKP 1 (unknown user name or privilege?)",
-            "ExpectRakp4" => "the BMC did not answer RAKP 3 (wrong password?)",
-            _ => return Err(BmcError::NoAnswer { addr, tries }),
-        };
-        Err(BmcError::Login {
-            addr,
-            source: SessionError::AuthenticationFailed(why),
-        })
+    }
+
+    /// Runs `hs` to its outcome over the socket.
+    async fn drive(
+        &mut self,
+        hs: &mut Handshake,
+    ) -> Result<Result<Box<ActiveSession>, LoginFailure>, BmcError> {
+        loop {
+            while let Some(bytes) = hs.poll_transmit() {
+                self.send(&bytes).await?;
+            }
+            if let Some(outcome) = hs.poll_outcome() {
+                return Ok(outcome);
+            }
+            let Some(at) = hs.poll_timeout() else {
+                unreachable!("a login without an outcome has a timer");
+            };
+            match self.recv_until(Instant::from_std(at)).await? {
+                Some(n) => {
+                    let now = Instant::now().into_std();
+                    if let Err(drop) = hs.handle_datagram(now, &self.buf[..n]) {
+                        self.stats.count(drop);
+                    }
+                }
+                None => hs.handle_timeout(Instant::now().into_std()),
+            }
+        }
+    }
+
+    /// Takes a new session into use and tells whoever listens.
+    fn established(&mut self, s: Box<ActiveSession>) {
+        let relogin = self.logins > 0;
+        if relogin {
+            self.stats.relogins.fetch_add(1, Relaxed);
+        }
+        self.logins += 1;
+        info!(bmc = %self.cfg.addr, suite = %s.suite(), privilege = %s.privilege(), session = format_args!("{:#010x}", s.bmc_session_id()), "session established");
+        self.suite.store(s.suite().id(), Relaxed);
+        self.emit(SessionEvent::LoggedIn {
+            suite: s.suite().id(),
+            session_id: s.bmc_session_id(),
+            relogin,
+        });
+        self.session = Some(s);
     }
 
     async fn probe(&mut self) -> Result<(), BmcError> {

@@ -7,6 +7,13 @@
 //!
 //! It never parses a reply itself: every datagram goes through
 //! `ipmi::session`, which verifies it before anything else looks at it.
+//! Nor does it keep a protocol timer of its own: the login
+//! (`console::Handshake`) and each request (`console::Exchange`) say when
+//! they next need waking and what to send; the task owns the socket and
+//! the tokio timers and carries out what they decide. What it does decide
+//! is above the session: how many tries a command gets (one when it
+//! changes state), when to log in again, the back-off between failed
+//! logins, and keepalives.
 //! Drops (foreign source, bad MAC, outside the window, …) are counted in
 //! [`DropStats`], never answered.
 

@@ -13,22 +13,28 @@
 //! guessed offline. So the bridge answers one user name only (the owner's
 //! login name unless --user), refuses short --password-file passwords
 //! unless told otherwise, and backs off after failed logins.
+//!
+//! Each local BMC is one tokio task owning its socket and its endpoint. It
+//! answers one request at a time, as a BMC does (the next datagram waits in
+//! the socket while a request crosses to the gateway), and wakes at the
+//! endpoint's timer, so that idle and half-open local sessions expire, and
+//! an unanswered RAKP 2 counts toward the back-off, on time.
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
 use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
+use tokio::net::UdpSocket;
+use tokio::sync::watch;
 
 use super::client::{self, ClientOpts, Gateway};
 use super::CliError;
 use crate::ipmi::cmd::name::classify;
 use crate::ipmi::crypto::CipherSuite;
-use crate::ipmi::session::bmc::{Application, BmcUser, Endpoint, EndpointConfig, Lockout};
+use crate::ipmi::session::bmc::{BmcUser, Endpoint, EndpointConfig, Lockout, Received};
 use crate::ipmi::session::Privilege;
 use crate::ipmi::wire::message::{CompletionCode, Request};
 use crate::ipmi::wire::rakp::MAX_USERNAME_LEN;
@@ -104,7 +110,6 @@ const CC_TIMEOUT: u8 = 0xC3;
 const CC_UNSPECIFIED: u8 = 0xFF;
 
 struct Forwarder {
-    rt: tokio::runtime::Handle,
     gateway: Gateway,
     path: String,
     target: String,
@@ -156,19 +161,6 @@ impl Forwarder {
             _ => CC_UNSPECIFIED,
         };
         (CompletionCode(cc), vec![])
-    }
-}
-
-impl Application for Forwarder {
-    fn execute(
-        &mut self,
-        _now: std::time::Instant,
-        _privilege: Privilege,
-        req: &Request,
-    ) -> (CompletionCode, Vec<u8>) {
-        // The endpoint's thread is not a tokio thread: wait here, one
-        // request at a time, as a BMC does.
-        self.rt.block_on(self.forward(req))
     }
 }
 
@@ -337,7 +329,7 @@ pub async fn run(opts: ClientOpts, a: BridgeArgs) -> Result<(), CliError> {
         use std::io::Write;
         let _ = writeln!(std::io::stdout(), "{line}");
     };
-    let stop = Arc::new(AtomicBool::new(false));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut workers = Vec::new();
     let mut first = None;
     for (i, target) in targets.iter().enumerate() {
@@ -348,7 +340,8 @@ pub async fn run(opts: ClientOpts, a: BridgeArgs) -> Result<(), CliError> {
         };
         let addr = SocketAddr::new(a.listen.ip(), port);
         let endpoint = endpoint(user.as_bytes(), &password);
-        let (worker, local) = spawn_bridge(addr, target, endpoint, gateway.clone(), stop.clone())?;
+        let (worker, local) =
+            spawn_bridge(addr, target, endpoint, gateway.clone(), stopped.clone()).await?;
         say(format!(
             "ipmigw bridge: {target} on udp://{local} (user {user}; cipher suites 17 and 3)"
         ));
@@ -370,9 +363,11 @@ pub async fn run(opts: ClientOpts, a: BridgeArgs) -> Result<(), CliError> {
         ));
     }
     super::signals::Signals::new(false).next().await;
-    stop.store(true, Relaxed);
-    let _ =
-        tokio::task::spawn_blocking(move || workers.into_iter().for_each(|w| drop(w.join()))).await;
+    // Each bridge finishes the request it is forwarding, then stops.
+    let _ = stop.send(true);
+    for w in workers {
+        let _ = w.await;
+    }
     Ok(())
 }
 
@@ -397,61 +392,100 @@ fn endpoint(user: &[u8], password: &SecretBytes) -> Endpoint {
     Endpoint::new(cfg, users, Box::new(rand::rngs::OsRng))
 }
 
-/// One local BMC for `target` on `addr`, served by its own thread.
-fn spawn_bridge(
+/// One local BMC for `target` on `addr`, served by its own task.
+async fn spawn_bridge(
     addr: SocketAddr,
     target: &str,
-    mut endpoint: Endpoint,
+    endpoint: Endpoint,
     gateway: Gateway,
-    stop: Arc<AtomicBool>,
-) -> Result<(std::thread::JoinHandle<()>, SocketAddr), CliError> {
-    let socket =
-        UdpSocket::bind(addr).map_err(|e| CliError::usage(format!("--listen {addr}: {e}")))?;
-    socket
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .map_err(|e| CliError::usage(e.to_string()))?;
+    stopped: watch::Receiver<bool>,
+) -> Result<(tokio::task::JoinHandle<()>, SocketAddr), CliError> {
+    let socket = UdpSocket::bind(addr)
+        .await
+        .map_err(|e| CliError::usage(format!("--listen {addr}: {e}")))?;
     let local = socket
         .local_addr()
         .map_err(|e| CliError::usage(e.to_string()))?;
-    let mut fwd = Forwarder {
-        rt: tokio::runtime::Handle::current(),
-        gateway,
-        path: format!("/v1/bmcs/{}/raw", client::encode(target)),
-        target: target.to_string(),
+    let bridge = LocalBmc {
+        socket,
+        endpoint,
+        fwd: Forwarder {
+            gateway,
+            path: format!("/v1/bmcs/{}/raw", client::encode(target)),
+            target: target.to_string(),
+        },
+        seen: Seen::default(),
     };
-    let worker = std::thread::Builder::new()
-        .name(format!("bridge-{target}"))
-        .spawn(move || {
-            let mut buf = vec![0u8; 1024];
-            let mut seen = Seen::default();
-            while !stop.load(Relaxed) {
-                let now = Instant::now();
-                endpoint.handle_timeout(now);
-                seen.report(&endpoint, &fwd.target, now);
-                let (n, peer) = match socket.recv_from(&mut buf) {
-                    Ok(r) => r,
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                        ) =>
-                    {
-                        continue
-                    }
+    Ok((tokio::spawn(bridge.serve(stopped)), local))
+}
+
+/// One local BMC: its socket, its session endpoint, and the way to the
+/// gateway for the commands that pass the endpoint.
+struct LocalBmc {
+    socket: UdpSocket,
+    endpoint: Endpoint,
+    fwd: Forwarder,
+    seen: Seen,
+}
+
+/// What woke a local BMC.
+enum Wake {
+    Datagram(usize, SocketAddr),
+    Timer,
+    Stop,
+}
+
+impl LocalBmc {
+    async fn serve(mut self, mut stopped: watch::Receiver<bool>) {
+        let mut buf = vec![0u8; 1024];
+        loop {
+            let expiry = self.endpoint.poll_timeout();
+            let wake = tokio::select! {
+                r = self.socket.recv_from(&mut buf) => match r {
+                    Ok((n, peer)) => Wake::Datagram(n, peer),
                     Err(e) => {
+                        // ICMP errors from earlier answers surface here.
                         eprintln!("ipmigw bridge: socket: {e}");
                         continue;
                     }
-                };
-                let now = Instant::now();
-                if let Some(out) = endpoint.handle_datagram(now, &buf[..n], &mut fwd) {
-                    let _ = socket.send_to(&out.bytes, peer);
-                }
-                seen.report(&endpoint, &fwd.target, now);
+                },
+                () = wake_at(expiry) => Wake::Timer,
+                _ = stopped.changed() => Wake::Stop,
+            };
+            match wake {
+                Wake::Datagram(n, peer) => self.datagram(&buf[..n], peer).await,
+                Wake::Timer => self.endpoint.handle_timeout(Instant::now()),
+                Wake::Stop => return,
             }
-        })
-        .map_err(|e| CliError::usage(format!("cannot start the bridge thread: {e}")))?;
-    Ok((worker, local))
+            self.seen
+                .report(&self.endpoint, &self.fwd.target, Instant::now());
+        }
+    }
+
+    /// Answers one datagram; a command for the BMC crosses to the gateway
+    /// first, and nothing else is read until its answer is back.
+    async fn datagram(&mut self, d: &[u8], peer: SocketAddr) {
+        let out = match self.endpoint.receive(Instant::now(), d) {
+            None => return,
+            Some(Received::Reply(out)) => out,
+            Some(Received::Command(cmd)) => {
+                let (cc, data) = self.fwd.forward(cmd.request()).await;
+                match self.endpoint.answer(cmd, cc, data) {
+                    Some(out) => out,
+                    None => return,
+                }
+            }
+        };
+        let _ = self.socket.send_to(&out.bytes, peer).await;
+    }
+}
+
+/// Sleeps until `at`, or forever when there is nothing to wait for.
+async fn wake_at(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// What the bridge has told its owner on stderr: login back-offs (someone

@@ -8,6 +8,9 @@
 //! reboots. The library API ([`Simulator::start`], [`SimBmcHandle`]) lets
 //! tests start BMCs in-process on port 0 and inspect their state.
 //!
+//! Each task also wakes at its endpoint's `poll_timeout`, so sessions
+//! expire on time whether or not traffic comes.
+//!
 //! Never does: answer a packet the endpoint dropped, or block one BMC's task
 //! on another's.
 
@@ -283,8 +286,7 @@ impl SimBmcHandle {
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut Shared) -> R) -> R {
-        let mut g = self.shared.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut g)
+        f(&mut lock(&self.shared))
     }
 
     /// Runs `f` on the hardware model (power, boot flags, SEL, sensors).
@@ -323,20 +325,40 @@ fn is_rakp_2_or_4(d: &[u8]) -> bool {
     d.len() > 5 && d[4] == 0x06 && matches!(d[5] & 0x3F, 0x13 | 0x15)
 }
 
+fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
+    shared.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Sleeps until `at`, or forever when there is nothing to wait for.
+async fn wake_at(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn serve(socket: UdpSocket, shared: Arc<Mutex<Shared>>, mut stopped: watch::Receiver<bool>) {
     let mut buf = vec![0u8; MAX_DATAGRAM_BYTES];
     let mut rng = rand::rngs::SmallRng::from_entropy();
     loop {
+        // Also woken when the next session is due to expire, so that idle
+        // and half-open sessions free their slots (and a lockout counts an
+        // unanswered RAKP 2) without waiting for the next datagram.
+        let expiry = lock(&shared).endpoint.poll_timeout();
         let (n, from) = tokio::select! {
             r = socket.recv_from(&mut buf) => match r {
                 Ok(x) => x,
                 // ICMP errors from earlier sends surface here; keep serving.
                 Err(_) => continue,
             },
+            () = wake_at(expiry) => {
+                lock(&shared).endpoint.handle_timeout(Instant::now());
+                continue;
+            }
             _ = stopped.changed() => return,
         };
         let (answer, faults) = {
-            let mut g = shared.lock().unwrap_or_else(|p| p.into_inner());
+            let mut g = lock(&shared);
             let s = &mut *g;
             if s.faults.drop_requests > 0.0 && rng.gen_bool(s.faults.drop_requests.clamp(0.0, 1.0))
             {

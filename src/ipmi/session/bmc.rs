@@ -1,5 +1,5 @@
-//! The BMC (managed system) side of RMCP+: what a simulated BMC, and later
-//! the local bridge, put in front of their command handlers.
+//! The BMC (managed system) side of RMCP+: what a simulated BMC and the
+//! local bridge put in front of their command handlers.
 //!
 //! One [`Endpoint`] serves one BMC: the session-less commands (Get Channel
 //! Authentication Capabilities, Get Channel Cipher Suites, Get System GUID),
@@ -8,8 +8,11 @@
 //! back-off after failed logins ([`Lockout`]), and then every
 //! in-session packet: integrity first, then the sequence window, then
 //! decryption, then the command's minimum privilege, then the
-//! [`Application`]. Idle and half-open sessions expire; the number of
-//! sessions is capped.
+//! [`Application`] (at once through [`Endpoint::handle_datagram`], or
+//! later through [`Endpoint::receive`] and [`Endpoint::answer`] for an
+//! application that waits on I/O). Idle and half-open sessions expire at
+//! [`Endpoint::handle_timeout`], which the owner calls at
+//! [`Endpoint::poll_timeout`]; the number of sessions is capped.
 //!
 //! Never does: answer a packet that failed its MAC, the window or the
 //! session lookup (such packets are counted and dropped, so nothing leaks),
@@ -152,6 +155,41 @@ pub struct Outgoing {
     /// True when this refuses a login (a non-zero RMCP+ status): some BMCs
     /// stay silent instead, which a simulator may want to imitate.
     pub login_error: bool,
+}
+
+/// What one datagram asks of the endpoint's owner
+/// ([`Endpoint::receive`]).
+#[derive(Debug)]
+pub enum Received {
+    /// Send this back now.
+    Reply(Outgoing),
+    /// A command that passed every check, for the [`Application`]: run it,
+    /// then seal the answer with [`Endpoint::answer`].
+    Command(AppCommand),
+}
+
+/// A verified in-session command waiting for the application's answer.
+/// Not `Clone`: it is answered once.
+#[derive(Debug)]
+pub struct AppCommand {
+    bmc_sid: u32,
+    console_sid: u32,
+    privilege: Privilege,
+    received_at: Instant,
+    request: Request,
+}
+
+impl AppCommand {
+    /// The request, as the console sent it.
+    pub fn request(&self) -> &Request {
+        &self.request
+    }
+
+    /// The session's privilege when the command arrived (already checked
+    /// against the command's minimum).
+    pub fn privilege(&self) -> Privilege {
+        self.privilege
+    }
 }
 
 /// What the endpoint dropped, refused and did. Counters only grow.
@@ -363,13 +401,29 @@ impl Endpoint {
             .min()
     }
 
-    /// Handles one datagram; returns the answer, if one is due.
+    /// Handles one datagram; returns the answer, if one is due. A command
+    /// for the application runs at once, through `app`.
     pub fn handle_datagram(
         &mut self,
         now: Instant,
         d: &[u8],
         app: &mut impl Application,
     ) -> Option<Outgoing> {
+        match self.receive(now, d)? {
+            Received::Reply(out) => Some(out),
+            Received::Command(cmd) => {
+                let (cc, data) = app.execute(now, cmd.privilege, &cmd.request);
+                self.answer(cmd, cc, data)
+            }
+        }
+    }
+
+    /// Handles one datagram but leaves the application's commands to the
+    /// caller: such a command comes back as [`Received::Command`], for an
+    /// owner whose application answers later (the bridge waits on the
+    /// gateway). Everything else is answered, or dropped, as in
+    /// [`handle_datagram`](Self::handle_datagram).
+    pub fn receive(&mut self, now: Instant, d: &[u8]) -> Option<Received> {
         let Ok((rmcp, rest)) = RmcpHeader::parse(d) else {
             self.stats.malformed += 1;
             return None;
@@ -384,7 +438,7 @@ impl Endpoint {
                     let mut out = Vec::with_capacity(28);
                     RmcpHeader::ASF.emit(&mut out);
                     AsfMessage::pong_for(tag).emit(&mut out);
-                    Some(plain(out))
+                    Some(Received::Reply(plain(out)))
                 }
                 _ => {
                     self.stats.malformed += 1;
@@ -400,9 +454,9 @@ impl Endpoint {
                 let mut out = Vec::with_capacity(14 + msg.len());
                 RmcpHeader::IPMI.emit(&mut out);
                 emit_v15_sessionless(&msg, &mut out);
-                Some(plain(out))
+                Some(Received::Reply(plain(out)))
             }
-            Ok(SessionPacket::RmcpPlus(p)) => self.rmcp_plus(now, &p, app),
+            Ok(SessionPacket::RmcpPlus(p)) => self.rmcp_plus(now, &p),
             _ => {
                 self.stats.malformed += 1;
                 None
@@ -410,15 +464,10 @@ impl Endpoint {
         }
     }
 
-    fn rmcp_plus(
-        &mut self,
-        now: Instant,
-        p: &RmcpPlusPacket<'_>,
-        app: &mut impl Application,
-    ) -> Option<Outgoing> {
+    fn rmcp_plus(&mut self, now: Instant, p: &RmcpPlusPacket<'_>) -> Option<Received> {
         let pt = p.header.payload_type;
         let setup = !pt.encrypted && !pt.authenticated && p.header.session_id == 0;
-        match pt.kind {
+        let reply = match pt.kind {
             PayloadKind::OPEN_SESSION_REQUEST if setup => self.open_session(now, p.payload),
             PayloadKind::RAKP1 if setup => self.rakp1(now, p.payload),
             PayloadKind::RAKP3 if setup => self.rakp3(now, p.payload),
@@ -428,12 +477,13 @@ impl Endpoint {
                 resp.emit(&mut msg);
                 Some(plain(setup_datagram(PayloadKind::IPMI, &msg)))
             }
-            PayloadKind::IPMI => self.in_session(now, p, app),
+            PayloadKind::IPMI => return self.in_session(now, p),
             _ => {
                 self.stats.malformed += 1;
                 None
             }
-        }
+        };
+        reply.map(Received::Reply)
     }
 
     // === session-less commands ===
@@ -809,12 +859,7 @@ impl Endpoint {
 
     // === established sessions ===
 
-    fn in_session(
-        &mut self,
-        now: Instant,
-        p: &RmcpPlusPacket<'_>,
-        app: &mut impl Application,
-    ) -> Option<Outgoing> {
+    fn in_session(&mut self, now: Instant, p: &RmcpPlusPacket<'_>) -> Option<Received> {
         let bmc_sid = p.header.session_id;
         // Out of the table while it runs, so that a command may look at the
         // other sessions (Close Session names one).
@@ -822,7 +867,7 @@ impl Endpoint {
             self.stats.unknown_session += 1;
             return None;
         };
-        let (out, close) = self.session_command(now, bmc_sid, &mut session, p, app);
+        let (out, close) = self.session_command(now, bmc_sid, &mut session, p);
         if close != Some(bmc_sid) {
             self.sessions.insert(bmc_sid, session);
         } else {
@@ -836,15 +881,15 @@ impl Endpoint {
         out
     }
 
-    /// One command in `session`; also says which session to close.
+    /// One command in `session`: answered here unless it is the
+    /// application's; also says which session to close.
     fn session_command(
         &mut self,
         now: Instant,
         bmc_sid: u32,
         session: &mut Session,
         p: &RmcpPlusPacket<'_>,
-        app: &mut impl Application,
-    ) -> (Option<Outgoing>, Option<u32>) {
+    ) -> (Option<Received>, Option<u32>) {
         let active_count = self.sessions.len() + 1;
         let max_sessions = self.cfg.max_sessions;
         let console_sid = session.console_sid;
@@ -920,33 +965,82 @@ impl Endpoint {
                     l.answer.clone()
                 }
                 None => {
-                    let answer = app.execute(now, a.privilege, &req);
-                    a.last = Some(Executed {
-                        at: now,
-                        netfn: req.netfn,
-                        cmd: req.cmd,
-                        data: req.data.clone(),
-                        answer: answer.clone(),
-                    });
-                    answer
+                    let cmd = AppCommand {
+                        bmc_sid,
+                        console_sid,
+                        privilege: a.privilege,
+                        received_at: now,
+                        request: req,
+                    };
+                    return (Some(Received::Command(cmd)), None);
                 }
             },
         };
-        let mut msg = Vec::with_capacity(8 + data.len());
-        req.response(cc, data).emit(&mut msg);
-        a.out_seq = a.out_seq.wrapping_add(1).max(1);
-        let mut iv = [0u8; 16];
-        self.rng.fill_bytes(&mut iv);
-        let bytes = seal(
-            &a.keys,
-            PayloadKind::IPMI,
-            console_sid,
-            a.out_seq,
-            &msg,
-            &iv,
-        );
-        (Some(plain(bytes)), close)
+        let out = seal_response(&mut *self.rng, a, console_sid, &req, cc, data);
+        (Some(Received::Reply(out)), close)
     }
+
+    /// Seals the application's answer to `cmd` in its session. `None` when
+    /// that session ended meanwhile (closed, expired, forgotten): the
+    /// answer then goes nowhere.
+    pub fn answer(
+        &mut self,
+        cmd: AppCommand,
+        cc: CompletionCode,
+        data: Vec<u8>,
+    ) -> Option<Outgoing> {
+        let session = self.sessions.get_mut(&cmd.bmc_sid)?;
+        // The same ID handed to a new session since would be another
+        // console's: its console session ID tells them apart.
+        if session.console_sid != cmd.console_sid {
+            return None;
+        }
+        let Stage::Active(a) = &mut session.stage else {
+            return None;
+        };
+        if self.cfg.repeat_window.is_some() {
+            a.last = Some(Executed {
+                at: cmd.received_at,
+                netfn: cmd.request.netfn,
+                cmd: cmd.request.cmd,
+                data: cmd.request.data.clone(),
+                answer: (cc, data.clone()),
+            });
+        }
+        Some(seal_response(
+            &mut *self.rng,
+            a,
+            cmd.console_sid,
+            &cmd.request,
+            cc,
+            data,
+        ))
+    }
+}
+
+/// The response to `req` in session `a`, under its next sequence number.
+fn seal_response(
+    rng: &mut dyn SessionRng,
+    a: &mut Active,
+    console_sid: u32,
+    req: &Request,
+    cc: CompletionCode,
+    data: Vec<u8>,
+) -> Outgoing {
+    let mut msg = Vec::with_capacity(8 + data.len());
+    req.response(cc, data).emit(&mut msg);
+    a.out_seq = a.out_seq.wrapping_add(1).max(1);
+    let mut iv = [0u8; 16];
+    rng.fill_bytes(&mut iv);
+    let bytes = seal(
+        &a.keys,
+        PayloadKind::IPMI,
+        console_sid,
+        a.out_seq,
+        &msg,
+        &iv,
+    );
+    plain(bytes)
 }
 
 impl Executed {

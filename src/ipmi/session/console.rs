@@ -8,11 +8,18 @@
 //! sent before the RAKP 2 HMAC and the RAKP 4 ICV have verified, because only
 //! `ExpectRakp4` can build an `ActiveSession`.
 //!
+//! One pass through those states is an attempt; [`Handshake`] runs
+//! attempts on the caller's clock (per-step timeout, re-sends, restarts)
+//! and says why a login that went quiet failed. The caller owns the socket
+//! and the timer; it passes `now` in and sends what the handshake emits.
+//!
 //! Never does: propose suite 0, accept an algorithm other than the one it
 //! proposed, accept a packet before its MAC verified, move the replay window
-//! on an unauthenticated packet, or keep a password in an error or log.
+//! on an unauthenticated packet, keep a password in an error or log, or
+//! read a clock.
 
 use std::collections::VecDeque;
+use std::time::Duration;
 
 use rand::{CryptoRng, RngCore};
 
@@ -37,6 +44,17 @@ use crate::ipmi::wire::session::{
 use crate::ipmi::wire::WireError;
 use crate::secret::SecretBytes;
 
+mod exchange;
+mod handshake;
+pub use exchange::{Answer, Exchange};
+pub use handshake::Handshake;
+
+/// Default time a login step waits for the BMC's answer.
+pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(1);
+/// Default re-sends of a login step's datagram, and restarts of a stalled
+/// login.
+pub const DEFAULT_RETRIES: u32 = 3;
+
 /// A cryptographically secure RNG the session may keep.
 pub trait SessionRng: RngCore + CryptoRng + Send + Sync {}
 impl<T: RngCore + CryptoRng + Send + Sync> SessionRng for T {}
@@ -58,10 +76,17 @@ pub struct ConsoleConfig {
     /// Allows suites without integrity or confidentiality (1, 2, 15, 16).
     /// Off by default; the name says what turning it on means.
     pub insecure_allow_weak_suites: bool,
+    /// How long each login step waits for its answer before its datagram
+    /// is sent again.
+    pub step_timeout: Duration,
+    /// Re-sends of one step's datagram before the step counts as stalled;
+    /// a stalled login starts over, at most `1 + retries` attempts in all.
+    pub retries: u32,
 }
 
 impl ConsoleConfig {
-    /// A configuration with the default suites (17, then 3).
+    /// A configuration with the default suites (17, then 3), a 1 s step
+    /// timeout and 3 retries.
     pub fn new(username: &[u8], password: SecretBytes, privilege: Privilege) -> ConsoleConfig {
         ConsoleConfig {
             username: username.to_vec(),
@@ -70,6 +95,8 @@ impl ConsoleConfig {
             privilege,
             cipher_suites: CipherSuite::DEFAULT.to_vec(),
             insecure_allow_weak_suites: false,
+            step_timeout: DEFAULT_STEP_TIMEOUT,
+            retries: DEFAULT_RETRIES,
         }
     }
 
@@ -165,6 +192,13 @@ pub enum SessionError {
     /// Peer: RAKP 4's integrity check value did not verify.
     #[error("RAKP 4 integrity check failed{0}")]
     Rakp4Invalid(&'static str),
+    /// Peer or network: the BMC never answered (the first step went
+    /// unanswered, or a later one on every attempt).
+    #[error("no answer from the BMC after {tries} tries")]
+    NoAnswer {
+        /// Datagrams sent for the step that went unanswered.
+        tries: u32,
+    },
     /// Peer: Set Session Privilege Level refused.
     #[error("BMC refused privilege {wanted}: {code}")]
     PrivilegeRefused {
@@ -175,9 +209,9 @@ pub enum SessionError {
     },
 }
 
-/// One step of the login.
+/// What one datagram did to an attempt.
 #[derive(Debug)]
-pub enum Progress {
+enum Progress {
     /// Send this datagram and wait for the next one.
     Send(Vec<u8>),
     /// The session is up; no more login packets.
@@ -232,18 +266,27 @@ pub enum Drop {
     Stale,
 }
 
-/// A login in progress.
-pub struct Handshake {
-    state: State,
-    common: Common,
+/// What a login is waiting for: the step a timeout finds it in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginStep {
+    /// The Get Channel Authentication Capabilities reply.
+    AuthCaps,
+    /// The Open Session Response.
+    OpenSession,
+    /// RAKP 2, the answer to RAKP 1.
+    Rakp2,
+    /// RAKP 4, the answer to RAKP 3.
+    Rakp4,
+    /// The Set Session Privilege Level reply.
+    Privilege,
 }
 
-impl std::fmt::Debug for Handshake {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Handshake")
-            .field("state", &self.state.name())
-            .finish()
-    }
+/// One pass through the login states, from the first datagram to an
+/// established session or a failure. It has no clock: [`Handshake`] decides
+/// when it has waited too long.
+struct Attempt {
+    state: State,
+    common: Common,
 }
 
 struct Common {
@@ -264,15 +307,15 @@ enum State {
 }
 
 impl State {
-    fn name(&self) -> &'static str {
-        match self {
-            State::AuthCaps(_) => "ExpectAuthCaps",
-            State::OpenSession(_) => "ExpectOpenSessionResponse",
-            State::Rakp2(_) => "ExpectRakp2",
-            State::Rakp4(_) => "ExpectRakp4",
-            State::Privilege(_) => "ExpectPrivilegeResponse",
-            State::Done => "Done",
-        }
+    fn step(&self) -> Option<LoginStep> {
+        Some(match self {
+            State::AuthCaps(_) => LoginStep::AuthCaps,
+            State::OpenSession(_) => LoginStep::OpenSession,
+            State::Rakp2(_) => LoginStep::Rakp2,
+            State::Rakp4(_) => LoginStep::Rakp4,
+            State::Privilege(_) => LoginStep::Privilege,
+            State::Done => return None,
+        })
     }
 }
 
@@ -317,12 +360,12 @@ pub struct ExpectPrivilegeResponse {
     session: Box<ActiveSession>,
 }
 
-impl Handshake {
-    /// Validates `cfg` and returns the login with its first datagram.
-    pub fn start(
+impl Attempt {
+    /// Validates `cfg` and returns the attempt with its first datagram.
+    fn start(
         cfg: ConsoleConfig,
         mut rng: Box<dyn SessionRng>,
-    ) -> Result<(Handshake, Vec<u8>), SessionError> {
+    ) -> Result<(Attempt, Vec<u8>), SessionError> {
         cfg.validate()?;
         let rq_seq = (rng.next_u32() & 0x3F) as u8;
         let req = Request::to_bmc(
@@ -340,7 +383,7 @@ impl Handshake {
         let suites_left = cfg.cipher_suites.iter().copied().collect();
         let tag = (rng.next_u32() & 0xFF) as u8;
         Ok((
-            Handshake {
+            Attempt {
                 state: State::AuthCaps(ExpectAuthCaps { rq_seq }),
                 common: Common {
                     cfg,
@@ -354,13 +397,18 @@ impl Handshake {
         ))
     }
 
-    /// Name of the state, for logs and errors.
-    pub fn state_name(&self) -> &'static str {
-        self.state.name()
+    /// The step it waits in; `None` once it ended.
+    fn step(&self) -> Option<LoginStep> {
+        self.state.step()
+    }
+
+    /// What the next attempt starts from: the same configuration and RNG.
+    fn into_parts(self) -> (ConsoleConfig, Box<dyn SessionRng>) {
+        (self.common.cfg, self.common.rng)
     }
 
     /// Feeds one datagram from the BMC.
-    pub fn handle(&mut self, datagram: &[u8]) -> Result<Progress, LoginFailure> {
+    fn handle(&mut self, datagram: &[u8]) -> Result<Progress, LoginFailure> {
         let state = std::mem::replace(&mut self.state, State::Done);
         let c = &mut self.common;
         let (next, progress) = match state {
@@ -572,7 +620,7 @@ impl ExpectRakp2 {
         let alg = self.suite.auth();
         let verified = keys::verify_rakp2(alg, &c.cfg.password, &inputs, &r2.auth_code);
         if !verified && !self.rejected_one {
-            // Discarded, not final: the driver re-sends RAKP 1 when the
+            // Discarded, not final: the handshake re-sends RAKP 1 when the
             // step times out, and a BMC answers it again.
             let next = ExpectRakp2 {
                 rejected_one: true,

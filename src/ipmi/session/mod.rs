@@ -1,10 +1,13 @@
 //! RMCP+ session state machines, apart from sockets and timers.
 //!
 //! [`console`] is the gateway's side toward a BMC: login ([`console::Handshake`])
-//! and the established session ([`console::ActiveSession`]). [`window`] is
-//! the inbound sequence window both sides use. The caller owns the socket,
-//! the clock and the retry policy; these types only turn datagrams into
-//! decisions and decisions into datagrams.
+//! and the established session ([`console::ActiveSession`]). [`bmc`] is the
+//! BMC's side ([`bmc::Endpoint`]). [`window`] is the inbound sequence window
+//! both sides use. The caller owns the socket and the clock: it passes `now`
+//! in, wakes the machines at their `poll_timeout`, and sends what they emit.
+//! Timer policy (login re-sends, session expiry) lives here, so every
+//! driver gets the same one; these types never read a clock or touch a
+//! socket.
 
 pub mod bmc;
 pub mod console;

@@ -3,6 +3,8 @@
 //! broken BMC would. The full BMC side lives in the simulator; this is only
 //! enough peer to prove the console refuses what it must.
 
+use std::time::Instant;
+
 use rand::{rngs::StdRng, RngCore, SeedableRng};
 
 use crate::ipmi::crypto::integrity::{open, seal};
@@ -14,6 +16,13 @@ use crate::ipmi::wire::rakp::*;
 use crate::ipmi::wire::rmcp::RmcpHeader;
 use crate::ipmi::wire::session::*;
 use crate::secret::SecretBytes;
+
+/// The origin of a test's fake clock: the one real clock read the console
+/// tests make (an `Instant` cannot be made any other way); from here on
+/// time moves only when a test moves it.
+pub fn t0() -> Instant {
+    Instant::now()
+}
 
 #[derive(Default, Clone)]
 pub struct Knobs {

@@ -5,7 +5,7 @@ use rand::{rngs::StdRng, SeedableRng};
 
 use super::*;
 use crate::ipmi::crypto::CipherSuite;
-use crate::ipmi::session::testpeer::{Knobs, Peer};
+use crate::ipmi::session::testpeer::{t0, Knobs, Peer};
 use crate::ipmi::wire::message::{CompletionCode, Request};
 
 const PASSWORD: &[u8] = b"Adm1nPass";
@@ -23,18 +23,27 @@ fn rng() -> Box<dyn SessionRng> {
     Box::new(StdRng::seed_from_u64(1))
 }
 
-/// Runs the login to completion or failure, at most MAX_STEPS exchanges.
+/// Runs the login to completion or failure, at most MAX_STEPS exchanges or
+/// timeouts, on a fake clock that jumps to the handshake's timer whenever
+/// nothing is in flight.
 fn login(cfg: ConsoleConfig, peer: &mut Peer) -> Result<Box<ActiveSession>, LoginFailure> {
-    let (mut hs, mut out) = Handshake::start(cfg, rng()).map_err(LoginFailure::from)?;
+    let mut now = t0();
+    let mut hs = Handshake::start(cfg, rng(), now).map_err(LoginFailure::from)?;
     for _ in 0..MAX_STEPS {
-        let reply = peer.handle(&out).expect("peer answers every login step");
-        match hs.handle(&reply)? {
-            Progress::Send(next) => out = next,
-            Progress::Established(s) => return Ok(s),
-            // The driver re-sends the last datagram when the step times out;
-            // a discarded reply (one bad MAC may be a corrupted datagram)
-            // leaves `out` unchanged.
-            Progress::Ignored(_) => {}
+        if let Some(outcome) = hs.poll_outcome() {
+            return outcome;
+        }
+        match hs.poll_transmit() {
+            Some(out) => {
+                let reply = peer.handle(&out).expect("peer answers every login step");
+                // A discarded reply (one bad MAC may be a damaged datagram)
+                // leaves nothing to send until the step times out.
+                let _ = hs.handle_datagram(now, &reply);
+            }
+            None => {
+                now = hs.poll_timeout().expect("a login in progress has a timer");
+                hs.handle_timeout(now);
+            }
         }
     }
     panic!("login did not finish in {MAX_STEPS} steps")
@@ -298,9 +307,14 @@ fn replies_are_matched_by_rq_seq_and_a_late_reply_after_retry_is_dropped() {
 
 #[test]
 fn garbage_never_panics_the_login() {
-    let (mut hs, _) = Handshake::start(cfg(PASSWORD), rng()).unwrap();
+    let now = t0();
+    let mut hs = Handshake::start(cfg(PASSWORD), rng(), now).unwrap();
+    assert!(hs.poll_transmit().is_some());
     for len in 0..64usize {
         let junk: Vec<u8> = (0..len).map(|i| (i * 37 + len) as u8).collect();
-        assert!(matches!(hs.handle(&junk), Ok(Progress::Ignored(_))));
+        assert!(hs.handle_datagram(now, &junk).is_err());
+        assert_eq!(hs.poll_transmit(), None);
     }
+    assert_eq!(hs.step(), Some(LoginStep::AuthCaps));
+    assert!(hs.poll_outcome().is_none());
 }
