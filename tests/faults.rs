@@ -628,8 +628,74 @@ async fn relogins_are_audited_and_one_corrupted_login_datagram_is_survived() {
         .collect();
     assert_eq!(
         node01,
-        ["login", "lost", "relogin", "logout"],
+        ["login", "lost", "relogin", "stale_closed", "logout"],
         "{actions:?}"
     );
     let _ = SocketAddr::from(([127, 0, 0, 1], 0));
+}
+
+/// 9b. A BMC that stops answering for a while (paused, congested) still
+/// counts the session the gateway gave up: after logging in again the
+/// gateway closes it, so that a few blips do not fill the BMC's slots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_given_up_in_a_blip_are_closed_after_the_next_login() {
+    let mut cfg = SimConfig::new("127.0.0.1:0".parse().unwrap(), 1);
+    cfg.max_sessions = 2;
+    let sim = Simulator::start(cfg).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = demo_files(dir.path(), &sim, |d| {
+        let cfg = d.join("gateway.toml");
+        let c = std::fs::read_to_string(&cfg).unwrap().replace(
+            "timeout_ms = 1000\nretries = 3",
+            "timeout_ms = 200\nretries = 1",
+        );
+        std::fs::write(cfg, c).unwrap();
+    });
+    let gw = ipmigw::gateway::start(&config).await.unwrap();
+    let pki = dir.path().join("pki");
+    let mut alice = common::gateway::Https::connect(
+        gw.local_addr(),
+        &pki,
+        Some("alice"),
+        None,
+        common::gateway::Version::Http1,
+    )
+    .await
+    .unwrap();
+    for round in 0..3 {
+        let (s, _, body) = alice
+            .call("GET", "/v1/bmcs/node01/power", None)
+            .await
+            .unwrap();
+        assert_eq!(s, 200, "round {round}: {}", String::from_utf8_lossy(&body));
+        sim.bmc(0).set_faults(Faults {
+            drop_requests: 1.0,
+            ..Faults::default()
+        });
+        let (s, _, _) = alice
+            .call("GET", "/v1/bmcs/node01/power", None)
+            .await
+            .unwrap();
+        assert_eq!(s, 504, "round {round}: the BMC is silent");
+        sim.bmc(0).set_faults(Faults::default());
+        // Past the login back-off.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+    }
+    let (s, _, body) = alice
+        .call("GET", "/v1/bmcs/node01/power", None)
+        .await
+        .unwrap();
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&body));
+    assert!(
+        sim.bmc(0).session_count() <= 2,
+        "{} sessions",
+        sim.bmc(0).session_count()
+    );
+    gw.shutdown("test").await;
+    let closed = trail(dir.path())
+        .iter()
+        .filter(|l| l["action"] == "stale_closed")
+        .count();
+    assert!(closed >= 3, "{closed} given-up sessions closed");
+    sim.stop().await;
 }

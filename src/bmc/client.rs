@@ -74,8 +74,19 @@ pub enum SessionEvent {
     /// The BMC stopped answering in the session (it rebooted, or forgot the
     /// session); the next request logs in again.
     Lost {
+        /// The BMC's id for the session given up (it may still hold a slot
+        /// on the BMC: it is closed after the next login).
+        session_id: u32,
         /// Why it was given up.
         reason: &'static str,
+    },
+    /// A session given up earlier (or left by a crashed instance) was
+    /// closed through the current one, or could not be.
+    StaleClosed {
+        /// Its id.
+        session_id: u32,
+        /// Why it could not be closed, if it could not.
+        error: Option<String>,
     },
     /// The session was closed by us.
     LoggedOut {
@@ -264,6 +275,7 @@ impl BmcClient {
             closing: closing.clone(),
             logins: 0,
             down: None,
+            lost: Vec::new(),
             buf: vec![0; MAX_DATAGRAM_BYTES],
         };
         let handle = tokio::spawn(task.run(rx));
@@ -426,6 +438,8 @@ struct Task {
     logins: u64,
     /// Set while logins are backing off after a failure.
     down: Option<Down>,
+    /// Sessions given up since the last login, to close after the next.
+    lost: Vec<u32>,
     buf: Vec<u8>,
 }
 
@@ -507,6 +521,7 @@ impl Task {
         match self.login().await {
             Ok(()) => {
                 self.down = None;
+                self.close_lost().await;
                 Ok(())
             }
             Err(e) => {
@@ -528,8 +543,35 @@ impl Task {
     }
 
     fn lose(&mut self, reason: &'static str) {
-        if self.session.take().is_some() {
-            self.emit(SessionEvent::Lost { reason });
+        if let Some(s) = self.session.take() {
+            let session_id = s.bmc_session_id();
+            // A BMC that stopped answering for a moment still counts the
+            // session against its few slots: close it once logged in again.
+            self.lost.push(session_id);
+            self.emit(SessionEvent::Lost { session_id, reason });
+        }
+    }
+
+    /// Closes the sessions given up since the last login, through the new
+    /// one (Close Session naming another session of the same user).
+    async fn close_lost(&mut self) {
+        for id in std::mem::take(&mut self.lost) {
+            if self
+                .session
+                .as_ref()
+                .is_some_and(|s| s.bmc_session_id() == id)
+            {
+                continue;
+            }
+            let error = self
+                .close_through_session(id)
+                .await
+                .err()
+                .map(|e| e.to_string());
+            self.emit(SessionEvent::StaleClosed {
+                session_id: id,
+                error,
+            });
         }
     }
 
@@ -754,13 +796,19 @@ impl Task {
     /// Close Session naming another session of ours.
     async fn close_other(&mut self, session_id: u32) -> Result<(), BmcError> {
         self.ensure_session().await?;
+        self.close_through_session(session_id).await
+    }
+
+    /// Close Session naming another session, sent in the current one.
+    async fn close_through_session(&mut self, session_id: u32) -> Result<(), BmcError> {
         let req = RawRequest {
             netfn: NetFn::APP,
             cmd: 0x3C,
             data: session_id.to_le_bytes().to_vec(),
         };
         match self.exchange(&req, 1 + self.cfg.retries).await? {
-            Some(r) if r.completion_code.is_ok() => Ok(()),
+            // 0x87: no such session (the BMC forgot it already): closed.
+            Some(r) if r.completion_code.is_ok() || r.completion_code.0 == 0x87 => Ok(()),
             Some(r) => Err(BmcError::Completion {
                 addr: self.cfg.addr,
                 command: "Close Session".into(),

@@ -271,10 +271,10 @@ pub fn bmc_failure(e: &BmcError) -> ApiError {
         ),
         BmcError::Unreachable { last, retry_in, .. } => {
             let secs = retry_in.as_secs().max(1);
-            let e = match **last {
-                BmcError::Login { .. } => ApiError::new(
+            let e = match &**last {
+                BmcError::Login { source, .. } => ApiError::new(
                     K::BmcLoginFailed,
-                    format!("the gateway could not log in to the BMC; next attempt in {secs} s"),
+                    format!("the gateway could not log in to the BMC{}; next attempt in {secs} s", slots_hint(source)),
                 ),
                 _ => ApiError::new(
                     K::BmcUnreachable,
@@ -286,9 +286,10 @@ pub fn bmc_failure(e: &BmcError) -> ApiError {
         BmcError::Completion { command, code, .. } => {
             ApiError::new(K::BmcError, format!("{command} failed: completion code {code}"))
         }
-        BmcError::Login { .. } => {
-            ApiError::new(K::BmcLoginFailed, "the gateway could not log in to the BMC")
-        }
+        BmcError::Login { source, .. } => ApiError::new(
+            K::BmcLoginFailed,
+            format!("the gateway could not log in to the BMC{}", slots_hint(source)),
+        ),
         // The gateway's own socket (out of file descriptors, say): not the
         // BMC's fault.
         BmcError::Io { source, .. } => ApiError::new(
@@ -296,5 +297,21 @@ pub fn bmc_failure(e: &BmcError) -> ApiError {
             format!("the gateway could not talk on its socket: {source}"),
         ),
         _ => ApiError::new(K::BmcError, "the BMC request failed"),
+    }
+}
+
+/// A login refused for want of a free session slot says so: the operator's
+/// fix is on the BMC (sessions left open by other clients), not in the
+/// gateway's credentials.
+fn slots_hint(e: &crate::ipmi::session::console::SessionError) -> &'static str {
+    use crate::ipmi::session::console::SessionError;
+    use crate::ipmi::wire::rakp::RmcpPlusStatus;
+    match e {
+        SessionError::Refused { status, .. }
+            if *status == RmcpPlusStatus::INSUFFICIENT_RESOURCES =>
+        {
+            ": every session slot of the BMC is taken (by other clients, or sessions left open)"
+        }
+        _ => "",
     }
 }

@@ -191,8 +191,26 @@ impl BmcPool {
                 let reason = format!("{error}; next attempt in {} ms", retry_in.as_millis());
                 record(&audit, &bmc, "failure", None, None, Some(reason));
             }
-            SessionEvent::Lost { reason } => {
-                record(&audit, &bmc, "lost", None, None, Some(reason.into()));
+            SessionEvent::Lost { session_id, reason } => {
+                // Kept in the file until closed: it may hold a BMC slot.
+                sessions.mark_lost(&bmc, session_id);
+                record(
+                    &audit,
+                    &bmc,
+                    "lost",
+                    None,
+                    Some(session_id),
+                    Some(reason.into()),
+                );
+            }
+            SessionEvent::StaleClosed { session_id, error } => {
+                let action = if error.is_none() {
+                    sessions.release(&bmc, session_id);
+                    "stale_closed"
+                } else {
+                    "stale_close_failed"
+                };
+                record(&audit, &bmc, action, None, Some(session_id), error);
             }
             SessionEvent::LoggedOut { suite, session_id } => {
                 sessions.release(&bmc, session_id);
@@ -430,18 +448,32 @@ impl SessionFile {
     }
 
     fn forget_stale(&self, bmc: &str) {
+        self.keep_stale(bmc, Vec::new());
+    }
+
+    /// The stale ids of `bmc` that are still open (closing them failed).
+    fn keep_stale(&self, bmc: &str, ids: Vec<u32>) {
         self.update(|s| {
-            s.stale.remove(bmc);
+            if ids.is_empty() {
+                s.stale.remove(bmc);
+            } else {
+                s.stale.insert(bmc.to_string(), ids);
+            }
         });
     }
 
     fn hold(&self, bmc: &str, id: u32) {
         self.update(|s| {
             let ids = s.held.entry(bmc.to_string()).or_default();
-            // One session per BMC: a new login replaces a lost one.
-            ids.clear();
-            ids.push(id);
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
         });
+    }
+
+    /// A session given up: still ours until closed (kept in `held`).
+    fn mark_lost(&self, bmc: &str, id: u32) {
+        self.hold(bmc, id);
     }
 
     fn release(&self, bmc: &str, id: u32) {
