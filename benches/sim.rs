@@ -11,11 +11,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ipmigw::ipmi::cmd::app::APP_GET_DEVICE_ID;
+use ipmigw::ipmi::cmd::registry::id;
 use ipmigw::ipmi::crypto::CipherSuite;
 use ipmigw::ipmi::session::console::{ConsoleConfig, Handshake};
 use ipmigw::ipmi::session::Privilege;
-use ipmigw::ipmi::wire::message::NetFn;
 use ipmigw::secret::SecretBytes;
 use rand::{rngs::StdRng, SeedableRng};
 use tokio::net::UdpSocket;
@@ -49,7 +48,7 @@ async fn session_loop(port: u16, suite: CipherSuite, done: Arc<AtomicU64>, stop:
         let _ = hs.handle_datagram(Instant::now(), &buf[..n]);
     };
     while !stop.load(Relaxed) {
-        let req = s.send_request(NetFn::APP, APP_GET_DEVICE_ID, vec![]);
+        let req = s.send_request(id::GET_DEVICE_ID.netfn, id::GET_DEVICE_ID.cmd, vec![]);
         sock.send(&req).await.unwrap();
         match tokio::time::timeout(Duration::from_secs(1), sock.recv(&mut buf)).await {
             Ok(Ok(n)) if s.handle_datagram(&buf[..n]).is_ok() => {

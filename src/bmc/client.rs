@@ -24,13 +24,13 @@ use tracing::{debug, info, warn};
 use super::{BmcError, RawResponse, Ticket, Transact};
 use crate::ipmi::cmd::app::GetDeviceId;
 use crate::ipmi::cmd::name::classify;
+use crate::ipmi::cmd::registry::id;
 use crate::ipmi::cmd::{Command, RawRequest};
 use crate::ipmi::session::console::{
     self, ActiveSession, Answer, ConsoleConfig, Drop, Exchange, Handshake, LoginFailure,
     SessionError,
 };
 use crate::ipmi::session::window::WindowError;
-use crate::ipmi::wire::message::NetFn;
 
 /// Default per-try timeout (the login's per-step one too).
 pub const DEFAULT_TIMEOUT: Duration = console::DEFAULT_STEP_TIMEOUT;
@@ -801,11 +801,7 @@ impl Task {
 
     /// Close Session naming another session, sent in the current one.
     async fn close_through_session(&mut self, session_id: u32) -> Result<(), BmcError> {
-        let req = RawRequest {
-            netfn: NetFn::APP,
-            cmd: 0x3C,
-            data: session_id.to_le_bytes().to_vec(),
-        };
+        let req = id::CLOSE_SESSION.request(session_id.to_le_bytes().to_vec());
         match self.exchange(&req, 1 + self.cfg.retries).await? {
             // 0x87: no such session (the BMC forgot it already): closed.
             Some(r) if r.completion_code.is_ok() || r.completion_code.0 == 0x87 => Ok(()),

@@ -20,6 +20,7 @@ use crate::ipmi::cmd::chassis::{
     SetBootFlags,
 };
 use crate::ipmi::cmd::name::{classify, Classified};
+use crate::ipmi::cmd::registry::id;
 use crate::ipmi::cmd::{Command, RawRequest};
 use crate::ipmi::fru;
 use crate::ipmi::sel::{format_timestamp, sensor_type_name};
@@ -75,23 +76,9 @@ impl Op {
             Op::BootSet(f) => SetBootFlags(*f).request(),
             Op::McInfo => GetDeviceId.request(),
             // Get Sensor Reading (sensor 0) stands for "read sensors".
-            Op::Sensors => RawRequest {
-                netfn: crate::ipmi::wire::message::NetFn::SENSOR_EVENT,
-                cmd: 0x2D,
-                data: vec![0],
-            },
-            // Get SEL Entry.
-            Op::Sel => RawRequest {
-                netfn: crate::ipmi::wire::message::NetFn::STORAGE,
-                cmd: 0x43,
-                data: vec![],
-            },
-            // Read FRU Data.
-            Op::Fru => RawRequest {
-                netfn: crate::ipmi::wire::message::NetFn::STORAGE,
-                cmd: 0x11,
-                data: vec![],
-            },
+            Op::Sensors => id::GET_SENSOR_READING.request(vec![0]),
+            Op::Sel => id::GET_SEL_ENTRY.request(vec![]),
+            Op::Fru => id::READ_FRU_DATA.request(vec![]),
             Op::Raw(r) => r.clone(),
         }
     }

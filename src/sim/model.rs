@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::ipmi::cmd::registry::{id, CommandId};
 use crate::ipmi::fru::{BoardArea, ChassisArea, FruInventory, ProductArea};
 use crate::ipmi::sdr::{self, AnalogFormat, Conversion, RawThresholds, SensorRecord};
 use crate::ipmi::session::bmc::Application;
@@ -813,116 +814,151 @@ impl Application for SimBmc {
         req: &Request,
     ) -> (CompletionCode, Vec<u8>) {
         self.tick(now);
+        let cmd = CommandId::new(req.netfn, req.cmd);
         let d = &req.data;
-        let ok = |v: Vec<u8>| (CompletionCode::OK, v);
-        match (req.netfn, req.cmd) {
-            (NetFn::APP, 0x01) => ok(self.device_id()),
-            (NetFn::APP, 0x02 | 0x03) => {
+        match req.netfn {
+            NetFn::APP => self.app(cmd, d),
+            NetFn::CHASSIS => self.chassis(now, cmd, d),
+            NetFn::SENSOR_EVENT => self.sensor_event(cmd, d),
+            NetFn::STORAGE => self.storage(cmd, d),
+            _ => (CompletionCode::INVALID_COMMAND, vec![]),
+        }
+    }
+}
+
+fn ok(v: Vec<u8>) -> (CompletionCode, Vec<u8>) {
+    (CompletionCode::OK, v)
+}
+
+const TOO_SHORT: (CompletionCode, Vec<u8>) = (CompletionCode::REQUEST_LENGTH_INVALID, vec![]);
+
+// === the simulated BMC's commands, by netFn ===
+
+impl SimBmc {
+    fn app(&mut self, cmd: CommandId, d: &[u8]) -> (CompletionCode, Vec<u8>) {
+        match cmd {
+            id::GET_DEVICE_ID => ok(self.device_id()),
+            id::COLD_RESET | id::WARM_RESET => {
                 self.reboot_requested = true;
                 ok(vec![])
             }
-            (NetFn::APP, 0x04) => ok(vec![0x55, 0x00]),
-            (NetFn::APP, 0x08) => ok(self.guid.to_vec()),
-            (NetFn::APP, 0x41) => ok(vec![0x22, 0x04]),
-            (NetFn::APP, 0x42) => ok(vec![0x01, 0x04, 0x01, 0x80, 0xF2, 0x1B, 0x00, 0x00, 0x00]),
-            (NetFn::APP, 0x44) => self.user_access(d),
-            (NetFn::APP, 0x46) => self.user_name(d),
-            (NetFn::CHASSIS, 0x00) => ok(vec![0x00, 0x20, 0x20, 0x20, 0x20]),
-            (NetFn::CHASSIS, 0x01) => ok(self.chassis_status(now)),
-            (NetFn::CHASSIS, 0x02) => match d.first() {
+            id::GET_SELF_TEST_RESULTS => ok(vec![0x55, 0x00]),
+            id::GET_DEVICE_GUID => ok(self.guid.to_vec()),
+            id::GET_CHANNEL_ACCESS => ok(vec![0x22, 0x04]),
+            id::GET_CHANNEL_INFO => ok(vec![0x01, 0x04, 0x01, 0x80, 0xF2, 0x1B, 0x00, 0x00, 0x00]),
+            id::GET_USER_ACCESS => self.user_access(d),
+            id::GET_USER_NAME => self.user_name(d),
+            _ => (CompletionCode::INVALID_COMMAND, vec![]),
+        }
+    }
+
+    fn chassis(&mut self, now: Instant, cmd: CommandId, d: &[u8]) -> (CompletionCode, Vec<u8>) {
+        match cmd {
+            id::GET_CHASSIS_CAPABILITIES => ok(vec![0x00, 0x20, 0x20, 0x20, 0x20]),
+            id::GET_CHASSIS_STATUS => ok(self.chassis_status(now)),
+            id::CHASSIS_CONTROL => match d.first() {
                 Some(a) => {
                     self.controls += 1;
                     (self.chassis_control(a & 0x0F, now), vec![])
                 }
-                None => (CompletionCode::REQUEST_LENGTH_INVALID, vec![]),
+                None => TOO_SHORT,
             },
-            (NetFn::CHASSIS, 0x04) => {
+            id::CHASSIS_IDENTIFY => {
                 let secs = d.first().copied().unwrap_or(15);
                 self.identify_forced = d.get(1).is_some_and(|b| b & 1 == 1);
                 self.identify_until = (secs > 0).then(|| now + Duration::from_secs(secs.into()));
                 ok(vec![])
             }
-            (NetFn::CHASSIS, 0x06) => match d.first() {
-                Some(p) if p & 7 < 3 => {
-                    self.restore_policy = p & 7;
+            id::SET_POWER_RESTORE_POLICY => match d.first() {
+                Some(p) => {
+                    if p & 7 < 3 {
+                        self.restore_policy = p & 7;
+                    }
                     ok(vec![0x07])
                 }
-                Some(_) => ok(vec![0x07]),
-                None => (CompletionCode::REQUEST_LENGTH_INVALID, vec![]),
+                None => TOO_SHORT,
             },
-            (NetFn::CHASSIS, 0x07) => ok(vec![0x01, 0x01]),
-            (NetFn::CHASSIS, 0x08) => self.boot_set(d),
-            (NetFn::CHASSIS, 0x09) => self.boot_get(d),
-            (NetFn::CHASSIS, 0x0F) => {
+            id::GET_SYSTEM_RESTART_CAUSE => ok(vec![0x01, 0x01]),
+            id::SET_SYSTEM_BOOT_OPTIONS => self.boot_set(d),
+            id::GET_SYSTEM_BOOT_OPTIONS => self.boot_get(d),
+            id::GET_POH_COUNTER => {
                 let count = (self.poh_minutes(now) / 60) as u32;
                 let mut v = vec![60];
                 v.extend_from_slice(&count.to_le_bytes());
                 ok(v)
             }
-            (NetFn::SENSOR_EVENT, 0x2D | 0x27 | 0x25 | 0x29 | 0x2F) => {
-                let Some(i) = d.first().and_then(|n| self.sensor_index(*n)) else {
-                    return (CompletionCode::NOT_PRESENT, vec![]);
-                };
-                let spec = &self.catalog.specs[i];
-                let st = &self.sensors[i];
-                let r = &spec.record;
-                match req.cmd {
-                    0x2D if r.is_threshold() => ok(vec![st.raw, 0xC0, st.status | 0xC0]),
-                    0x2D => ok(vec![0x00, 0xC0, st.status, 0x80]),
-                    0x27 => {
-                        let t = r.thresholds.unwrap_or_default();
-                        ok(vec![t.readable, t.lnc, t.lc, t.lnr, t.unc, t.uc, t.unr])
-                    }
-                    0x25 => ok(vec![0, 0]),
-                    0x29 => ok(vec![0xC0, 0, 0, 0, 0]),
-                    _ => ok(vec![r.sensor_type, r.event_reading_type]),
-                }
+            _ => (CompletionCode::INVALID_COMMAND, vec![]),
+        }
+    }
+
+    fn sensor_event(&mut self, cmd: CommandId, d: &[u8]) -> (CompletionCode, Vec<u8>) {
+        let known = matches!(
+            cmd,
+            id::GET_SENSOR_READING
+                | id::GET_SENSOR_THRESHOLD
+                | id::GET_SENSOR_HYSTERESIS
+                | id::GET_SENSOR_EVENT_ENABLE
+                | id::GET_SENSOR_TYPE
+        );
+        if !known {
+            return (CompletionCode::INVALID_COMMAND, vec![]);
+        }
+        let Some(i) = d.first().and_then(|n| self.sensor_index(*n)) else {
+            return (CompletionCode::NOT_PRESENT, vec![]);
+        };
+        let (spec, st) = (&self.catalog.specs[i], &self.sensors[i]);
+        let r = &spec.record;
+        match cmd {
+            id::GET_SENSOR_READING if r.is_threshold() => ok(vec![st.raw, 0xC0, st.status | 0xC0]),
+            id::GET_SENSOR_READING => ok(vec![0x00, 0xC0, st.status, 0x80]),
+            id::GET_SENSOR_THRESHOLD => {
+                let t = r.thresholds.unwrap_or_default();
+                ok(vec![t.readable, t.lnc, t.lc, t.lnr, t.unc, t.uc, t.unr])
             }
-            (NetFn::STORAGE, 0x10) => match d.first() {
+            id::GET_SENSOR_HYSTERESIS => ok(vec![0, 0]),
+            id::GET_SENSOR_EVENT_ENABLE => ok(vec![0xC0, 0, 0, 0, 0]),
+            _ => ok(vec![r.sensor_type, r.event_reading_type]),
+        }
+    }
+
+    fn storage(&mut self, cmd: CommandId, d: &[u8]) -> (CompletionCode, Vec<u8>) {
+        match cmd {
+            id::GET_FRU_INVENTORY_AREA_INFO => match d.first() {
                 Some(0) => {
-                    let n = self.fru.len() as u16;
-                    let b = n.to_le_bytes();
+                    let b = (self.fru.len() as u16).to_le_bytes();
                     ok(vec![b[0], b[1], 0x00])
                 }
                 Some(_) => (CompletionCode::NOT_PRESENT, vec![]),
-                None => (CompletionCode::REQUEST_LENGTH_INVALID, vec![]),
+                None => TOO_SHORT,
             },
-            (NetFn::STORAGE, 0x11) => self.read_fru(d),
-            (NetFn::STORAGE, 0x20) => {
+            id::READ_FRU_DATA => self.read_fru(d),
+            id::GET_SDR_REPOSITORY_INFO => {
                 let n = (self.catalog.sdr.len() as u16).to_le_bytes();
                 ok(vec![
                     0x51, n[0], n[1], 0x00, 0x08, 0, 0, 0, 0, 0, 0, 0, 0, 0x02,
                 ])
             }
-            (NetFn::STORAGE, 0x22) => {
+            id::RESERVE_SDR_REPOSITORY => {
                 self.sdr_reservation = self.sdr_reservation.wrapping_add(1).max(1);
                 ok(self.sdr_reservation.to_le_bytes().to_vec())
             }
-            (NetFn::STORAGE, 0x23) => self.get_sdr(d),
-            (NetFn::STORAGE, 0x40) => {
-                let n = (self.sel.len() as u16).to_le_bytes();
-                let free = (((SEL_CAPACITY - self.sel.len()) * 16) as u16).to_le_bytes();
-                let mut v = vec![0x51, n[0], n[1], free[0], free[1]];
-                v.extend_from_slice(&self.sel_last_add.to_le_bytes());
-                v.extend_from_slice(&self.sel_last_erase.to_le_bytes());
-                v.push(0x02 | if self.sel_overflow { 0x80 } else { 0 });
-                ok(v)
-            }
-            (NetFn::STORAGE, 0x42) => {
+            id::GET_SDR => self.get_sdr(d),
+            id::GET_SEL_INFO => ok(self.sel_info()),
+            id::RESERVE_SEL => {
                 self.sel_reservation = self.sel_reservation.wrapping_add(1).max(1);
                 ok(self.sel_reservation.to_le_bytes().to_vec())
             }
-            (NetFn::STORAGE, 0x43) => self.get_sel_entry(d),
-            (NetFn::STORAGE, 0x44) => match <[u8; 16]>::try_from(&d[..d.len().min(16)]) {
-                Ok(r) if d.len() == 16 => match self.add_sel(r) {
+            id::GET_SEL_ENTRY => self.get_sel_entry(d),
+            id::ADD_SEL_ENTRY => match <[u8; 16]>::try_from(d) {
+                Ok(r) => match self.add_sel(r) {
                     Some(id) => ok(id.to_le_bytes().to_vec()),
                     None => (CompletionCode(0xC4), vec![]),
                 },
-                _ => (CompletionCode::REQUEST_LENGTH_INVALID, vec![]),
+                Err(_) => TOO_SHORT,
             },
-            (NetFn::STORAGE, 0x47) => self.clear_sel(d),
-            (NetFn::STORAGE, 0x48) => ok(self.sel_time().to_le_bytes().to_vec()),
-            (NetFn::STORAGE, 0x49) => match d.get(..4) {
+            id::CLEAR_SEL => self.clear_sel(d),
+            id::GET_SEL_TIME => ok(self.sel_time().to_le_bytes().to_vec()),
+            id::SET_SEL_TIME => match d.get(..4) {
                 Some(t) => {
                     let want = i64::from(u32::from_le_bytes([t[0], t[1], t[2], t[3]]));
                     let unix = SystemTime::now()
@@ -931,10 +967,20 @@ impl Application for SimBmc {
                     self.sel_clock_offset = want - unix;
                     ok(vec![])
                 }
-                None => (CompletionCode::REQUEST_LENGTH_INVALID, vec![]),
+                None => TOO_SHORT,
             },
             _ => (CompletionCode::INVALID_COMMAND, vec![]),
         }
+    }
+
+    fn sel_info(&self) -> Vec<u8> {
+        let n = (self.sel.len() as u16).to_le_bytes();
+        let free = (((SEL_CAPACITY - self.sel.len()) * 16) as u16).to_le_bytes();
+        let mut v = vec![0x51, n[0], n[1], free[0], free[1]];
+        v.extend_from_slice(&self.sel_last_add.to_le_bytes());
+        v.extend_from_slice(&self.sel_last_erase.to_le_bytes());
+        v.push(0x02 | if self.sel_overflow { 0x80 } else { 0 });
+        v
     }
 }
 

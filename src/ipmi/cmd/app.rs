@@ -1,20 +1,9 @@
 //! Application netFn (0x06) commands: device identity and the session
 //! commands the console itself sends.
 
+use super::registry::id;
 use super::{need, Command, RawRequest};
-use crate::ipmi::wire::message::NetFn;
 use crate::ipmi::wire::{le16, WireError};
-
-/// Get Device ID.
-pub const APP_GET_DEVICE_ID: u8 = 0x01;
-/// Get System GUID.
-pub const APP_GET_SYSTEM_GUID: u8 = 0x37;
-/// Get Channel Authentication Capabilities.
-pub const APP_GET_CHANNEL_AUTH_CAPS: u8 = 0x38;
-/// Set Session Privilege Level.
-pub const APP_SET_SESSION_PRIVILEGE: u8 = 0x3B;
-/// Close Session.
-pub const APP_CLOSE_SESSION: u8 = 0x3C;
 
 /// Decoded Get Channel Authentication Capabilities response (§2.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,11 +92,7 @@ fn bcd(b: u8) -> u8 {
 impl Command for GetDeviceId {
     type Response = DeviceId;
     fn request(&self) -> RawRequest {
-        RawRequest {
-            netfn: NetFn::APP,
-            cmd: APP_GET_DEVICE_ID,
-            data: vec![],
-        }
+        id::GET_DEVICE_ID.request(vec![])
     }
     fn parse_response(&self, d: &[u8]) -> Result<DeviceId, WireError> {
         need(d, 11, "Get Device ID response")?;
@@ -135,11 +120,7 @@ pub struct GetSystemGuid;
 impl Command for GetSystemGuid {
     type Response = [u8; 16];
     fn request(&self) -> RawRequest {
-        RawRequest {
-            netfn: NetFn::APP,
-            cmd: APP_GET_SYSTEM_GUID,
-            data: vec![],
-        }
+        id::GET_SYSTEM_GUID.request(vec![])
     }
     fn parse_response(&self, d: &[u8]) -> Result<[u8; 16], WireError> {
         need(d, 16, "Get System GUID response")?;

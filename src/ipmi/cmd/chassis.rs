@@ -1,20 +1,10 @@
 //! Chassis netFn (0x00) commands (reference §6.2): status, power control and
 //! boot flags (System Boot Options parameter 5).
 
+use super::registry::id;
 use super::{need, Command, RawRequest};
-use crate::ipmi::wire::message::NetFn;
 use crate::ipmi::wire::WireError;
 
-/// Get Chassis Status.
-pub const CHASSIS_GET_STATUS: u8 = 0x01;
-/// Chassis Control.
-pub const CHASSIS_CONTROL: u8 = 0x02;
-/// Chassis Identify.
-pub const CHASSIS_IDENTIFY: u8 = 0x04;
-/// Set System Boot Options.
-pub const CHASSIS_SET_BOOT_OPTIONS: u8 = 0x08;
-/// Get System Boot Options.
-pub const CHASSIS_GET_BOOT_OPTIONS: u8 = 0x09;
 /// Boot options parameter: boot flags.
 pub const BOOT_PARAM_FLAGS: u8 = 5;
 
@@ -88,11 +78,7 @@ impl ChassisStatus {
 impl Command for GetChassisStatus {
     type Response = ChassisStatus;
     fn request(&self) -> RawRequest {
-        RawRequest {
-            netfn: NetFn::CHASSIS,
-            cmd: CHASSIS_GET_STATUS,
-            data: vec![],
-        }
+        id::GET_CHASSIS_STATUS.request(vec![])
     }
     fn parse_response(&self, d: &[u8]) -> Result<ChassisStatus, WireError> {
         need(d, 3, "Get Chassis Status response")?;
@@ -173,11 +159,7 @@ pub struct ChassisControl(pub PowerAction);
 impl Command for ChassisControl {
     type Response = ();
     fn request(&self) -> RawRequest {
-        RawRequest {
-            netfn: NetFn::CHASSIS,
-            cmd: CHASSIS_CONTROL,
-            data: vec![self.0 as u8],
-        }
+        id::CHASSIS_CONTROL.request(vec![self.0 as u8])
     }
     fn parse_response(&self, _: &[u8]) -> Result<(), WireError> {
         Ok(())
@@ -294,11 +276,14 @@ impl Command for SetBootFlags {
         let byte1 = if f.valid { 0x80 } else { 0 }
             | if f.persistent { 0x40 } else { 0 }
             | if f.efi { 0x20 } else { 0 };
-        RawRequest {
-            netfn: NetFn::CHASSIS,
-            cmd: CHASSIS_SET_BOOT_OPTIONS,
-            data: vec![BOOT_PARAM_FLAGS, byte1, f.device.selector() << 2, 0, 0, 0],
-        }
+        id::SET_SYSTEM_BOOT_OPTIONS.request(vec![
+            BOOT_PARAM_FLAGS,
+            byte1,
+            f.device.selector() << 2,
+            0,
+            0,
+            0,
+        ])
     }
     fn parse_response(&self, _: &[u8]) -> Result<(), WireError> {
         Ok(())
@@ -312,11 +297,7 @@ pub struct GetBootFlags;
 impl Command for GetBootFlags {
     type Response = BootFlags;
     fn request(&self) -> RawRequest {
-        RawRequest {
-            netfn: NetFn::CHASSIS,
-            cmd: CHASSIS_GET_BOOT_OPTIONS,
-            data: vec![BOOT_PARAM_FLAGS, 0, 0],
-        }
+        id::GET_SYSTEM_BOOT_OPTIONS.request(vec![BOOT_PARAM_FLAGS, 0, 0])
     }
     fn parse_response(&self, d: &[u8]) -> Result<BootFlags, WireError> {
         need(d, 4, "Get System Boot Options response")?;

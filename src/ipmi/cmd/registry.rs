@@ -69,13 +69,41 @@ pub enum Secret {
     CarriedI2c,
 }
 
-/// One command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CommandSpec {
+/// A command's identity: its request netFn and command number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CommandId {
     /// Request netFn.
     pub netfn: NetFn,
     /// Command.
     pub cmd: u8,
+}
+
+impl CommandId {
+    /// The command `cmd` of `netfn`.
+    pub const fn new(netfn: NetFn, cmd: u8) -> CommandId {
+        CommandId { netfn, cmd }
+    }
+
+    /// A request for this command with `data`.
+    pub fn request(self, data: Vec<u8>) -> crate::ipmi::cmd::RawRequest {
+        crate::ipmi::cmd::RawRequest {
+            netfn: self.netfn,
+            cmd: self.cmd,
+            data,
+        }
+    }
+
+    /// True when `req` is this command.
+    pub fn is(self, netfn: NetFn, cmd: u8) -> bool {
+        self.netfn == netfn && self.cmd == cmd
+    }
+}
+
+/// One command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommandSpec {
+    /// Its identity.
+    pub id: CommandId,
     /// The spec's name for it.
     pub title: &'static str,
     /// How its policy name is found.
@@ -87,110 +115,274 @@ pub struct CommandSpec {
     pub secret: Secret,
 }
 
+/// Every command of the registry by name: the one place a (netFn, cmd)
+/// pair is spelled. Typed commands, the simulator's dispatch and the BMC
+/// side's session commands use these.
+#[allow(missing_docs)]
+pub mod id {
+    use super::CommandId;
+    use super::{APP, CHASSIS, SENSOR, STORAGE, TRANSPORT};
+
+    /// Get Device ID.
+    pub const GET_DEVICE_ID: CommandId = CommandId::new(APP, 0x01);
+    /// Cold Reset.
+    pub const COLD_RESET: CommandId = CommandId::new(APP, 0x02);
+    /// Warm Reset.
+    pub const WARM_RESET: CommandId = CommandId::new(APP, 0x03);
+    /// Get Self Test Results.
+    pub const GET_SELF_TEST_RESULTS: CommandId = CommandId::new(APP, 0x04);
+    /// Get Device GUID.
+    pub const GET_DEVICE_GUID: CommandId = CommandId::new(APP, 0x08);
+    /// Reset Watchdog Timer.
+    pub const RESET_WATCHDOG_TIMER: CommandId = CommandId::new(APP, 0x22);
+    /// Set Watchdog Timer.
+    pub const SET_WATCHDOG_TIMER: CommandId = CommandId::new(APP, 0x24);
+    /// Get Watchdog Timer.
+    pub const GET_WATCHDOG_TIMER: CommandId = CommandId::new(APP, 0x25);
+    /// Send Message.
+    pub const SEND_MESSAGE: CommandId = CommandId::new(APP, 0x34);
+    /// Get System GUID.
+    pub const GET_SYSTEM_GUID: CommandId = CommandId::new(APP, 0x37);
+    /// Get Channel Authentication Capabilities.
+    pub const GET_CHANNEL_AUTHENTICATION_CAPABILITIES: CommandId = CommandId::new(APP, 0x38);
+    /// Get Session Challenge.
+    pub const GET_SESSION_CHALLENGE: CommandId = CommandId::new(APP, 0x39);
+    /// Activate Session.
+    pub const ACTIVATE_SESSION: CommandId = CommandId::new(APP, 0x3A);
+    /// Set Session Privilege Level.
+    pub const SET_SESSION_PRIVILEGE_LEVEL: CommandId = CommandId::new(APP, 0x3B);
+    /// Close Session.
+    pub const CLOSE_SESSION: CommandId = CommandId::new(APP, 0x3C);
+    /// Get Session Info.
+    pub const GET_SESSION_INFO: CommandId = CommandId::new(APP, 0x3D);
+    /// Set Channel Access.
+    pub const SET_CHANNEL_ACCESS: CommandId = CommandId::new(APP, 0x40);
+    /// Get Channel Access.
+    pub const GET_CHANNEL_ACCESS: CommandId = CommandId::new(APP, 0x41);
+    /// Get Channel Info.
+    pub const GET_CHANNEL_INFO: CommandId = CommandId::new(APP, 0x42);
+    /// Set User Access.
+    pub const SET_USER_ACCESS: CommandId = CommandId::new(APP, 0x43);
+    /// Get User Access.
+    pub const GET_USER_ACCESS: CommandId = CommandId::new(APP, 0x44);
+    /// Set User Name.
+    pub const SET_USER_NAME: CommandId = CommandId::new(APP, 0x45);
+    /// Get User Name.
+    pub const GET_USER_NAME: CommandId = CommandId::new(APP, 0x46);
+    /// Set User Password.
+    pub const SET_USER_PASSWORD: CommandId = CommandId::new(APP, 0x47);
+    /// Activate Payload.
+    pub const ACTIVATE_PAYLOAD: CommandId = CommandId::new(APP, 0x48);
+    /// Deactivate Payload.
+    pub const DEACTIVATE_PAYLOAD: CommandId = CommandId::new(APP, 0x49);
+    /// Get Payload Activation Status.
+    pub const GET_PAYLOAD_ACTIVATION_STATUS: CommandId = CommandId::new(APP, 0x4A);
+    /// Get Payload Instance Info.
+    pub const GET_PAYLOAD_INSTANCE_INFO: CommandId = CommandId::new(APP, 0x4E);
+    /// Master Write-Read.
+    pub const MASTER_WRITE_READ: CommandId = CommandId::new(APP, 0x52);
+    /// Get Channel Cipher Suites.
+    pub const GET_CHANNEL_CIPHER_SUITES: CommandId = CommandId::new(APP, 0x54);
+    /// Set Channel Security Keys.
+    pub const SET_CHANNEL_SECURITY_KEYS: CommandId = CommandId::new(APP, 0x56);
+    /// Get Chassis Capabilities.
+    pub const GET_CHASSIS_CAPABILITIES: CommandId = CommandId::new(CHASSIS, 0x00);
+    /// Get Chassis Status.
+    pub const GET_CHASSIS_STATUS: CommandId = CommandId::new(CHASSIS, 0x01);
+    /// Chassis Control.
+    pub const CHASSIS_CONTROL: CommandId = CommandId::new(CHASSIS, 0x02);
+    /// Chassis Identify.
+    pub const CHASSIS_IDENTIFY: CommandId = CommandId::new(CHASSIS, 0x04);
+    /// Set Power Restore Policy.
+    pub const SET_POWER_RESTORE_POLICY: CommandId = CommandId::new(CHASSIS, 0x06);
+    /// Get System Restart Cause.
+    pub const GET_SYSTEM_RESTART_CAUSE: CommandId = CommandId::new(CHASSIS, 0x07);
+    /// Set System Boot Options.
+    pub const SET_SYSTEM_BOOT_OPTIONS: CommandId = CommandId::new(CHASSIS, 0x08);
+    /// Get System Boot Options.
+    pub const GET_SYSTEM_BOOT_OPTIONS: CommandId = CommandId::new(CHASSIS, 0x09);
+    /// Get POH Counter.
+    pub const GET_POH_COUNTER: CommandId = CommandId::new(CHASSIS, 0x0F);
+    /// Get Device SDR Info.
+    pub const GET_DEVICE_SDR_INFO: CommandId = CommandId::new(SENSOR, 0x20);
+    /// Get Device SDR.
+    pub const GET_DEVICE_SDR: CommandId = CommandId::new(SENSOR, 0x21);
+    /// Reserve Device SDR Repository.
+    pub const RESERVE_DEVICE_SDR_REPOSITORY: CommandId = CommandId::new(SENSOR, 0x22);
+    /// Get Sensor Reading Factors.
+    pub const GET_SENSOR_READING_FACTORS: CommandId = CommandId::new(SENSOR, 0x23);
+    /// Set Sensor Hysteresis.
+    pub const SET_SENSOR_HYSTERESIS: CommandId = CommandId::new(SENSOR, 0x24);
+    /// Get Sensor Hysteresis.
+    pub const GET_SENSOR_HYSTERESIS: CommandId = CommandId::new(SENSOR, 0x25);
+    /// Set Sensor Threshold.
+    pub const SET_SENSOR_THRESHOLD: CommandId = CommandId::new(SENSOR, 0x26);
+    /// Get Sensor Threshold.
+    pub const GET_SENSOR_THRESHOLD: CommandId = CommandId::new(SENSOR, 0x27);
+    /// Set Sensor Event Enable.
+    pub const SET_SENSOR_EVENT_ENABLE: CommandId = CommandId::new(SENSOR, 0x28);
+    /// Get Sensor Event Enable.
+    pub const GET_SENSOR_EVENT_ENABLE: CommandId = CommandId::new(SENSOR, 0x29);
+    /// Re-arm Sensor Events.
+    pub const RE_ARM_SENSOR_EVENTS: CommandId = CommandId::new(SENSOR, 0x2A);
+    /// Get Sensor Event Status.
+    pub const GET_SENSOR_EVENT_STATUS: CommandId = CommandId::new(SENSOR, 0x2B);
+    /// Get Sensor Reading.
+    pub const GET_SENSOR_READING: CommandId = CommandId::new(SENSOR, 0x2D);
+    /// Set Sensor Type.
+    pub const SET_SENSOR_TYPE: CommandId = CommandId::new(SENSOR, 0x2E);
+    /// Get Sensor Type.
+    pub const GET_SENSOR_TYPE: CommandId = CommandId::new(SENSOR, 0x2F);
+    /// Set Sensor Reading And Event Status.
+    pub const SET_SENSOR_READING_AND_EVENT_STATUS: CommandId = CommandId::new(SENSOR, 0x30);
+    /// Get FRU Inventory Area Info.
+    pub const GET_FRU_INVENTORY_AREA_INFO: CommandId = CommandId::new(STORAGE, 0x10);
+    /// Read FRU Data.
+    pub const READ_FRU_DATA: CommandId = CommandId::new(STORAGE, 0x11);
+    /// Write FRU Data.
+    pub const WRITE_FRU_DATA: CommandId = CommandId::new(STORAGE, 0x12);
+    /// Get SDR Repository Info.
+    pub const GET_SDR_REPOSITORY_INFO: CommandId = CommandId::new(STORAGE, 0x20);
+    /// Get SDR Repository Allocation Info.
+    pub const GET_SDR_REPOSITORY_ALLOCATION_INFO: CommandId = CommandId::new(STORAGE, 0x21);
+    /// Reserve SDR Repository.
+    pub const RESERVE_SDR_REPOSITORY: CommandId = CommandId::new(STORAGE, 0x22);
+    /// Get SDR.
+    pub const GET_SDR: CommandId = CommandId::new(STORAGE, 0x23);
+    /// Get SEL Info.
+    pub const GET_SEL_INFO: CommandId = CommandId::new(STORAGE, 0x40);
+    /// Get SEL Allocation Info.
+    pub const GET_SEL_ALLOCATION_INFO: CommandId = CommandId::new(STORAGE, 0x41);
+    /// Reserve SEL.
+    pub const RESERVE_SEL: CommandId = CommandId::new(STORAGE, 0x42);
+    /// Get SEL Entry.
+    pub const GET_SEL_ENTRY: CommandId = CommandId::new(STORAGE, 0x43);
+    /// Add SEL Entry.
+    pub const ADD_SEL_ENTRY: CommandId = CommandId::new(STORAGE, 0x44);
+    /// Delete SEL Entry.
+    pub const DELETE_SEL_ENTRY: CommandId = CommandId::new(STORAGE, 0x46);
+    /// Clear SEL.
+    pub const CLEAR_SEL: CommandId = CommandId::new(STORAGE, 0x47);
+    /// Get SEL Time.
+    pub const GET_SEL_TIME: CommandId = CommandId::new(STORAGE, 0x48);
+    /// Set SEL Time.
+    pub const SET_SEL_TIME: CommandId = CommandId::new(STORAGE, 0x49);
+    /// Set LAN Configuration Parameters.
+    pub const SET_LAN_CONFIGURATION_PARAMETERS: CommandId = CommandId::new(TRANSPORT, 0x01);
+    /// Get LAN Configuration Parameters.
+    pub const GET_LAN_CONFIGURATION_PARAMETERS: CommandId = CommandId::new(TRANSPORT, 0x02);
+    /// Set Serial/Modem Configuration.
+    pub const SET_SERIAL_MODEM_CONFIGURATION: CommandId = CommandId::new(TRANSPORT, 0x10);
+    /// Set SOL Configuration Parameters.
+    pub const SET_SOL_CONFIGURATION_PARAMETERS: CommandId = CommandId::new(TRANSPORT, 0x21);
+    /// Get SOL Configuration Parameters.
+    pub const GET_SOL_CONFIGURATION_PARAMETERS: CommandId = CommandId::new(TRANSPORT, 0x22);
+}
+
 /// The registry. Anything not listed needs ADMINISTRATOR (as OpenIPMI does
 /// for unknown and OEM commands), is named `raw.*` and carries no known
 /// secret.
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
     // Application (IPMI v2.0 §20-22).
-    c(APP, 0x01, "Get Device ID", fixed_r("mc.info"), Some(User)),
-    c(APP, 0x02, "Cold Reset", fixed_w("mc.reset.cold"), Some(Administrator)),
-    c(APP, 0x03, "Warm Reset", fixed_w("mc.reset.warm"), Some(Administrator)),
-    c(APP, 0x04, "Get Self Test Results", fixed_r("mc.selftest"), Some(User)),
-    c(APP, 0x08, "Get Device GUID", Naming::Unnamed, Some(User)),
-    c(APP, 0x22, "Reset Watchdog Timer", Naming::Unnamed, Some(Operator)),
-    c(APP, 0x24, "Set Watchdog Timer", Naming::Unnamed, Some(Operator)),
-    c(APP, 0x25, "Get Watchdog Timer", Naming::Unnamed, Some(User)),
-    secret(c(APP, 0x34, "Send Message", Naming::Bridged, Some(User)), Secret::CarriedIpmb),
-    c(APP, 0x37, "Get System GUID", fixed_r("mc.info"), None),
-    c(APP, 0x38, "Get Channel Authentication Capabilities", Naming::Session, None),
-    c(APP, 0x39, "Get Session Challenge", Naming::Session, Some(Administrator)),
-    c(APP, 0x3A, "Activate Session", Naming::Session, Some(Administrator)),
-    c(APP, 0x3B, "Set Session Privilege Level", Naming::Session, Some(User)),
-    c(APP, 0x3C, "Close Session", Naming::Session, Some(Callback)),
-    c(APP, 0x3D, "Get Session Info", fixed_r("session.info"), Some(User)),
-    c(APP, 0x40, "Set Channel Access", fixed_w("channel.write"), Some(Administrator)),
-    c(APP, 0x41, "Get Channel Access", fixed_r("channel.read"), Some(User)),
-    c(APP, 0x42, "Get Channel Info", fixed_r("channel.read"), Some(User)),
-    c(APP, 0x43, "Set User Access", fixed_w("user.write"), Some(Administrator)),
-    c(APP, 0x44, "Get User Access", fixed_r("user.read"), Some(Operator)),
-    c(APP, 0x45, "Set User Name", fixed_w("user.write"), Some(Administrator)),
-    c(APP, 0x46, "Get User Name", fixed_r("user.read"), Some(Operator)),
+    c(id::GET_DEVICE_ID, "Get Device ID", fixed_r("mc.info"), Some(User)),
+    c(id::COLD_RESET, "Cold Reset", fixed_w("mc.reset.cold"), Some(Administrator)),
+    c(id::WARM_RESET, "Warm Reset", fixed_w("mc.reset.warm"), Some(Administrator)),
+    c(id::GET_SELF_TEST_RESULTS, "Get Self Test Results", fixed_r("mc.selftest"), Some(User)),
+    c(id::GET_DEVICE_GUID, "Get Device GUID", Naming::Unnamed, Some(User)),
+    c(id::RESET_WATCHDOG_TIMER, "Reset Watchdog Timer", Naming::Unnamed, Some(Operator)),
+    c(id::SET_WATCHDOG_TIMER, "Set Watchdog Timer", Naming::Unnamed, Some(Operator)),
+    c(id::GET_WATCHDOG_TIMER, "Get Watchdog Timer", Naming::Unnamed, Some(User)),
+    secret(c(id::SEND_MESSAGE, "Send Message", Naming::Bridged, Some(User)), Secret::CarriedIpmb),
+    c(id::GET_SYSTEM_GUID, "Get System GUID", fixed_r("mc.info"), None),
+    c(id::GET_CHANNEL_AUTHENTICATION_CAPABILITIES, "Get Channel Authentication Capabilities", Naming::Session, None),
+    c(id::GET_SESSION_CHALLENGE, "Get Session Challenge", Naming::Session, Some(Administrator)),
+    c(id::ACTIVATE_SESSION, "Activate Session", Naming::Session, Some(Administrator)),
+    c(id::SET_SESSION_PRIVILEGE_LEVEL, "Set Session Privilege Level", Naming::Session, Some(User)),
+    c(id::CLOSE_SESSION, "Close Session", Naming::Session, Some(Callback)),
+    c(id::GET_SESSION_INFO, "Get Session Info", fixed_r("session.info"), Some(User)),
+    c(id::SET_CHANNEL_ACCESS, "Set Channel Access", fixed_w("channel.write"), Some(Administrator)),
+    c(id::GET_CHANNEL_ACCESS, "Get Channel Access", fixed_r("channel.read"), Some(User)),
+    c(id::GET_CHANNEL_INFO, "Get Channel Info", fixed_r("channel.read"), Some(User)),
+    c(id::SET_USER_ACCESS, "Set User Access", fixed_w("user.write"), Some(Administrator)),
+    c(id::GET_USER_ACCESS, "Get User Access", fixed_r("user.read"), Some(Operator)),
+    c(id::SET_USER_NAME, "Set User Name", fixed_w("user.write"), Some(Administrator)),
+    c(id::GET_USER_NAME, "Get User Name", fixed_r("user.read"), Some(Operator)),
     // The password follows the user id and the operation.
-    secret(c(APP, 0x47, "Set User Password", fixed_w("user.write"), Some(Administrator)), Secret::From(2)),
-    c(APP, 0x48, "Activate Payload", Naming::ActivatePayload, Some(User)),
-    c(APP, 0x49, "Deactivate Payload", Naming::Unnamed, Some(User)),
-    c(APP, 0x4A, "Get Payload Activation Status", Naming::Unnamed, Some(User)),
-    c(APP, 0x4E, "Get Payload Instance Info", Naming::Unnamed, Some(User)),
-    secret(c(APP, 0x52, "Master Write-Read", fixed_w("i2c.write_read"), Some(Operator)), Secret::CarriedI2c),
-    c(APP, 0x54, "Get Channel Cipher Suites", fixed_r("channel.read"), None),
+    secret(c(id::SET_USER_PASSWORD, "Set User Password", fixed_w("user.write"), Some(Administrator)), Secret::From(2)),
+    c(id::ACTIVATE_PAYLOAD, "Activate Payload", Naming::ActivatePayload, Some(User)),
+    c(id::DEACTIVATE_PAYLOAD, "Deactivate Payload", Naming::Unnamed, Some(User)),
+    c(id::GET_PAYLOAD_ACTIVATION_STATUS, "Get Payload Activation Status", Naming::Unnamed, Some(User)),
+    c(id::GET_PAYLOAD_INSTANCE_INFO, "Get Payload Instance Info", Naming::Unnamed, Some(User)),
+    secret(c(id::MASTER_WRITE_READ, "Master Write-Read", fixed_w("i2c.write_read"), Some(Operator)), Secret::CarriedI2c),
+    c(id::GET_CHANNEL_CIPHER_SUITES, "Get Channel Cipher Suites", fixed_r("channel.read"), None),
     // The key follows the channel, the operation and the key id.
-    secret(c(APP, 0x56, "Set Channel Security Keys", Naming::Unnamed, Some(Administrator)), Secret::From(3)),
+    secret(c(id::SET_CHANNEL_SECURITY_KEYS, "Set Channel Security Keys", Naming::Unnamed, Some(Administrator)), Secret::From(3)),
     // Chassis (§28).
-    c(CHASSIS, 0x00, "Get Chassis Capabilities", Naming::Unnamed, Some(User)),
-    c(CHASSIS, 0x01, "Get Chassis Status", fixed_r("chassis.status"), Some(User)),
-    c(CHASSIS, 0x02, "Chassis Control", Naming::PowerAction, Some(Operator)),
-    c(CHASSIS, 0x04, "Chassis Identify", fixed_w("chassis.identify"), Some(Operator)),
-    c(CHASSIS, 0x06, "Set Power Restore Policy", Naming::Unnamed, Some(Operator)),
-    c(CHASSIS, 0x07, "Get System Restart Cause", Naming::Unnamed, Some(User)),
-    c(CHASSIS, 0x08, "Set System Boot Options", Naming::SetBootOptions, Some(Operator)),
-    c(CHASSIS, 0x09, "Get System Boot Options", fixed_r("chassis.bootdev.get"), Some(Operator)),
-    c(CHASSIS, 0x0F, "Get POH Counter", Naming::Unnamed, Some(User)),
+    c(id::GET_CHASSIS_CAPABILITIES, "Get Chassis Capabilities", Naming::Unnamed, Some(User)),
+    c(id::GET_CHASSIS_STATUS, "Get Chassis Status", fixed_r("chassis.status"), Some(User)),
+    c(id::CHASSIS_CONTROL, "Chassis Control", Naming::PowerAction, Some(Operator)),
+    c(id::CHASSIS_IDENTIFY, "Chassis Identify", fixed_w("chassis.identify"), Some(Operator)),
+    c(id::SET_POWER_RESTORE_POLICY, "Set Power Restore Policy", Naming::Unnamed, Some(Operator)),
+    c(id::GET_SYSTEM_RESTART_CAUSE, "Get System Restart Cause", Naming::Unnamed, Some(User)),
+    c(id::SET_SYSTEM_BOOT_OPTIONS, "Set System Boot Options", Naming::SetBootOptions, Some(Operator)),
+    c(id::GET_SYSTEM_BOOT_OPTIONS, "Get System Boot Options", fixed_r("chassis.bootdev.get"), Some(Operator)),
+    c(id::GET_POH_COUNTER, "Get POH Counter", Naming::Unnamed, Some(User)),
     // Sensor/Event (§29, §35-36).
-    c(SENSOR, 0x20, "Get Device SDR Info", fixed_r("sdr.read"), Some(User)),
-    c(SENSOR, 0x21, "Get Device SDR", fixed_r("sdr.read"), Some(User)),
-    c(SENSOR, 0x22, "Reserve Device SDR Repository", fixed_r("sdr.read"), Some(User)),
-    c(SENSOR, 0x23, "Get Sensor Reading Factors", fixed_r("sdr.read"), Some(User)),
-    c(SENSOR, 0x24, "Set Sensor Hysteresis", fixed_w("sensor.write"), Some(Operator)),
-    c(SENSOR, 0x25, "Get Sensor Hysteresis", fixed_r("sensor.read"), Some(User)),
-    c(SENSOR, 0x26, "Set Sensor Threshold", fixed_w("sensor.write"), Some(Operator)),
-    c(SENSOR, 0x27, "Get Sensor Threshold", fixed_r("sensor.read"), Some(User)),
-    c(SENSOR, 0x28, "Set Sensor Event Enable", fixed_w("sensor.write"), Some(Operator)),
-    c(SENSOR, 0x29, "Get Sensor Event Enable", fixed_r("sensor.read"), Some(User)),
-    c(SENSOR, 0x2A, "Re-arm Sensor Events", fixed_w("sensor.write"), Some(Operator)),
-    c(SENSOR, 0x2B, "Get Sensor Event Status", fixed_r("sensor.read"), Some(User)),
-    c(SENSOR, 0x2D, "Get Sensor Reading", fixed_r("sensor.read"), Some(User)),
-    c(SENSOR, 0x2E, "Set Sensor Type", fixed_w("sensor.write"), Some(Operator)),
-    c(SENSOR, 0x2F, "Get Sensor Type", fixed_r("sensor.read"), Some(User)),
-    c(SENSOR, 0x30, "Set Sensor Reading And Event Status", fixed_w("sensor.write"), Some(Administrator)),
+    c(id::GET_DEVICE_SDR_INFO, "Get Device SDR Info", fixed_r("sdr.read"), Some(User)),
+    c(id::GET_DEVICE_SDR, "Get Device SDR", fixed_r("sdr.read"), Some(User)),
+    c(id::RESERVE_DEVICE_SDR_REPOSITORY, "Reserve Device SDR Repository", fixed_r("sdr.read"), Some(User)),
+    c(id::GET_SENSOR_READING_FACTORS, "Get Sensor Reading Factors", fixed_r("sdr.read"), Some(User)),
+    c(id::SET_SENSOR_HYSTERESIS, "Set Sensor Hysteresis", fixed_w("sensor.write"), Some(Operator)),
+    c(id::GET_SENSOR_HYSTERESIS, "Get Sensor Hysteresis", fixed_r("sensor.read"), Some(User)),
+    c(id::SET_SENSOR_THRESHOLD, "Set Sensor Threshold", fixed_w("sensor.write"), Some(Operator)),
+    c(id::GET_SENSOR_THRESHOLD, "Get Sensor Threshold", fixed_r("sensor.read"), Some(User)),
+    c(id::SET_SENSOR_EVENT_ENABLE, "Set Sensor Event Enable", fixed_w("sensor.write"), Some(Operator)),
+    c(id::GET_SENSOR_EVENT_ENABLE, "Get Sensor Event Enable", fixed_r("sensor.read"), Some(User)),
+    c(id::RE_ARM_SENSOR_EVENTS, "Re-arm Sensor Events", fixed_w("sensor.write"), Some(Operator)),
+    c(id::GET_SENSOR_EVENT_STATUS, "Get Sensor Event Status", fixed_r("sensor.read"), Some(User)),
+    c(id::GET_SENSOR_READING, "Get Sensor Reading", fixed_r("sensor.read"), Some(User)),
+    c(id::SET_SENSOR_TYPE, "Set Sensor Type", fixed_w("sensor.write"), Some(Operator)),
+    c(id::GET_SENSOR_TYPE, "Get Sensor Type", fixed_r("sensor.read"), Some(User)),
+    c(id::SET_SENSOR_READING_AND_EVENT_STATUS, "Set Sensor Reading And Event Status", fixed_w("sensor.write"), Some(Administrator)),
     // Storage (§31-34).
-    c(STORAGE, 0x10, "Get FRU Inventory Area Info", fixed_r("fru.read"), Some(User)),
-    c(STORAGE, 0x11, "Read FRU Data", fixed_r("fru.read"), Some(User)),
-    c(STORAGE, 0x12, "Write FRU Data", fixed_w("fru.write"), Some(Operator)),
-    c(STORAGE, 0x20, "Get SDR Repository Info", fixed_r("sdr.read"), Some(User)),
-    c(STORAGE, 0x21, "Get SDR Repository Allocation Info", fixed_r("sdr.read"), Some(User)),
-    c(STORAGE, 0x22, "Reserve SDR Repository", fixed_r("sdr.read"), Some(User)),
-    c(STORAGE, 0x23, "Get SDR", fixed_r("sdr.read"), Some(User)),
-    c(STORAGE, 0x40, "Get SEL Info", fixed_r("sel.read"), Some(User)),
-    c(STORAGE, 0x41, "Get SEL Allocation Info", Naming::Unnamed, Some(User)),
-    c(STORAGE, 0x42, "Reserve SEL", fixed_r("sel.read"), Some(User)),
-    c(STORAGE, 0x43, "Get SEL Entry", fixed_r("sel.read"), Some(User)),
-    c(STORAGE, 0x44, "Add SEL Entry", Naming::Unnamed, Some(Operator)),
-    c(STORAGE, 0x46, "Delete SEL Entry", Naming::Unnamed, Some(Operator)),
-    c(STORAGE, 0x47, "Clear SEL", fixed_w("sel.clear"), Some(Operator)),
-    c(STORAGE, 0x48, "Get SEL Time", fixed_r("sel.read"), Some(User)),
-    c(STORAGE, 0x49, "Set SEL Time", Naming::Unnamed, Some(Operator)),
+    c(id::GET_FRU_INVENTORY_AREA_INFO, "Get FRU Inventory Area Info", fixed_r("fru.read"), Some(User)),
+    c(id::READ_FRU_DATA, "Read FRU Data", fixed_r("fru.read"), Some(User)),
+    c(id::WRITE_FRU_DATA, "Write FRU Data", fixed_w("fru.write"), Some(Operator)),
+    c(id::GET_SDR_REPOSITORY_INFO, "Get SDR Repository Info", fixed_r("sdr.read"), Some(User)),
+    c(id::GET_SDR_REPOSITORY_ALLOCATION_INFO, "Get SDR Repository Allocation Info", fixed_r("sdr.read"), Some(User)),
+    c(id::RESERVE_SDR_REPOSITORY, "Reserve SDR Repository", fixed_r("sdr.read"), Some(User)),
+    c(id::GET_SDR, "Get SDR", fixed_r("sdr.read"), Some(User)),
+    c(id::GET_SEL_INFO, "Get SEL Info", fixed_r("sel.read"), Some(User)),
+    c(id::GET_SEL_ALLOCATION_INFO, "Get SEL Allocation Info", Naming::Unnamed, Some(User)),
+    c(id::RESERVE_SEL, "Reserve SEL", fixed_r("sel.read"), Some(User)),
+    c(id::GET_SEL_ENTRY, "Get SEL Entry", fixed_r("sel.read"), Some(User)),
+    c(id::ADD_SEL_ENTRY, "Add SEL Entry", Naming::Unnamed, Some(Operator)),
+    c(id::DELETE_SEL_ENTRY, "Delete SEL Entry", Naming::Unnamed, Some(Operator)),
+    c(id::CLEAR_SEL, "Clear SEL", fixed_w("sel.clear"), Some(Operator)),
+    c(id::GET_SEL_TIME, "Get SEL Time", fixed_r("sel.read"), Some(User)),
+    c(id::SET_SEL_TIME, "Set SEL Time", Naming::Unnamed, Some(Operator)),
     // Transport (§23, §25, §26). LAN parameter 16 is the SNMP community
     // string; serial/modem parameters 15, 26 and 42 are the community
     // string, TAP passwords and PPP account passwords.
     secret(
-        c(TRANSPORT, 0x01, "Set LAN Configuration Parameters", fixed_w("lan.write"), Some(Administrator)),
+        c(id::SET_LAN_CONFIGURATION_PARAMETERS, "Set LAN Configuration Parameters", fixed_w("lan.write"), Some(Administrator)),
         Secret::Params { at: 1, params: &[0x10], from: 2 },
     ),
-    c(TRANSPORT, 0x02, "Get LAN Configuration Parameters", fixed_r("lan.read"), Some(Operator)),
+    c(id::GET_LAN_CONFIGURATION_PARAMETERS, "Get LAN Configuration Parameters", fixed_r("lan.read"), Some(Operator)),
     secret(
-        c(TRANSPORT, 0x10, "Set Serial/Modem Configuration", Naming::Unnamed, Some(Administrator)),
+        c(id::SET_SERIAL_MODEM_CONFIGURATION, "Set Serial/Modem Configuration", Naming::Unnamed, Some(Administrator)),
         Secret::Params { at: 1, params: &[0x0F, 0x1A, 0x2A], from: 2 },
     ),
-    c(TRANSPORT, 0x21, "Set SOL Configuration Parameters", fixed_w("sol.config.write"), Some(Administrator)),
-    c(TRANSPORT, 0x22, "Get SOL Configuration Parameters", fixed_r("sol.config.read"), Some(User)),
+    c(id::SET_SOL_CONFIGURATION_PARAMETERS, "Set SOL Configuration Parameters", fixed_w("sol.config.write"), Some(Administrator)),
+    c(id::GET_SOL_CONFIGURATION_PARAMETERS, "Get SOL Configuration Parameters", fixed_r("sol.config.read"), Some(User)),
 ];
 
 /// The registry entry for `(netfn, cmd)`.
 pub fn lookup(netfn: NetFn, cmd: u8) -> Option<&'static CommandSpec> {
     // A linear scan of ~80 entries is a few dozen nanoseconds, far below a
     // request's cost; the table stays in spec order for readers.
-    COMMANDS.iter().find(|s| s.netfn == netfn && s.cmd == cmd)
+    COMMANDS.iter().find(|s| s.id.is(netfn, cmd))
 }
 
 /// Offset from which a request's data is secret (everything after it is
@@ -261,15 +453,13 @@ const STORAGE: NetFn = NetFn::STORAGE;
 const TRANSPORT: NetFn = NetFn::TRANSPORT;
 
 const fn c(
-    netfn: NetFn,
-    cmd: u8,
+    id: CommandId,
     title: &'static str,
     naming: Naming,
     privilege: Option<Privilege>,
 ) -> CommandSpec {
     CommandSpec {
-        netfn,
-        cmd,
+        id,
         title,
         naming,
         privilege,
@@ -299,13 +489,13 @@ mod tests {
         for (i, a) in COMMANDS.iter().enumerate() {
             for b in &COMMANDS[i + 1..] {
                 assert!(
-                    (a.netfn, a.cmd) != (b.netfn, b.cmd),
+                    a.id != b.id,
                     "{:#04x}/{:#04x} listed twice",
-                    a.netfn.0,
-                    a.cmd
+                    a.id.netfn.0,
+                    a.id.cmd
                 );
             }
-            assert!(!a.netfn.is_response(), "{}", a.title);
+            assert!(!a.id.netfn.is_response(), "{}", a.title);
         }
     }
 

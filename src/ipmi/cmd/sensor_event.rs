@@ -1,14 +1,9 @@
 //! Sensor/Event netFn (0x04) commands (reference §6.3): readings and
 //! thresholds.
 
+use super::registry::id;
 use super::{need, Command, RawRequest};
-use crate::ipmi::wire::message::NetFn;
 use crate::ipmi::wire::WireError;
-
-/// Get Sensor Reading.
-pub const SE_GET_SENSOR_READING: u8 = 0x2D;
-/// Get Sensor Thresholds.
-pub const SE_GET_SENSOR_THRESHOLDS: u8 = 0x27;
 
 /// Get Sensor Reading for one sensor number (owner LUN 0).
 #[derive(Debug, Clone, Copy)]
@@ -40,11 +35,7 @@ impl SensorReading {
 impl Command for GetSensorReading {
     type Response = SensorReading;
     fn request(&self) -> RawRequest {
-        RawRequest {
-            netfn: NetFn::SENSOR_EVENT,
-            cmd: SE_GET_SENSOR_READING,
-            data: vec![self.0],
-        }
+        id::GET_SENSOR_READING.request(vec![self.0])
     }
     fn parse_response(&self, d: &[u8]) -> Result<SensorReading, WireError> {
         need(d, 2, "Get Sensor Reading response")?;

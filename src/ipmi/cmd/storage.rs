@@ -3,26 +3,10 @@
 //! the next-record chain) are driven by the caller; these types build one
 //! request and decode one response each.
 
+use super::registry::id;
 use super::{need, Command, RawRequest};
-use crate::ipmi::wire::message::NetFn;
 use crate::ipmi::wire::{le16, le32, WireError};
 
-/// Get FRU Inventory Area Info.
-pub const STORAGE_GET_FRU_INFO: u8 = 0x10;
-/// Read FRU Data.
-pub const STORAGE_READ_FRU: u8 = 0x11;
-/// Get SDR Repository Info.
-pub const STORAGE_GET_SDR_INFO: u8 = 0x20;
-/// Reserve SDR Repository.
-pub const STORAGE_RESERVE_SDR: u8 = 0x22;
-/// Get SDR.
-pub const STORAGE_GET_SDR: u8 = 0x23;
-/// Get SEL Info.
-pub const STORAGE_GET_SEL_INFO: u8 = 0x40;
-/// Reserve SEL.
-pub const STORAGE_RESERVE_SEL: u8 = 0x42;
-/// Get SEL Entry.
-pub const STORAGE_GET_SEL_ENTRY: u8 = 0x43;
 /// Record ID meaning "the first record".
 pub const FIRST_RECORD: u16 = 0x0000;
 /// Next-record ID meaning "that was the last".
@@ -46,7 +30,7 @@ pub struct SdrRepositoryInfo {
 impl Command for GetSdrRepositoryInfo {
     type Response = SdrRepositoryInfo;
     fn request(&self) -> RawRequest {
-        storage(STORAGE_GET_SDR_INFO, vec![])
+        id::GET_SDR_REPOSITORY_INFO.request(vec![])
     }
     fn parse_response(&self, d: &[u8]) -> Result<SdrRepositoryInfo, WireError> {
         need(d, 14, "Get SDR Repository Info response")?;
@@ -65,7 +49,7 @@ pub struct ReserveSdrRepository;
 impl Command for ReserveSdrRepository {
     type Response = u16;
     fn request(&self) -> RawRequest {
-        storage(STORAGE_RESERVE_SDR, vec![])
+        id::RESERVE_SDR_REPOSITORY.request(vec![])
     }
     fn parse_response(&self, d: &[u8]) -> Result<u16, WireError> {
         need(d, 2, "reservation ID")?;
@@ -102,7 +86,7 @@ impl Command for GetSdr {
         d.extend_from_slice(&self.reservation.to_le_bytes());
         d.extend_from_slice(&self.record_id.to_le_bytes());
         d.extend_from_slice(&[self.offset, self.count]);
-        storage(STORAGE_GET_SDR, d)
+        id::GET_SDR.request(d)
     }
     fn parse_response(&self, d: &[u8]) -> Result<RecordChunk, WireError> {
         chunk(d, self.count, "Get SDR response")
@@ -133,7 +117,7 @@ pub struct SelInfo {
 impl Command for GetSelInfo {
     type Response = SelInfo;
     fn request(&self) -> RawRequest {
-        storage(STORAGE_GET_SEL_INFO, vec![])
+        id::GET_SEL_INFO.request(vec![])
     }
     fn parse_response(&self, d: &[u8]) -> Result<SelInfo, WireError> {
         need(d, 14, "Get SEL Info response")?;
@@ -155,7 +139,7 @@ pub struct ReserveSel;
 impl Command for ReserveSel {
     type Response = u16;
     fn request(&self) -> RawRequest {
-        storage(STORAGE_RESERVE_SEL, vec![])
+        id::RESERVE_SEL.request(vec![])
     }
     fn parse_response(&self, d: &[u8]) -> Result<u16, WireError> {
         need(d, 2, "reservation ID")?;
@@ -179,7 +163,7 @@ impl Command for GetSelEntry {
         d.extend_from_slice(&self.reservation.to_le_bytes());
         d.extend_from_slice(&self.record_id.to_le_bytes());
         d.extend_from_slice(&[0, 0xFF]);
-        storage(STORAGE_GET_SEL_ENTRY, d)
+        id::GET_SEL_ENTRY.request(d)
     }
     fn parse_response(&self, d: &[u8]) -> Result<RecordChunk, WireError> {
         let c = chunk(d, 0xFF, "Get SEL Entry response")?;
@@ -204,7 +188,7 @@ pub struct FruAreaInfo {
 impl Command for GetFruInventoryAreaInfo {
     type Response = FruAreaInfo;
     fn request(&self) -> RawRequest {
-        storage(STORAGE_GET_FRU_INFO, vec![self.0])
+        id::GET_FRU_INVENTORY_AREA_INFO.request(vec![self.0])
     }
     fn parse_response(&self, d: &[u8]) -> Result<FruAreaInfo, WireError> {
         need(d, 3, "Get FRU Inventory Area Info response")?;
@@ -230,7 +214,7 @@ impl Command for ReadFruData {
     type Response = Vec<u8>;
     fn request(&self) -> RawRequest {
         let o = self.offset.to_le_bytes();
-        storage(STORAGE_READ_FRU, vec![self.fru_id, o[0], o[1], self.count])
+        id::READ_FRU_DATA.request(vec![self.fru_id, o[0], o[1], self.count])
     }
     fn parse_response(&self, d: &[u8]) -> Result<Vec<u8>, WireError> {
         need(d, 1, "Read FRU Data response")?;
@@ -244,14 +228,6 @@ impl Command for ReadFruData {
             });
         }
         Ok(bytes[..n].to_vec())
-    }
-}
-
-fn storage(cmd: u8, data: Vec<u8>) -> RawRequest {
-    RawRequest {
-        netfn: NetFn::STORAGE,
-        cmd,
-        data,
     }
 }
 

@@ -28,6 +28,7 @@ use super::window::SeqWindow;
 use super::Privilege;
 use crate::ipmi::cmd::name::classify;
 use crate::ipmi::cmd::privilege;
+use crate::ipmi::cmd::registry::{id, CommandId};
 use crate::ipmi::crypto::integrity::{open, seal};
 use crate::ipmi::crypto::keys::{self, RakpInputs, SessionKeys};
 use crate::ipmi::crypto::CipherSuite;
@@ -493,10 +494,10 @@ impl Endpoint {
             self.stats.malformed += 1;
             return None;
         };
-        let answer = match (req.netfn, req.cmd) {
-            (NetFn::APP, 0x38) => auth_caps(&self.cfg, &req.data),
-            (NetFn::APP, 0x54) => cipher_suites(&self.cfg, &req.data),
-            (NetFn::APP, 0x37) => (CompletionCode::OK, self.cfg.guid.to_vec()),
+        let answer = match CommandId::new(req.netfn, req.cmd) {
+            id::GET_CHANNEL_AUTHENTICATION_CAPABILITIES => auth_caps(&self.cfg, &req.data),
+            id::GET_CHANNEL_CIPHER_SUITES => cipher_suites(&self.cfg, &req.data),
+            id::GET_SYSTEM_GUID => (CompletionCode::OK, self.cfg.guid.to_vec()),
             _ => {
                 self.stats.sessionless_refused += 1;
                 return None;
@@ -913,13 +914,13 @@ impl Endpoint {
         };
         self.stats.commands += 1;
         let mut close = None;
-        let (cc, data) = match (req.netfn, req.cmd) {
+        let (cc, data) = match CommandId::new(req.netfn, req.cmd) {
             _ if privilege::required(req.netfn, req.cmd).is_some_and(|p| a.privilege < p) => {
                 self.stats.privilege_refused += 1;
                 (CompletionCode::INSUFFICIENT_PRIVILEGE, vec![])
             }
-            (NetFn::APP, 0x3B) => set_privilege(a, &req.data),
-            (NetFn::APP, 0x3C) => match req.data.get(..4) {
+            id::SET_SESSION_PRIVILEGE_LEVEL => set_privilege(a, &req.data),
+            id::CLOSE_SESSION => match req.data.get(..4) {
                 Some(id) => {
                     let id = u32::from_le_bytes([id[0], id[1], id[2], id[3]]);
                     // Its own session, any as ADMINISTRATOR, or another
@@ -941,7 +942,7 @@ impl Endpoint {
                 }
                 None => (CompletionCode::REQUEST_LENGTH_INVALID, vec![]),
             },
-            (NetFn::APP, 0x3D) => (
+            id::GET_SESSION_INFO => (
                 CompletionCode::OK,
                 vec![
                     1,
@@ -952,9 +953,9 @@ impl Endpoint {
                     0x10 | LAN_CHANNEL,
                 ],
             ),
-            (NetFn::APP, 0x38) => auth_caps(&self.cfg, &req.data),
-            (NetFn::APP, 0x54) => cipher_suites(&self.cfg, &req.data),
-            (NetFn::APP, 0x37) => (CompletionCode::OK, self.cfg.guid.to_vec()),
+            id::GET_CHANNEL_AUTHENTICATION_CAPABILITIES => auth_caps(&self.cfg, &req.data),
+            id::GET_CHANNEL_CIPHER_SUITES => cipher_suites(&self.cfg, &req.data),
+            id::GET_SYSTEM_GUID => (CompletionCode::OK, self.cfg.guid.to_vec()),
             _ => match a.last.as_ref().filter(|l| {
                 self.cfg
                     .repeat_window

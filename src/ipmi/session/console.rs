@@ -25,10 +25,8 @@ use rand::{CryptoRng, RngCore};
 
 use super::window::{SeqWindow, WindowError};
 use super::Privilege;
-use crate::ipmi::cmd::app::{
-    ChannelAuthCapabilities, APP_CLOSE_SESSION, APP_GET_CHANNEL_AUTH_CAPS,
-    APP_SET_SESSION_PRIVILEGE,
-};
+use crate::ipmi::cmd::app::ChannelAuthCapabilities;
+use crate::ipmi::cmd::registry::id;
 use crate::ipmi::crypto::integrity::{open, seal};
 use crate::ipmi::crypto::keys::{self, RakpInputs, SessionKeys, MAX_PASSWORD_LEN};
 use crate::ipmi::crypto::{CipherSuite, CryptoError};
@@ -368,9 +366,10 @@ impl Attempt {
     ) -> Result<(Attempt, Vec<u8>), SessionError> {
         cfg.validate()?;
         let rq_seq = (rng.next_u32() & 0x3F) as u8;
+        let caps = id::GET_CHANNEL_AUTHENTICATION_CAPABILITIES;
         let req = Request::to_bmc(
-            NetFn::APP,
-            APP_GET_CHANNEL_AUTH_CAPS,
+            caps.netfn,
+            caps.cmd,
             rq_seq,
             // bit 7: IPMI 2.0 extended data; channel 0xE = this one.
             vec![0x8E, cfg.privilege.level()],
@@ -472,8 +471,8 @@ impl ExpectAuthCaps {
         let resp = match Response::parse(msg) {
             Ok(r)
                 if r.rq_seq == self.rq_seq
-                    && r.cmd == APP_GET_CHANNEL_AUTH_CAPS
-                    && r.netfn == NetFn::APP.response() =>
+                    && r.cmd == id::GET_CHANNEL_AUTHENTICATION_CAPABILITIES.cmd
+                    && r.netfn == id::GET_CHANNEL_AUTHENTICATION_CAPABILITIES.netfn.response() =>
             {
                 r
             }
@@ -742,11 +741,8 @@ impl ExpectRakp4 {
         if c.cfg.privilege <= Privilege::User {
             return Ok((State::Done, Progress::Established(session)));
         }
-        let bytes = session.send_request(
-            NetFn::APP,
-            APP_SET_SESSION_PRIVILEGE,
-            vec![c.cfg.privilege.level()],
-        );
+        let set = id::SET_SESSION_PRIVILEGE_LEVEL;
+        let bytes = session.send_request(set.netfn, set.cmd, vec![c.cfg.privilege.level()]);
         Ok((
             State::Privilege(ExpectPrivilegeResponse { session }),
             Progress::Send(bytes),
@@ -862,7 +858,8 @@ impl ActiveSession {
     /// A Close Session request for this session (no reply is awaited).
     pub fn close_session_request(&mut self) -> Vec<u8> {
         let data = self.bmc_sid.to_le_bytes().to_vec();
-        let bytes = self.send_request(NetFn::APP, APP_CLOSE_SESSION, data);
+        let close = id::CLOSE_SESSION;
+        let bytes = self.send_request(close.netfn, close.cmd, data);
         self.pending = None;
         bytes
     }
@@ -997,7 +994,8 @@ pub mod fuzzing {
             privilege: Privilege::User,
             rng: Box::new(rand::rngs::OsRng),
         };
-        let _ = s.send_request(NetFn::APP, 0x01, vec![]);
+        let get = id::GET_DEVICE_ID;
+        let _ = s.send_request(get.netfn, get.cmd, vec![]);
         s
     }
 
