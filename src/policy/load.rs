@@ -102,213 +102,296 @@ pub(crate) fn compile(
             }
         })
         .collect();
-    let bmc_names: Vec<String> = bmcs.iter().map(|(n, _)| n.clone()).collect();
-    let words = bmc_names.len().div_ceil(64).max(1);
-
-    // Groups: name -> BMC bitset (explicit [[group]] entries plus [[bmc]] groups).
-    let mut groups: HashMap<String, Vec<u64>> = HashMap::new();
-    for (i, (_, gs)) in bmcs.iter().enumerate() {
-        for g in gs {
-            groups.entry(g.clone()).or_insert_with(|| vec![0; words])[i / 64] |= 1 << (i % 64);
-        }
-    }
-    let mut group_defs = HashSet::new();
-    for (src, f) in &files {
-        for g in &f.group {
-            let name = g.name.get_ref();
-            if !group_defs.insert(name.clone()) {
-                diags.push(src.at(&g.name, format!("group {name:?} is defined twice")));
-            }
-            let set = groups.entry(name.clone()).or_insert_with(|| vec![0; words]);
-            for pat in &g.bmcs {
-                let hits = match_bmcs(pat.get_ref(), &bmc_names);
-                if hits.is_empty() {
-                    diags.push(src.at(
-                        pat,
-                        format!(
-                            "group {name:?}: BMC pattern {:?} matches no configured BMC",
-                            pat.get_ref()
-                        ),
-                    ));
-                }
-                for i in hits {
-                    set[i / 64] |= 1 << (i % 64);
-                }
-            }
-        }
-    }
-
-    // Roles.
-    let mut roles = Vec::new();
-    let mut role_index: HashMap<String, usize> = HashMap::new();
+    let mut c = Compiler::new(bmcs, diags);
+    c.groups(&files, bmcs);
     for (src, f) in &files {
         for r in &f.role {
-            let name = r.name.get_ref().clone();
-            if role_index.contains_key(&name) {
-                diags.push(src.at(&r.name, format!("role {name:?} is defined twice")));
-                continue;
-            }
-            let owner = format!("role {name:?}");
-            let mut targets = vec![0u64; words];
-            for t in &r.targets {
-                let t_str = t.get_ref();
-                if let Some(g) = t_str.strip_prefix("group:") {
-                    match groups.get(g) {
-                        Some(set) => targets.iter_mut().zip(set).for_each(|(a, b)| *a |= b),
-                        None => diags.push(src.at(t, format!("{owner}: unknown group {g:?}"))),
-                    }
-                } else {
-                    let hits = match_bmcs(t_str, &bmc_names);
-                    if t_str.is_empty() {
-                        diags.push(src.at(t, format!("{owner}: empty target pattern")));
-                    } else if hits.is_empty() {
-                        diags.push(src.at(
-                            t,
-                            format!("{owner}: target {t_str:?} matches no configured BMC"),
-                        ));
-                    }
-                    for i in hits {
-                        targets[i / 64] |= 1 << (i % 64);
-                    }
-                }
-            }
-            let patterns = |list: &[Spanned<String>], kind: &'static str, diags: &mut Vec<Diag>| {
-                list.iter()
-                    .filter_map(|p| match command_pattern(p.get_ref()) {
-                        Ok(c) => Some((
-                            c,
-                            Rule {
-                                file: src.name.clone(),
-                                line: src.line_col(p.span().start).0,
-                                kind,
-                                owner: owner.clone(),
-                                pattern: p.get_ref().clone(),
-                            },
-                        )),
-                        Err(e) => {
-                            diags.push(src.at(p, format!("{owner}: {e}")));
-                            None
-                        }
-                    })
-                    .collect::<Vec<_>>()
-            };
-            let allow = patterns(&r.allow, "allow", diags);
-            let deny = patterns(&r.deny, "deny", diags);
-            let source = r
-                .source
-                .as_ref()
-                .and_then(|s| allowlist(src, s, &owner, diags));
-            let rate = r
-                .rate
-                .as_ref()
-                .and_then(|v| parse_rate(src, v, &owner, "rate", diags));
-            let state_changing_rate = r
-                .state_changing_rate
-                .as_ref()
-                .and_then(|v| parse_rate(src, v, &owner, "state_changing_rate", diags));
-            role_index.insert(name.clone(), roles.len());
-            roles.push(Role {
-                name,
-                targets,
-                allow,
-                deny,
-                source,
-                rate,
-                state_changing_rate,
-            });
+            c.role(src, r);
         }
     }
-
-    // Users.
-    let mut users = Vec::new();
-    let mut user_index = HashMap::new();
-    let mut identity_index: HashMap<Identity, usize> = HashMap::new();
     for (src, f) in &files {
         for u in &f.user {
-            let name = u.name.get_ref().clone();
-            if user_index.contains_key(&name) {
-                diags.push(src.at(&u.name, format!("user {name:?} is defined twice")));
-                continue;
-            }
-            let owner = format!("user {name:?}");
-            let identity = match Identity::parse(u.identity.get_ref()) {
-                Ok(id) => id,
-                Err(e) => {
-                    diags.push(src.at(&u.identity, format!("{owner}: {e}")));
-                    continue;
-                }
-            };
-            if let Some(&other) = identity_index.get(&identity) {
-                let other: &User = &users[other];
-                diags.push(src.at(&u.identity, format!("{owner}: identity {identity} is already user {:?}'s: one certificate would map to two users", other.name)));
-                continue;
-            }
-            let mut role_ids = Vec::new();
-            for r in &u.roles {
-                match role_index.get(r.get_ref()) {
-                    Some(&i) => role_ids.push(i),
-                    None => {
-                        diags.push(src.at(r, format!("{owner}: unknown role {:?}", r.get_ref())))
-                    }
-                }
-            }
-            let source = u
-                .source
-                .as_ref()
-                .and_then(|s| allowlist(src, s, &owner, diags));
-            identity_index.insert(identity.clone(), users.len());
-            user_index.insert(name.clone(), users.len());
-            users.push(User {
-                name,
-                identity,
-                roles: role_ids,
-                source,
-            });
+            c.user(src, u);
+        }
+    }
+    let defaults = c.defaults(&files);
+    c.finish(defaults)
+}
+
+/// A BMC bitset: bit i is the i-th configured BMC.
+type BmcSet = Vec<u64>;
+
+/// The state of one compilation: what is compiled so far, and where
+/// problems go. Each phase reports into `diags` and carries on, so that
+/// one run shows every problem.
+struct Compiler<'d> {
+    diags: &'d mut Vec<Diag>,
+    bmc_names: Vec<String>,
+    words: usize,
+    groups: HashMap<String, BmcSet>,
+    roles: Vec<Role>,
+    role_index: HashMap<String, usize>,
+    users: Vec<User>,
+    user_index: HashMap<String, usize>,
+    identity_index: HashMap<Identity, usize>,
+}
+
+/// What `[defaults]` sets.
+#[derive(Default)]
+struct DefaultsCompiled {
+    source: Option<Allowlist>,
+    user_rate: Option<(Rate, Rule)>,
+    bmc_rate: Option<(Rate, Rule)>,
+}
+
+fn set_bit(set: &mut BmcSet, i: usize) {
+    set[i / 64] |= 1 << (i % 64);
+}
+
+impl<'d> Compiler<'d> {
+    fn new(bmcs: &[(String, Vec<String>)], diags: &'d mut Vec<Diag>) -> Compiler<'d> {
+        let bmc_names: Vec<String> = bmcs.iter().map(|(n, _)| n.clone()).collect();
+        Compiler {
+            diags,
+            words: bmc_names.len().div_ceil(64).max(1),
+            bmc_names,
+            groups: HashMap::new(),
+            roles: Vec::new(),
+            role_index: HashMap::new(),
+            users: Vec::new(),
+            user_index: HashMap::new(),
+            identity_index: HashMap::new(),
         }
     }
 
-    // Defaults (at most one [defaults] across all files).
-    let mut global_source = None;
-    let mut user_rate = None;
-    let mut bmc_rate = None;
-    let mut defaults_seen = false;
-    for (src, f) in &files {
-        let Some(d) = &f.defaults else { continue };
-        if defaults_seen {
-            diags.push(src.at(d, "[defaults] is defined in more than one policy file"));
-            continue;
+    /// Groups: name -> BMC bitset, from the BMC entries' own groups plus
+    /// explicit `[[group]]` entries.
+    fn groups(&mut self, files: &[(&Source, PolicyFile)], bmcs: &[(String, Vec<String>)]) {
+        let words = self.words;
+        for (i, (_, gs)) in bmcs.iter().enumerate() {
+            for g in gs {
+                set_bit(
+                    self.groups
+                        .entry(g.clone())
+                        .or_insert_with(|| vec![0; words]),
+                    i,
+                );
+            }
         }
-        defaults_seen = true;
-        let d = d.get_ref();
-        global_source = d
+        let mut defined = HashSet::new();
+        for (src, f) in files {
+            for g in &f.group {
+                let name = g.name.get_ref();
+                if !defined.insert(name.clone()) {
+                    self.diags
+                        .push(src.at(&g.name, format!("group {name:?} is defined twice")));
+                }
+                let mut set = self.groups.remove(name).unwrap_or_else(|| vec![0; words]);
+                for pat in &g.bmcs {
+                    let hits = match_bmcs(pat.get_ref(), &self.bmc_names);
+                    if hits.is_empty() {
+                        let what = format!(
+                            "group {name:?}: BMC pattern {:?} matches no configured BMC",
+                            pat.get_ref()
+                        );
+                        self.diags.push(src.at(pat, what));
+                    }
+                    hits.into_iter().for_each(|i| set_bit(&mut set, i));
+                }
+                self.groups.insert(name.clone(), set);
+            }
+        }
+    }
+
+    fn role(&mut self, src: &Source, r: &RoleDef) {
+        let name = r.name.get_ref().clone();
+        if self.role_index.contains_key(&name) {
+            self.diags
+                .push(src.at(&r.name, format!("role {name:?} is defined twice")));
+            return;
+        }
+        let owner = format!("role {name:?}");
+        let targets = self.role_targets(src, &r.targets, &owner);
+        let allow = self.rules(src, &r.allow, "allow", &owner);
+        let deny = self.rules(src, &r.deny, "deny", &owner);
+        let diags = &mut *self.diags;
+        let source = r
             .source
             .as_ref()
-            .and_then(|s| allowlist(src, s, "defaults", diags));
-        user_rate = d
+            .and_then(|s| allowlist(src, s, &owner, diags));
+        let rate = r
             .rate
             .as_ref()
-            .and_then(|v| parse_rate(src, v, "defaults", "rate", diags));
-        bmc_rate = d
-            .bmc_rate
+            .and_then(|v| parse_rate(src, v, &owner, "rate", diags));
+        let state_changing_rate = r
+            .state_changing_rate
             .as_ref()
-            .and_then(|v| parse_rate(src, v, "defaults", "bmc_rate", diags));
+            .and_then(|v| parse_rate(src, v, &owner, "state_changing_rate", diags));
+        self.role_index.insert(name.clone(), self.roles.len());
+        self.roles.push(Role {
+            name,
+            targets,
+            allow,
+            deny,
+            source,
+            rate,
+            state_changing_rate,
+        });
     }
 
-    let bmc_index = bmc_names
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.clone(), i))
-        .collect();
-    Policy {
-        users,
-        user_index,
-        identity_index,
-        roles,
-        bmcs: bmc_names,
-        bmc_index,
-        global_source,
-        user_rate,
-        bmc_rate,
+    /// A role's `targets`: BMC name patterns and `group:NAME`s.
+    fn role_targets(&mut self, src: &Source, list: &[Spanned<String>], owner: &str) -> BmcSet {
+        let mut targets = vec![0u64; self.words];
+        for t in list {
+            let t_str = t.get_ref();
+            if let Some(g) = t_str.strip_prefix("group:") {
+                match self.groups.get(g) {
+                    Some(set) => targets.iter_mut().zip(set).for_each(|(a, b)| *a |= b),
+                    None => self
+                        .diags
+                        .push(src.at(t, format!("{owner}: unknown group {g:?}"))),
+                }
+                continue;
+            }
+            let hits = match_bmcs(t_str, &self.bmc_names);
+            if t_str.is_empty() {
+                self.diags
+                    .push(src.at(t, format!("{owner}: empty target pattern")));
+            } else if hits.is_empty() {
+                let what = format!("{owner}: target {t_str:?} matches no configured BMC");
+                self.diags.push(src.at(t, what));
+            }
+            hits.into_iter().for_each(|i| set_bit(&mut targets, i));
+        }
+        targets
+    }
+
+    /// A role's `allow` or `deny` list, each pattern with the rule that
+    /// names where it was written.
+    fn rules(
+        &mut self,
+        src: &Source,
+        list: &[Spanned<String>],
+        kind: &'static str,
+        owner: &str,
+    ) -> Vec<(CommandPattern, Rule)> {
+        list.iter()
+            .filter_map(|p| match command_pattern(p.get_ref()) {
+                Ok(c) => Some((
+                    c,
+                    Rule {
+                        file: src.name.clone(),
+                        line: src.line_col(p.span().start).0,
+                        kind,
+                        owner: owner.to_string(),
+                        pattern: p.get_ref().clone(),
+                    },
+                )),
+                Err(e) => {
+                    self.diags.push(src.at(p, format!("{owner}: {e}")));
+                    None
+                }
+            })
+            .collect()
+    }
+
+    fn user(&mut self, src: &Source, u: &UserDef) {
+        let name = u.name.get_ref().clone();
+        if self.user_index.contains_key(&name) {
+            self.diags
+                .push(src.at(&u.name, format!("user {name:?} is defined twice")));
+            return;
+        }
+        let owner = format!("user {name:?}");
+        let identity = match Identity::parse(u.identity.get_ref()) {
+            Ok(id) => id,
+            Err(e) => {
+                self.diags
+                    .push(src.at(&u.identity, format!("{owner}: {e}")));
+                return;
+            }
+        };
+        if let Some(&other) = self.identity_index.get(&identity) {
+            let what = format!(
+                "{owner}: identity {identity} is already user {:?}'s: one certificate would map to two users",
+                self.users[other].name
+            );
+            self.diags.push(src.at(&u.identity, what));
+            return;
+        }
+        let mut roles = Vec::new();
+        for r in &u.roles {
+            match self.role_index.get(r.get_ref()) {
+                Some(&i) => roles.push(i),
+                None => {
+                    let what = format!("{owner}: unknown role {:?}", r.get_ref());
+                    self.diags.push(src.at(r, what))
+                }
+            }
+        }
+        let source = u
+            .source
+            .as_ref()
+            .and_then(|s| allowlist(src, s, &owner, self.diags));
+        self.identity_index
+            .insert(identity.clone(), self.users.len());
+        self.user_index.insert(name.clone(), self.users.len());
+        self.users.push(User {
+            name,
+            identity,
+            roles,
+            source,
+        });
+    }
+
+    /// `[defaults]`: at most one across all files.
+    fn defaults(&mut self, files: &[(&Source, PolicyFile)]) -> DefaultsCompiled {
+        let mut out = DefaultsCompiled::default();
+        let mut seen = false;
+        for (src, f) in files {
+            let Some(d) = &f.defaults else { continue };
+            if seen {
+                self.diags
+                    .push(src.at(d, "[defaults] is defined in more than one policy file"));
+                continue;
+            }
+            seen = true;
+            let d = d.get_ref();
+            let diags = &mut *self.diags;
+            out.source = d
+                .source
+                .as_ref()
+                .and_then(|s| allowlist(src, s, "defaults", diags));
+            out.user_rate = d
+                .rate
+                .as_ref()
+                .and_then(|v| parse_rate(src, v, "defaults", "rate", diags));
+            out.bmc_rate = d
+                .bmc_rate
+                .as_ref()
+                .and_then(|v| parse_rate(src, v, "defaults", "bmc_rate", diags));
+        }
+        out
+    }
+
+    fn finish(self, defaults: DefaultsCompiled) -> Policy {
+        let bmc_index = self
+            .bmc_names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.clone(), i))
+            .collect();
+        Policy {
+            users: self.users,
+            user_index: self.user_index,
+            identity_index: self.identity_index,
+            roles: self.roles,
+            bmcs: self.bmc_names,
+            bmc_index,
+            global_source: defaults.source,
+            user_rate: defaults.user_rate,
+            bmc_rate: defaults.bmc_rate,
+        }
     }
 }
 
