@@ -23,7 +23,7 @@ use crate::ipmi::cmd::name::{classify, Classified};
 use crate::ipmi::cmd::registry::id;
 use crate::ipmi::cmd::{Command, RawRequest};
 use crate::ipmi::fru;
-use crate::ipmi::sel::{format_timestamp, sensor_type_name};
+use crate::ipmi::sel::{format_timestamp, sensor_type_name, SelRecord};
 
 /// One operation on one BMC.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,22 +130,10 @@ impl Op {
             }
             Op::BootGet => {
                 let f = reads::run(t, &GetBootFlags).await?;
-                let line = format!(
-                    "Boot device: {} ({}, {}){}",
-                    f.device.name(),
-                    if f.persistent {
-                        "persistent"
-                    } else {
-                        "next boot only"
-                    },
-                    if f.efi { "EFI" } else { "legacy" },
-                    if f.valid {
-                        ""
-                    } else {
-                        "; boot flags not marked valid"
-                    }
-                );
-                done(serde_json::to_value(f).unwrap_or_default(), line)
+                done(
+                    serde_json::to_value(f).unwrap_or_default(),
+                    text::boot_flags(&f),
+                )
             }
             Op::BootSet(f) => {
                 reads::run(t, &SetBootFlags(*f)).await?;
@@ -163,61 +151,69 @@ impl Op {
             }
             Op::Sensors => {
                 let list = reads::read_sensors(t).await?;
-                let v: Vec<_> = list
-                    .iter()
-                    .map(|s| {
-                        json!({"name": s.name, "number": s.number, "sensor_type": s.sensor_type,
-                               "reading": s.reading, "unit": s.unit, "status": s.status,
-                               "thresholds": s.thresholds.iter().cloned().collect::<std::collections::BTreeMap<_, _>>()})
-                    })
-                    .collect();
+                let v = list.iter().map(sensor_json).collect();
                 done(Value::Array(v), text::sensors(&list))
             }
             Op::Sel => {
                 let list = reads::read_sel(t).await?;
-                let v: Vec<_> = list
-                    .iter()
-                    .map(|r| {
-                        let (date, time) = r.timestamp.map(format_timestamp).unwrap_or_default();
-                        json!({"id": r.record_id, "record_type": r.record_type, "timestamp": r.timestamp,
-                               "date": date, "time": time,
-                               "sensor_type": r.event.map(|e| sensor_type_name(e.sensor_type)),
-                               "sensor_number": r.event.map(|e| e.sensor_number),
-                               "description": r.event.map(|e| e.description()),
-                               "direction": r.event.map(|e| e.direction())})
-                    })
-                    .collect();
+                let v = list.iter().map(sel_json).collect();
                 done(Value::Array(v), text::sel_list(&list))
             }
-            Op::Fru => {
-                let bytes = reads::read_fru(t, 0).await?;
-                let inv = fru::parse(&bytes).map_err(|source| BmcError::Malformed {
-                    addr: t.addr(),
-                    command: "fru.read".into(),
-                    source,
-                })?;
-                done(
-                    serde_json::to_value(&inv).unwrap_or_default(),
-                    text::fru(&inv),
-                )
-            }
-            Op::Raw(req) => {
-                let r = t.transact(req.clone()).await?;
-                let hex = hex::encode(&r.data);
-                let body = if r.completion_code.is_ok() {
-                    text::raw_bytes(&r.data)
-                } else {
-                    format!("completion code {}", r.completion_code)
-                };
-                Answer {
-                    json: json!({"completion_code": r.completion_code.0, "data": hex}),
-                    text: body,
-                    completion_code: Some(r.completion_code.0),
-                    response_len: r.data.len(),
-                }
-            }
+            Op::Fru => fru_answer(t).await?,
+            Op::Raw(req) => raw_answer(t, req).await?,
         })
     }
+}
+
+/// The FRU inventory of device 0.
+async fn fru_answer<T: Transact>(t: &T) -> Result<Answer, BmcError> {
+    let bytes = reads::read_fru(t, 0).await?;
+    let inv = fru::parse(&bytes).map_err(|source| BmcError::Malformed {
+        addr: t.addr(),
+        command: "fru.read".into(),
+        source,
+    })?;
+    Ok(Answer {
+        json: serde_json::to_value(&inv).unwrap_or_default(),
+        text: text::fru(&inv),
+        completion_code: None,
+        response_len: bytes.len(),
+    })
+}
+
+/// A raw command: its completion code and data, whatever they are.
+async fn raw_answer<T: Transact>(t: &T, req: &RawRequest) -> Result<Answer, BmcError> {
+    let r = t.transact(req.clone()).await?;
+    let text = if r.completion_code.is_ok() {
+        text::raw_bytes(&r.data)
+    } else {
+        format!("completion code {}", r.completion_code)
+    };
+    Ok(Answer {
+        json: json!({"completion_code": r.completion_code.0, "data": hex::encode(&r.data)}),
+        text,
+        completion_code: Some(r.completion_code.0),
+        response_len: r.data.len(),
+    })
+}
+
+/// One sensor as the API shows it.
+fn sensor_json(s: &reads::SensorValue) -> Value {
+    let thresholds: std::collections::BTreeMap<_, _> = s.thresholds.iter().cloned().collect();
+    json!({"name": s.name, "number": s.number, "sensor_type": s.sensor_type,
+           "reading": s.reading, "unit": s.unit, "status": s.status,
+           "thresholds": thresholds})
+}
+
+/// One SEL record as the API shows it.
+fn sel_json(r: &SelRecord) -> Value {
+    let (date, time) = r.timestamp.map(format_timestamp).unwrap_or_default();
+    json!({"id": r.record_id, "record_type": r.record_type, "timestamp": r.timestamp,
+           "date": date, "time": time,
+           "sensor_type": r.event.map(|e| sensor_type_name(e.sensor_type)),
+           "sensor_number": r.event.map(|e| e.sensor_number),
+           "description": r.event.map(|e| e.description()),
+           "direction": r.event.map(|e| e.direction())})
 }
 
 /// Parses a boot device name and flags into the flags Set Boot Options writes.

@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use crate::bmc::reads::SensorValue;
 use crate::ipmi::cmd::app::{format_guid, DeviceId};
-use crate::ipmi::cmd::chassis::{ChassisStatus, PowerAction, RestorePolicy};
+use crate::ipmi::cmd::chassis::{BootFlags, ChassisStatus, PowerAction, RestorePolicy};
 use crate::ipmi::fru::{FruInventory, FRU_EPOCH_UNIX};
 use crate::ipmi::sel::{format_timestamp, sensor_type_name, SelRecord};
 
@@ -57,6 +57,25 @@ pub fn chassis_status(s: &ChassisStatus) -> String {
     let _ = writeln!(o, "Drive Fault          : {}", s.drive_fault);
     let _ = write!(o, "Cooling/Fan Fault    : {}", s.cooling_fault);
     o
+}
+
+/// `boot get`: the device, its scope and firmware kind.
+pub fn boot_flags(f: &BootFlags) -> String {
+    format!(
+        "Boot device: {} ({}, {}){}",
+        f.device.name(),
+        if f.persistent {
+            "persistent"
+        } else {
+            "next boot only"
+        },
+        if f.efi { "EFI" } else { "legacy" },
+        if f.valid {
+            ""
+        } else {
+            "; boot flags not marked valid"
+        }
+    )
 }
 
 /// `ipmitool mc info`, plus the system GUID when known.

@@ -346,16 +346,8 @@ impl Policy {
         };
         let user = &self.users[u];
         let source = req.source.map(normalize);
-        if let Some(ip) = source {
-            for list in [&self.global_source, &user.source].into_iter().flatten() {
-                if !list.contains(ip) {
-                    return deny(
-                        DenyReason::SourceNotAllowed,
-                        Some(list.rule.clone()),
-                        format!("source {ip} is not in {}", list.rule.pattern),
-                    );
-                }
-            }
+        if let Some(refusal) = self.source_refusal(user, source) {
+            return refusal;
         }
         let Some(&b) = self.bmc_index.get(req.bmc) else {
             return deny(
@@ -364,20 +356,52 @@ impl Policy {
                 format!("no BMC {:?}", req.bmc),
             );
         };
-        // Deny wins: look at every applicable deny before any allow.
-        for &r in &user.roles {
-            let role = &self.roles[r];
-            if !role.targets(b) {
-                continue;
-            }
-            if let Some((_, rule)) = role.deny.iter().find(|(p, _)| p.matches(req.command)) {
-                return deny(
+        if let Some(denial) = self.first_deny(user, b, req) {
+            return denial;
+        }
+        self.first_grant(u, b, source, req)
+    }
+
+    /// The global and the user's own source allowlists.
+    fn source_refusal(&self, user: &User, source: Option<IpAddr>) -> Option<Decision> {
+        let ip = source?;
+        let list = [&self.global_source, &user.source]
+            .into_iter()
+            .flatten()
+            .find(|list| !list.contains(ip))?;
+        Some(deny(
+            DenyReason::SourceNotAllowed,
+            Some(list.rule.clone()),
+            format!("source {ip} is not in {}", list.rule.pattern),
+        ))
+    }
+
+    /// Deny wins: every applicable deny is looked at before any allow.
+    fn first_deny(&self, user: &User, b: usize, req: &Request<'_>) -> Option<Decision> {
+        user.roles
+            .iter()
+            .map(|&r| &self.roles[r])
+            .filter(|role| role.targets(b))
+            .find_map(|role| role.deny.iter().find(|(p, _)| p.matches(req.command)))
+            .map(|(_, rule)| {
+                deny(
                     DenyReason::Denied,
                     Some(rule.clone()),
                     format!("{} denies {} on {}", rule.owner, req.command, req.bmc),
-                );
-            }
-        }
+                )
+            })
+    }
+
+    /// The first role that targets the BMC, allows the command and (with
+    /// its own source list) the source; else why not.
+    fn first_grant(
+        &self,
+        u: usize,
+        b: usize,
+        source: Option<IpAddr>,
+        req: &Request<'_>,
+    ) -> Decision {
+        let user = &self.users[u];
         let mut source_refusal = None;
         for &r in &user.roles {
             let role = &self.roles[r];
