@@ -189,26 +189,7 @@ pub fn load(path: &Path) -> Result<Loaded, String> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let src = &cfg.source;
     let mut diags: Vec<Diag> = Vec::new();
-    let listen = match &cfg.file.listen {
-        Some(l) => l
-            .address
-            .get_ref()
-            .parse::<SocketAddr>()
-            .map_err(|_| {
-                diags.push(src.at(
-                    &l.address,
-                    format!(
-                        "[listen] address {:?}: expected IP:PORT",
-                        l.address.get_ref()
-                    ),
-                ))
-            })
-            .ok(),
-        None => {
-            diags.push(src.diag(0, "missing [listen] address = \"IP:PORT\""));
-            None
-        }
-    };
+    let listen = listen_address(&cfg, &mut diags);
     let tls = match &cfg.file.tls {
         Some(t) => tls::load(src, dir, t, &mut diags),
         None => {
@@ -226,24 +207,7 @@ pub fn load(path: &Path) -> Result<Loaded, String> {
             None
         }
     };
-    let mut proxy_from = Vec::new();
-    for c in cfg.file.listen.iter().flat_map(|l| &l.proxy_protocol_from) {
-        match c.get_ref().parse::<ipnet::IpNet>() {
-            Ok(n) if n.trunc() == n => proxy_from.push(n),
-            Ok(n) => diags.push(src.at(
-                c,
-                format!(
-                    "proxy_protocol_from: {:?} has host bits set (did you mean {}?)",
-                    c.get_ref(),
-                    n.trunc()
-                ),
-            )),
-            Err(_) => diags.push(src.at(
-                c,
-                format!("proxy_protocol_from: {:?} is not a CIDR", c.get_ref()),
-            )),
-        }
-    }
+    let proxy_from = proxy_sources(&cfg, &mut diags);
     let limits = cfg.file.limits.clone();
     let mut rate = |key: &str, v: &str| {
         Rate::parse(v)
@@ -281,6 +245,44 @@ pub fn load(path: &Path) -> Result<Loaded, String> {
         audit: audit.expect("no diagnostics"),
         policy_sha256: hex::encode(h.finalize()),
     })
+}
+
+/// `[listen] address`.
+fn listen_address(cfg: &GatewayConfig, diags: &mut Vec<Diag>) -> Option<SocketAddr> {
+    let src = &cfg.source;
+    let Some(l) = &cfg.file.listen else {
+        diags.push(src.diag(0, "missing [listen] address = \"IP:PORT\""));
+        return None;
+    };
+    let text = l.address.get_ref();
+    let parsed = text.parse::<SocketAddr>().ok();
+    if parsed.is_none() {
+        let what = format!("[listen] address {text:?}: expected IP:PORT");
+        diags.push(src.at(&l.address, what));
+    }
+    parsed
+}
+
+/// `[listen] proxy_protocol_from`: networks whose PROXY headers are
+/// believed.
+fn proxy_sources(cfg: &GatewayConfig, diags: &mut Vec<Diag>) -> Vec<ipnet::IpNet> {
+    let src = &cfg.source;
+    let mut out = Vec::new();
+    for c in cfg.file.listen.iter().flat_map(|l| &l.proxy_protocol_from) {
+        let text = c.get_ref();
+        match text.parse::<ipnet::IpNet>() {
+            Ok(n) if n.trunc() == n => out.push(n),
+            Ok(n) => diags.push(src.at(
+                c,
+                format!(
+                    "proxy_protocol_from: {text:?} has host bits set (did you mean {}?)",
+                    n.trunc()
+                ),
+            )),
+            Err(_) => diags.push(src.at(c, format!("proxy_protocol_from: {text:?} is not a CIDR"))),
+        }
+    }
+    out
 }
 
 /// A policy user whose identity is of a kind `[tls] identity` does not list

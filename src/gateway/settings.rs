@@ -217,92 +217,121 @@ pub fn bmc_specs(
     let default_suites = suites(&defaults.cipher_suites)
         .map_err(|e| diags.push(src.diag(0, format!("[bmc_defaults] {e}"))))
         .ok();
-    let mut out = Vec::new();
-    for e in entries {
-        let name = e.name.get_ref().clone();
-        let addr = match parse_addr(e.address.get_ref()) {
-            Some(a) => a,
-            None => {
-                diags.push(src.at(
-                    &e.address,
-                    format!(
-                        "BMC {name:?}: address {:?}: expected IP or IP:PORT (port 623 by default)",
-                        e.address.get_ref()
-                    ),
-                ));
-                continue;
+    let defaults_ok = default_priv.is_some() && default_suites.is_some();
+    let common = BmcCommon {
+        privilege: default_priv.unwrap_or(Privilege::Administrator),
+        suites: default_suites.unwrap_or_default(),
+        timeout: Duration::from_millis(defaults.timeout_ms.max(1)),
+        retries: defaults.retries,
+    };
+    // With bad defaults, the entries are still checked, so that one run
+    // reports every problem, but none is used.
+    let specs: Vec<BmcSpec> = entries
+        .iter()
+        .filter_map(|e| match bmc_spec(dir, &common, e) {
+            Ok(spec) => spec,
+            Err(d) => {
+                diags.push(d.at(src));
+                None
             }
-        };
-        let password = if let Some(f) = &e.password_file {
-            crate::bmc::credentials::read_password_file(&dir.join(f))
-        } else if let Some(var) = &e.password_env {
-            match std::env::var_os(var) {
-                Some(v) if !v.is_empty() => Ok(SecretBytes::new(v.into_encoded_bytes())),
-                _ => Err(format!("environment variable {var} is not set or empty")),
-            }
-        } else {
-            continue; // reported by the config loader
-        };
-        let password = match password {
-            Ok(p) if p.len() <= 20 => p,
-            Ok(p) => {
-                diags.push(src.at(
-                    &e.name,
-                    format!(
-                        "BMC {name:?}: password is {} bytes; IPMI allows at most 20",
-                        p.len()
-                    ),
-                ));
-                continue;
-            }
-            Err(m) => {
-                diags.push(src.at(&e.name, format!("BMC {name:?}: {m}")));
-                continue;
-            }
-        };
-        let kg = match &e.kg_file {
-            None => None,
-            Some(f) => match crate::bmc::credentials::read_kg_file(&dir.join(f)) {
-                Ok(k) => Some(k),
-                Err(m) => {
-                    diags.push(src.at(&e.name, format!("BMC {name:?}: {m}")));
-                    continue;
-                }
-            },
-        };
-        let suites = match &e.cipher_suites {
-            Some(list) => match suites(list) {
-                Ok(s) => s,
-                Err(m) => {
-                    diags.push(src.at(&e.name, format!("BMC {name:?}: {m}")));
-                    continue;
-                }
-            },
-            None => match &default_suites {
-                Some(s) => s.clone(),
-                None => continue,
-            },
-        };
-        let Some(privilege) = default_priv else {
-            continue;
-        };
-        out.push(BmcSpec {
-            name,
-            addr,
-            username: e
-                .username
-                .clone()
-                .unwrap_or_else(|| "admin".into())
-                .into_bytes(),
-            password,
-            kg,
-            privilege,
-            suites,
-            timeout: Duration::from_millis(defaults.timeout_ms.max(1)),
-            retries: defaults.retries,
-        });
+        })
+        .collect();
+    if defaults_ok {
+        specs
+    } else {
+        Vec::new()
     }
-    out
+}
+
+/// What every BMC entry takes from `[bmc_defaults]`.
+struct BmcCommon {
+    privilege: Privilege,
+    suites: Vec<CipherSuite>,
+    timeout: Duration,
+    retries: u32,
+}
+
+/// A problem with one `[[bmc]]` entry, and which of its keys to point at.
+struct EntryProblem<'a> {
+    at: &'a Spanned<String>,
+    text: String,
+}
+
+impl EntryProblem<'_> {
+    fn at(self, src: &Source) -> Diag {
+        src.at(self.at, self.text)
+    }
+}
+
+/// One `[[bmc]]` entry: `Ok(None)` when the config loader reports its
+/// problem already (no password source).
+fn bmc_spec<'a>(
+    dir: &Path,
+    common: &BmcCommon,
+    e: &'a BmcEntry,
+) -> Result<Option<BmcSpec>, EntryProblem<'a>> {
+    let name = e.name.get_ref().clone();
+    let problem = |text: String| EntryProblem {
+        at: &e.name,
+        text: format!("BMC {name:?}: {text}"),
+    };
+    let Some(addr) = parse_addr(e.address.get_ref()) else {
+        return Err(EntryProblem {
+            at: &e.address,
+            text: format!(
+                "BMC {name:?}: address {:?}: expected IP or IP:PORT (port 623 by default)",
+                e.address.get_ref()
+            ),
+        });
+    };
+    let password = match bmc_password(dir, e) {
+        None => return Ok(None),
+        Some(Ok(p)) if p.len() <= 20 => p,
+        Some(Ok(p)) => {
+            let n = p.len();
+            return Err(problem(format!(
+                "password is {n} bytes; IPMI allows at most 20"
+            )));
+        }
+        Some(Err(m)) => return Err(problem(m)),
+    };
+    let kg = match &e.kg_file {
+        None => None,
+        Some(f) => Some(crate::bmc::credentials::read_kg_file(&dir.join(f)).map_err(problem)?),
+    };
+    let suites = match &e.cipher_suites {
+        Some(list) => suites(list).map_err(problem)?,
+        None => common.suites.clone(),
+    };
+    Ok(Some(BmcSpec {
+        name,
+        addr,
+        username: e
+            .username
+            .clone()
+            .unwrap_or_else(|| "admin".into())
+            .into_bytes(),
+        password,
+        kg,
+        privilege: common.privilege,
+        suites,
+        timeout: common.timeout,
+        retries: common.retries,
+    }))
+}
+
+/// The entry's password from its file or environment variable; `None`
+/// when it names neither.
+fn bmc_password(dir: &Path, e: &BmcEntry) -> Option<Result<SecretBytes, String>> {
+    if let Some(f) = &e.password_file {
+        Some(crate::bmc::credentials::read_password_file(&dir.join(f)))
+    } else {
+        let var = e.password_env.as_ref()?;
+        Some(match std::env::var_os(var) {
+            Some(v) if !v.is_empty() => Ok(SecretBytes::new(v.into_encoded_bytes())),
+            _ => Err(format!("environment variable {var} is not set or empty")),
+        })
+    }
 }
 
 fn parse_addr(s: &str) -> Option<SocketAddr> {
