@@ -90,6 +90,30 @@ fn is_length_problem(cc: CompletionCode) -> bool {
     matches!(cc.0, 0xCA | 0xC7 | 0xC8 | 0xFF)
 }
 
+/// A chunked read's answer: true when it carries data; false when the
+/// BMC refused the length and `chunk` was halved to ask again (down to
+/// `min`); any other completion code is the read's error.
+fn chunk_went_through(
+    resp: &RawResponse,
+    chunk: &mut u8,
+    min: u8,
+    addr: SocketAddr,
+    name: &str,
+) -> Result<bool, BmcError> {
+    match resp.completion_code {
+        CompletionCode::OK => Ok(true),
+        cc if is_length_problem(cc) && *chunk > min => {
+            *chunk /= 2;
+            Ok(false)
+        }
+        code => Err(BmcError::Completion {
+            addr,
+            command: name.to_string(),
+            code,
+        }),
+    }
+}
+
 /// Reads every record of the SDR repository, raw (header included).
 pub async fn read_sdr_repository<T: Transact>(t: &T) -> Result<Vec<Vec<u8>>, BmcError> {
     let addr = t.addr();
@@ -197,20 +221,11 @@ async fn read_sdr_record<T: Transact>(
             count: want,
         };
         let (resp, name) = raw(t, &cmd).await?;
-        match resp.completion_code {
-            CompletionCode::OK => {}
-            CompletionCode::RESERVATION_CANCELLED => return Ok(SdrRead::ReservationLost),
-            cc if is_length_problem(cc) && *chunk > 1 => {
-                *chunk /= 2;
-                continue;
-            }
-            code => {
-                return Err(BmcError::Completion {
-                    addr,
-                    command: name,
-                    code,
-                })
-            }
+        if resp.completion_code == CompletionCode::RESERVATION_CANCELLED {
+            return Ok(SdrRead::ReservationLost);
+        }
+        if !chunk_went_through(&resp, chunk, 1, addr, &name)? {
+            continue;
         }
         let part = decode(t, &cmd, &resp, name)?;
         if part.bytes.is_empty() {
@@ -363,19 +378,8 @@ pub async fn read_fru<T: Transact>(t: &T, fru_id: u8) -> Result<Vec<u8>, BmcErro
             count: (want_bytes / unit).max(1) as u8,
         };
         let (resp, name) = raw(t, &cmd).await?;
-        match resp.completion_code {
-            CompletionCode::OK => {}
-            cc if is_length_problem(cc) && chunk > 2 => {
-                chunk /= 2;
-                continue;
-            }
-            code => {
-                return Err(BmcError::Completion {
-                    addr,
-                    command: name,
-                    code,
-                })
-            }
+        if !chunk_went_through(&resp, &mut chunk, 2, addr, &name)? {
+            continue;
         }
         let got = decode(t, &cmd, &resp, name)?;
         if got.is_empty() {
