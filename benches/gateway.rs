@@ -52,13 +52,9 @@ impl Gateway {
         let addrs: Vec<SocketAddr> = (0..bmcs)
             .map(|i| SocketAddr::from(([127, 0, 0, 1], sim.base + i as u16)))
             .collect();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let config =
-            demo::write_files(dir, &addrs, SocketAddr::from(([127, 0, 0, 1], port))).unwrap();
+        // Port 0: the gateway binds a free port and says which (no race
+        // with a neighbour for a port probed here and released).
+        let config = demo::write_files(dir, &addrs, SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
         // Benchmarks measure capacity, not the demo's per-user rate limit.
         let users = dir.join("policies/users.toml");
         let text = std::fs::read_to_string(&users)

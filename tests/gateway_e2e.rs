@@ -2,9 +2,13 @@
 //! the demo policy (alice operator, bob viewer, carol on node02 only), a
 //! gateway in-process, and the `ipmigw` client as a real process.
 
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
+use std::process::{ChildStdout, Command, Stdio};
 use std::time::Duration;
+
+use common::ChildGuard;
 
 use common::gateway::{append_policy, client_tls_files, tls_with, Env, Https, Version};
 use ipmigw::gateway::{self, demo};
@@ -453,31 +457,25 @@ async fn through_the_gateway_to_ipmi_sim() {
     gw.shutdown("test").await;
 }
 
-#[test]
-fn the_demo_starts_serves_its_printed_commands_and_stops_cleanly() {
-    use std::io::BufRead;
-    use std::process::{Command, Stdio};
-    let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ipmigw"))
-        .args([
-            "demo",
-            "--dir",
-            dir.path().to_str().unwrap(),
-            "--bmcs",
-            "2",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+/// Starts `ipmigw demo` on any free port; its printed lines up to "Ctrl-C
+/// stops", the rest of its output, and the process (killed on drop).
+fn start_demo(
+    dir: &Path,
+) -> (
+    Vec<String>,
+    std::io::Lines<BufReader<ChildStdout>>,
+    ChildGuard,
+) {
+    let mut child = ChildGuard(
+        Command::new(env!("CARGO_BIN_EXE_ipmigw"))
+            .args(["demo", "--dir", dir.to_str().unwrap(), "--bmcs", "2"])
+            .args(["--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut printed = Vec::new();
     for line in lines.by_ref() {
         let line = line.unwrap();
@@ -487,6 +485,29 @@ fn the_demo_starts_serves_its_printed_commands_and_stops_cleanly() {
             break;
         }
     }
+    (printed, lines, child)
+}
+
+/// A printed command as a user pastes it: in sh, with the printed exports
+/// and our binary first on PATH.
+fn as_pasted(cmd: &str, vars: &[(String, String)]) -> Command {
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_ipmigw"))
+        .parent()
+        .unwrap()
+        .display()
+        .to_string();
+    let mut c = Command::new("sh");
+    c.arg("-c").arg(cmd).envs(vars.iter().cloned()).env(
+        "PATH",
+        format!("{bin_dir}:{}", std::env::var("PATH").unwrap_or_default()),
+    );
+    c
+}
+
+#[test]
+fn the_demo_starts_serves_its_printed_commands_and_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (printed, lines, mut child) = start_demo(dir.path());
     let exports = printed
         .iter()
         .find(|l| l.trim_start().starts_with("export IPMIGW_GATEWAY="))
@@ -500,54 +521,33 @@ fn the_demo_starts_serves_its_printed_commands_and_stops_cleanly() {
             (k.to_string(), v.to_string())
         })
         .collect();
-    let run = |cmd: &str| {
-        // The printed commands, as a user pastes them (with our binary first on PATH).
-        let bin_dir = Path::new(env!("CARGO_BIN_EXE_ipmigw"))
-            .parent()
-            .unwrap()
-            .display()
-            .to_string();
-        Command::new("sh")
-            .arg("-c")
-            .arg(cmd)
-            .envs(vars.iter().cloned())
-            .env(
-                "PATH",
-                format!("{bin_dir}:{}", std::env::var("PATH").unwrap_or_default()),
-            )
-            .output()
-            .unwrap()
-    };
     let tries: Vec<&String> = printed
         .iter()
-        .filter(|l| l.starts_with("  ipmigw ") || l.starts_with("  IPMIGW_CERT="))
+        .filter(|l| {
+            (l.starts_with("  ipmigw ") || l.starts_with("  IPMIGW_CERT="))
+                && !l.contains(" bridge ")
+        })
         .collect();
     assert_eq!(tries.len(), 6, "{printed:?}");
     let mut codes = Vec::new();
     for t in &tries {
         let cmd = t.split("   #").next().unwrap().trim();
-        let out = run(cmd);
+        let out = as_pasted(cmd, &vars).output().unwrap();
         codes.push(out.status.code().unwrap_or(-1));
+        let stdout = String::from_utf8_lossy(&out.stdout);
         if cmd.contains("power status") {
             assert_eq!(
-                String::from_utf8_lossy(&out.stdout),
+                stdout,
                 "node01: Chassis Power is on\nnode02: Chassis Power is on\n"
             );
         }
+        if cmd.contains("audit query") {
+            assert!(stdout.contains("chassis.power.cycle"), "{stdout}");
+        }
     }
     assert_eq!(codes, [0, 0, 0, 3, 0, 0], "{tries:?}");
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(std::time::Instant::now() < deadline, "demo did not stop");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    the_printed_bridge_serves_ipmitool(&printed, &vars);
+    let status = common::terminate(&mut child, Duration::from_secs(15)).expect("demo stops");
     assert!(status.success(), "{status:?}");
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     assert!(
@@ -561,6 +561,62 @@ fn the_demo_starts_serves_its_printed_commands_and_stops_cleanly() {
         .unwrap()
         .contains("\"event\":\"checkpoint\""));
     assert!(trail.contains("\"event\":\"shutdown\""));
+}
+
+/// The demo's bridge line, pasted (without its `&`), serves the printed
+/// ipmitool line.
+fn the_printed_bridge_serves_ipmitool(printed: &[String], vars: &[(String, String)]) {
+    let line = |start: &str| {
+        printed
+            .iter()
+            .find(|l| l.starts_with(start))
+            .unwrap_or_else(|| panic!("no {start:?} in {printed:?}"))
+            .trim()
+            .to_string()
+    };
+    let bridge_cmd = line("  ipmigw bridge ");
+    let bridge_cmd = bridge_cmd
+        .strip_suffix('&')
+        .expect("runs in the background");
+    let ipmitool_cmd = line("  ipmitool ");
+    if common::interop_tools().is_none() {
+        return;
+    }
+    let mut bridge = ChildGuard(
+        as_pasted(&format!("exec {bridge_cmd}"), vars)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let first = BufReader::new(bridge.stdout.take().unwrap())
+        .lines()
+        .next()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    assert!(first.contains("on udp://127.0.0.1:"), "{first}");
+    let out = as_pasted(&ipmitool_cmd, vars).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.starts_with("Chassis Power is "),
+        "{ipmitool_cmd}: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_second_demo_on_a_busy_port_fails_before_writing_anything() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("demo");
+    let started = std::time::Instant::now();
+    let (code, out, err) =
+        common::ipmigw_bin(&["demo", "--dir", dir.to_str().unwrap(), "--listen", &addr]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains(&format!("--listen {addr}")), "{err}");
+    assert!(err.contains("another demo running?"), "{err}");
+    assert!(!dir.exists(), "the demo wrote {}", dir.display());
+    assert!(started.elapsed() < Duration::from_secs(10));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -633,8 +689,6 @@ async fn proxy_protocol_v2_is_trusted_only_from_listed_balancers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bmc_password_canary_never_appears_in_logs_answers_or_the_trail() {
-    use std::io::BufRead;
-    use std::process::Stdio;
     let dir = tempfile::tempdir().unwrap();
     let sim = Simulator::start(SimConfig::new("127.0.0.1:0".parse().unwrap(), 2))
         .await

@@ -13,7 +13,7 @@ fn ipmigw(args: &[&str]) -> Output {
 
 fn example() -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("deploy/ipmigw.example.toml")
+        .join("deploy/ipmigw.reference.toml")
         .display()
         .to_string()
 }

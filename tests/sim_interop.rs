@@ -557,12 +557,12 @@ fn ipmigw_sim_binary_serves_a_users_file_and_stops_on_sigterm() {
         "[[user]]\nname = \"ops\"\npassword = \"S3cret-ops\"\nprivilege = \"operator\"\n",
     )
     .unwrap();
-    let port = common::free_udp_port();
+    // Port 0: the simulator binds a free port and prints it.
     let mut child = Command::new(env!("CARGO_BIN_EXE_ipmigw"))
         .args([
             "sim",
             "--listen",
-            &format!("127.0.0.1:{port}"),
+            "127.0.0.1:0",
             "--users",
             users.to_str().unwrap(),
         ])
@@ -570,10 +570,22 @@ fn ipmigw_sim_binary_serves_a_users_file_and_stops_on_sigterm() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    let mut printed = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut banner = String::new();
+    std::io::BufRead::read_line(&mut printed, &mut banner).unwrap();
+    let Some(host) = banner
+        .split(" on ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .map(str::to_string)
+    else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("no address in the simulator's first line: {banner:?}");
+    };
     let pw = dir.path().join("pw");
     std::fs::write(&pw, "S3cret-ops").unwrap();
     std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let host = format!("127.0.0.1:{port}");
     let mut answered = false;
     for _ in 0..50 {
         let (code, out, _) = ipmigw_bin(&[
@@ -627,8 +639,11 @@ fn ipmigw_sim_binary_serves_a_users_file_and_stops_on_sigterm() {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let _ = child.wait();
+    let mut stdout = banner.clone();
+    std::io::Read::read_to_string(&mut printed, &mut stdout).unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     assert!(
         answered,
         "the simulator never answered; it printed:\n{stdout}"
@@ -643,7 +658,7 @@ fn ipmigw_sim_binary_serves_a_users_file_and_stops_on_sigterm() {
         status.is_some_and(|s| s.success()),
         "did not stop cleanly on SIGTERM"
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("stopped"));
+    assert!(stderr.contains("stopped"), "{stderr}");
 
     std::fs::write(
         &users,

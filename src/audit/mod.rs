@@ -13,6 +13,7 @@
 //! commands that carry secrets are redacted by [`redact_request_data`]
 //! before they reach the writer.
 
+pub mod chain;
 mod export;
 pub mod fs;
 pub mod line;

@@ -118,15 +118,10 @@ impl Row {
 
 /// Reads files (put in chain order) and returns matching requests in order.
 pub fn query(files: &[PathBuf], filter: &Filter) -> Result<Vec<Row>, String> {
-    let mut ordered = Vec::new();
-    for f in files {
-        let first = super::verify::first_seq_of(f).map_err(|e| e.to_string())?;
-        ordered.push((first.unwrap_or(u64::MAX), f.clone()));
-    }
-    ordered.sort();
+    let ordered = super::chain::in_chain_order(files)?;
     let mut rows: Vec<Row> = Vec::new();
     let mut by_id: HashMap<String, usize> = HashMap::new();
-    for (_, path) in ordered {
+    for path in ordered {
         let f = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         for (i, l) in BufReader::new(f).split(b'\n').enumerate() {
             let l = l.map_err(|e| format!("{}: {e}", path.display()))?;

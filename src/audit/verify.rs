@@ -9,6 +9,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
+use super::chain;
 use super::line::{self, AuditKey, LineHash, GENESIS};
 
 /// Where a trail breaks and how.
@@ -116,21 +117,6 @@ fn read_anchor(path: &Path) -> Result<BTreeMap<u64, Anchor>, VerifyError> {
     Ok(out)
 }
 
-/// First seq of a file (unverified), to put files in chain order.
-pub(crate) fn first_seq_of(path: &Path) -> Result<Option<u64>, VerifyError> {
-    first_seq(path)
-}
-
-fn first_seq(path: &Path) -> Result<Option<u64>, VerifyError> {
-    let f = File::open(path).map_err(|e| VerifyError::Io(format!("{}: {e}", path.display())))?;
-    let mut first = Vec::new();
-    BufReader::new(f)
-        .read_until(b'\n', &mut first)
-        .map_err(|e| VerifyError::Io(format!("{}: {e}", path.display())))?;
-    let first = first.strip_suffix(b"\n").unwrap_or(&first);
-    Ok(line::parse(first).ok().map(|h| h.seq))
-}
-
 /// Verifies files (in any order given; checked in chain order).
 pub fn verify(
     files: &[PathBuf],
@@ -138,118 +124,158 @@ pub fn verify(
     anchor: Option<&Path>,
 ) -> Result<Report, VerifyError> {
     let anchors = anchor.map(read_anchor).transpose()?.unwrap_or_default();
-    let mut ordered = Vec::new();
-    for f in files {
-        ordered.push((first_seq(f)?.unwrap_or(u64::MAX), f.clone()));
-    }
-    ordered.sort();
-    let mut report = Report::default();
-    let mut prev: Option<(u64, LineHash)> = None;
-    let mut last_place: Option<(PathBuf, u64)> = None;
+    let ordered = chain::in_chain_order(files).map_err(VerifyError::Io)?;
+    let mut walk = Walk {
+        keys,
+        anchors: &anchors,
+        report: Report::default(),
+        prev: None,
+        last_place: None,
+    };
     let n_files = ordered.len();
-    for (fi, (_, path)) in ordered.into_iter().enumerate() {
-        let f =
-            File::open(&path).map_err(|e| VerifyError::Io(format!("{}: {e}", path.display())))?;
-        let mut reader = BufReader::new(f);
+    for (i, path) in ordered.into_iter().enumerate() {
+        walk.file(&path, i + 1 == n_files)?;
+        walk.report.files.push(path);
+    }
+    walk.check_not_truncated()?;
+    Ok(walk.report)
+}
+
+/// One pass over the trail, line by line, in chain order.
+struct Walk<'a> {
+    keys: &'a [AuditKey],
+    anchors: &'a BTreeMap<u64, Anchor>,
+    report: Report,
+    /// The last record's seq and hash.
+    prev: Option<(u64, LineHash)>,
+    /// Where the last record is.
+    last_place: Option<(PathBuf, u64)>,
+}
+
+/// Where a line is, to name it when it breaks.
+struct Place<'p> {
+    file: &'p Path,
+    line: u64,
+}
+
+impl Place<'_> {
+    fn broken(&self, seq: Option<u64>, what: String) -> VerifyError {
+        VerifyError::Broken(Break {
+            file: self.file.to_path_buf(),
+            line: self.line,
+            seq,
+            what,
+        })
+    }
+}
+
+impl Walk<'_> {
+    /// Checks every line of one file. An unterminated line is a torn tail
+    /// when it ends the last file, and a break anywhere else.
+    fn file(&mut self, path: &Path, last_file: bool) -> Result<(), VerifyError> {
+        let io = |e: std::io::Error| VerifyError::Io(format!("{}: {e}", path.display()));
+        let mut reader = BufReader::new(File::open(path).map_err(io)?);
         let mut buf = Vec::new();
         let mut line_no = 0u64;
         loop {
             buf.clear();
-            let n = reader
-                .read_until(b'\n', &mut buf)
-                .map_err(|e| VerifyError::Io(format!("{}: {e}", path.display())))?;
-            if n == 0 {
-                break;
+            if reader.read_until(b'\n', &mut buf).map_err(io)? == 0 {
+                return Ok(());
             }
             line_no += 1;
-            let broken = |seq: Option<u64>, what: String| {
-                VerifyError::Broken(Break {
-                    file: path.clone(),
-                    line: line_no,
-                    seq,
-                    what,
-                })
+            let place = Place {
+                file: path,
+                line: line_no,
             };
             let Some(text) = buf.strip_suffix(b"\n") else {
                 let mut rest = Vec::new();
                 let more = reader.read_to_end(&mut rest).unwrap_or(0);
-                if fi + 1 == n_files && more == 0 {
-                    report.torn_tail = Some(TornTail {
-                        file: path.clone(),
+                if last_file && more == 0 {
+                    self.report.torn_tail = Some(TornTail {
+                        file: path.to_path_buf(),
                         line: line_no,
                         bytes: buf.len(),
                     });
-                    break;
+                    return Ok(());
                 }
-                return Err(broken(
+                return Err(place.broken(
                     None,
                     "line is not terminated and is not at the end of the trail".into(),
                 ));
             };
-            let header = line::open(text, keys)
-                .map_err(|e| broken(line::parse(text).ok().map(|h| h.seq), e.to_string()))?;
-            let hash = line::hash_line(text);
-            match prev {
-                None => {
-                    report.from_genesis = header.seq == 1;
-                    if header.seq == 1 && header.prev != GENESIS {
-                        return Err(broken(
-                            Some(1),
-                            "the first record does not start the chain (prev is not all zeros)"
-                                .into(),
-                        ));
-                    }
-                }
-                Some((pseq, phash)) => {
-                    if header.prev != phash {
-                        return Err(broken(
-                            Some(header.seq),
-                            format!("chain broken: prev does not match the hash of the record before (seq {pseq}): a record was deleted, inserted or reordered"),
-                        ));
-                    }
-                    if header.seq != pseq + 1 {
-                        return Err(broken(
-                            Some(header.seq),
-                            format!("seq jumps from {pseq} to {}", header.seq),
-                        ));
-                    }
-                }
-            }
-            if let Some(a) = anchors.get(&header.seq) {
-                if a.hash != hash {
-                    return Err(broken(Some(header.seq), format!("does not match the anchored checkpoint (anchor line {}): the trail was rewritten", a.line)));
-                }
-                report.anchors_checked += 1;
-            }
-            if !report.key_ids.contains(&header.key_id) {
-                report.key_ids.push(header.key_id.clone());
-            }
-            report.records += 1;
-            report.seqs = Some((report.seqs.map_or(header.seq, |s| s.0), header.seq));
-            report.times = Some((
-                report
-                    .times
-                    .take()
-                    .map_or_else(|| header.ts.clone(), |t| t.0),
-                header.ts,
-            ));
-            prev = Some((header.seq, hash));
-            last_place = Some((path.clone(), line_no));
+            self.line(&place, text)?;
         }
-        report.files.push(path);
     }
-    let last_seq = prev.map_or(0, |p| p.0);
-    if let Some((&seq, a)) = anchors.range(last_seq + 1..).next() {
-        let (file, line) = last_place.unwrap_or_default();
-        return Err(VerifyError::Broken(Break {
+
+    /// One complete line: its MAC, its link to the record before, its
+    /// anchor; then it counts.
+    fn line(&mut self, place: &Place<'_>, text: &[u8]) -> Result<(), VerifyError> {
+        let header = line::open(text, self.keys)
+            .map_err(|e| place.broken(line::parse(text).ok().map(|h| h.seq), e.to_string()))?;
+        let hash = line::hash_line(text);
+        self.check_link(place, &header)?;
+        if let Some(a) = self.anchors.get(&header.seq) {
+            if a.hash != hash {
+                return Err(place.broken(Some(header.seq), format!("does not match the anchored checkpoint (anchor line {}): the trail was rewritten", a.line)));
+            }
+            self.report.anchors_checked += 1;
+        }
+        let r = &mut self.report;
+        if !r.key_ids.contains(&header.key_id) {
+            r.key_ids.push(header.key_id.clone());
+        }
+        r.records += 1;
+        r.seqs = Some((r.seqs.map_or(header.seq, |s| s.0), header.seq));
+        let first_ts = r.times.take().map_or_else(|| header.ts.clone(), |t| t.0);
+        r.times = Some((first_ts, header.ts));
+        self.prev = Some((header.seq, hash));
+        self.last_place = Some((place.file.to_path_buf(), place.line));
+        Ok(())
+    }
+
+    /// The chain: the first record starts it (or the files start mid-trail);
+    /// every later one names its predecessor's hash and the next seq.
+    fn check_link(&mut self, place: &Place<'_>, header: &line::Header) -> Result<(), VerifyError> {
+        let Some((pseq, phash)) = self.prev else {
+            self.report.from_genesis = header.seq == 1;
+            if header.seq == 1 && header.prev != GENESIS {
+                return Err(place.broken(
+                    Some(1),
+                    "the first record does not start the chain (prev is not all zeros)".into(),
+                ));
+            }
+            return Ok(());
+        };
+        if header.prev != phash {
+            return Err(place.broken(
+                Some(header.seq),
+                format!("chain broken: prev does not match the hash of the record before (seq {pseq}): a record was deleted, inserted or reordered"),
+            ));
+        }
+        if header.seq != pseq + 1 {
+            return Err(place.broken(
+                Some(header.seq),
+                format!("seq jumps from {pseq} to {}", header.seq),
+            ));
+        }
+        Ok(())
+    }
+
+    /// An anchored checkpoint past the trail's end: it was cut short.
+    fn check_not_truncated(&self) -> Result<(), VerifyError> {
+        let last_seq = self.prev.map_or(0, |p| p.0);
+        let Some((&seq, a)) = self.anchors.range(last_seq + 1..).next() else {
+            return Ok(());
+        };
+        let (file, line) = self.last_place.clone().unwrap_or_default();
+        Err(VerifyError::Broken(Break {
             file,
             line,
-            seq: prev.map(|p| p.0),
+            seq: self.prev.map(|p| p.0),
             what: format!(
                 "truncated: the anchor file (line {}) records seq {seq}, but the trail ends here",
                 a.line
             ),
-        }));
+        }))
     }
-    Ok(report)
 }

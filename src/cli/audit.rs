@@ -7,7 +7,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
+use super::out::outln;
 use super::{CliError, EXIT_DENIED};
+use crate::audit::chain;
 use crate::audit::query::{self, Filter};
 use crate::audit::verify::{self, VerifyError};
 use crate::audit::AuditKey;
@@ -37,8 +39,10 @@ struct VerifyArgs {
     /// Checkpoint anchor file (detects truncation by someone holding the key).
     #[arg(long)]
     anchor: Option<PathBuf>,
-    /// Trail files (any order; checked in chain order).
-    #[arg(required = true)]
+    /// The trail: its directory, its base name (audit.jsonl, with the
+    /// rotated audit.jsonl.NNNNNNNNNNNN beside it), or files; read in chain
+    /// order.
+    #[arg(required = true, value_name = "TRAIL")]
     files: Vec<PathBuf>,
 }
 
@@ -69,8 +73,10 @@ struct QueryArgs {
     /// JSON lines (request with its result) instead of a table.
     #[arg(long)]
     json: bool,
-    /// Trail files.
-    #[arg(required = true)]
+    /// The trail: its directory, its base name (audit.jsonl, with the
+    /// rotated audit.jsonl.NNNNNNNNNNNN beside it), or files; read in chain
+    /// order.
+    #[arg(required = true, value_name = "TRAIL")]
     files: Vec<PathBuf>,
 }
 
@@ -96,25 +102,26 @@ fn run_verify(a: VerifyArgs) -> Result<(), CliError> {
         .map(|p| AuditKey::from_file(p))
         .collect::<Result<Vec<_>, _>>()
         .map_err(CliError::usage)?;
-    match verify::verify(&a.files, &keys, a.anchor.as_deref()) {
+    let files = chain::expand(&a.files).map_err(CliError::usage)?;
+    match verify::verify(&files, &keys, a.anchor.as_deref()) {
         Ok(r) => {
             let (first, last) = r.seqs.unwrap_or((0, 0));
             let (t0, t1) = r.times.clone().unwrap_or_default();
-            println!(
+            outln!(
                 "intact: {} records, seq {first}..{last}, {t0} .. {t1}",
                 r.records
             );
             let files: Vec<String> = r.files.iter().map(|f| f.display().to_string()).collect();
-            println!("files: {}", files.join(", "));
-            println!("keys: {}", r.key_ids.join(", "));
+            outln!("files: {}", files.join(", "));
+            outln!("keys: {}", r.key_ids.join(", "));
             if a.anchor.is_some() {
-                println!("anchors: {} checkpoints matched", r.anchors_checked);
+                outln!("anchors: {} checkpoints matched", r.anchors_checked);
             }
             if !r.from_genesis && r.records > 0 {
-                println!("note: the files start at seq {first}, not at the trail's first record; pass the earlier files to check the start");
+                outln!("note: the files start at seq {first}, not at the trail's first record; pass the earlier files to check the start");
             }
             if let Some(t) = r.torn_tail {
-                println!(
+                outln!(
                     "torn tail: {}:{} ({} bytes): an interrupted final write (crash), not tampering; the gateway cuts it at its next start",
                     t.file.display(),
                     t.line,
@@ -124,7 +131,7 @@ fn run_verify(a: VerifyArgs) -> Result<(), CliError> {
             Ok(())
         }
         Err(VerifyError::Broken(b)) => {
-            println!("broken: {b}");
+            outln!("broken: {b}");
             Err(CliError {
                 code: EXIT_DENIED,
                 message: format!("audit trail broken at {}:{}", b.file.display(), b.line),
@@ -155,16 +162,13 @@ fn run_query(a: QueryArgs) -> Result<(), CliError> {
         since: time(&a.since, "--since")?,
         until: time(&a.until, "--until")?,
     };
-    let rows = query::query(&a.files, &filter).map_err(CliError::usage)?;
-    let mut out = std::io::stdout().lock();
-    let r = if a.json {
-        rows.iter()
-            .try_for_each(|r| writeln!(out, "{}", r.to_json()))
+    let files = chain::expand(&a.files).map_err(CliError::usage)?;
+    let rows = query::query(&files, &filter).map_err(CliError::usage)?;
+    if a.json {
+        rows.iter().for_each(|r| outln!("{}", r.to_json()));
     } else {
-        out.write_all(query::table(&rows).as_bytes())
-    };
-    // A closed pipe (`| head`) is not an error worth a message.
-    let _ = r;
+        super::out::write(&query::table(&rows));
+    }
     Ok(())
 }
 
@@ -184,6 +188,6 @@ fn keygen(a: KeygenArgs) -> Result<(), CliError> {
         .map_err(|e| CliError::usage(format!("{}: {e}", a.out.display())))?;
     zeroize::Zeroize::zeroize(&mut text);
     let id = AuditKey::from_file(&a.out).map_err(CliError::usage)?;
-    println!("wrote {} (key id {})", a.out.display(), id.id());
+    outln!("wrote {} (key id {})", a.out.display(), id.id());
     Ok(())
 }

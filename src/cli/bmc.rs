@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
+use super::out::outln;
 use super::{CliError, EXIT_BMC, EXIT_CONNECTION, EXIT_USAGE};
 use crate::bmc::{BmcClient, BmcConfig, BmcError};
 use crate::ipmi::cmd::name::classify;
@@ -46,8 +47,8 @@ pub struct BmcArgs {
     /// Retries of read-only commands (state-changing ones are never re-sent).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=10))]
     retries: u32,
-    /// JSON output (the global --json, filled in by `cli::main`).
-    #[arg(skip)]
+    /// JSON output.
+    #[arg(long, global = true)]
     pub(crate) json: bool,
     #[command(subcommand)]
     verb: OpVerb<Here, Here>,
@@ -69,7 +70,7 @@ pub async fn run(args: BmcArgs) -> Result<(), CliError> {
     client.close().await;
     let text = result.map_err(bmc_error)?;
     if !text.is_empty() {
-        println!("{text}");
+        outln!("{text}");
     }
     Ok(())
 }

@@ -1,10 +1,12 @@
 //! The gateway client verbs (`ipmigw power|chassis|mc|sensors|sel|fru|raw
 //! ... TARGET...`, `bmcs`, `whoami`): one mTLS connection (HTTP/2) to the
-//! gateway, every target concurrently over it, output like ipmitool (or
-//! `--json`), each line prefixed with the target when there are several.
+//! gateway, every target concurrently over it; output like ipmitool (each
+//! line prefixed with the target when there are several), one JSON
+//! document (`--json`) or JSON Lines (`--json-lines`).
 //!
-//! Settings: flags, else `IPMIGW_GATEWAY`/`IPMIGW_CERT`/`IPMIGW_KEY`/
-//! `IPMIGW_CA`, else `~/.config/ipmigw/client.toml`.
+//! Settings: flags (after the verb, or before it: the older spelling),
+//! else `IPMIGW_GATEWAY`/`IPMIGW_CERT`/`IPMIGW_KEY`/`IPMIGW_CA`, else
+//! `~/.config/ipmigw/client.toml`. Never prints a key or a secret.
 
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
@@ -18,35 +20,97 @@ use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{json, Value};
 
+use super::out::outln;
 use super::{CliError, EXIT_BMC, EXIT_CONNECTION, EXIT_DENIED};
 use crate::ops::codec::OpVerb;
 use crate::ops::error::{ApiError, ErrorKind};
 use crate::ops::Op;
 use crate::policy::glob::BmcPattern;
 
-/// Where the gateway is and who we are.
+/// Where the gateway is and who we are: the options of every verb that
+/// talks to the gateway (and of `bridge`), shown only there.
 #[derive(Debug, Clone, Args)]
 pub struct ClientOpts {
     /// Gateway URL, e.g. https://gw.example:8443.
-    #[arg(long, env = "IPMIGW_GATEWAY", global = true)]
+    #[arg(
+        long,
+        env = "IPMIGW_GATEWAY",
+        help_heading = "Gateway",
+        value_name = "URL"
+    )]
     gateway: Option<String>,
     /// Client certificate (PEM).
-    #[arg(long, env = "IPMIGW_CERT", global = true)]
+    #[arg(
+        long,
+        env = "IPMIGW_CERT",
+        help_heading = "Gateway",
+        value_name = "FILE"
+    )]
     cert: Option<PathBuf>,
     /// Client key (PEM; must not be readable by others).
-    #[arg(long, env = "IPMIGW_KEY", global = true)]
+    #[arg(
+        long,
+        env = "IPMIGW_KEY",
+        help_heading = "Gateway",
+        value_name = "FILE"
+    )]
     key: Option<PathBuf>,
     /// CA that signed the gateway's certificate (PEM).
-    #[arg(long, env = "IPMIGW_CA", global = true)]
+    #[arg(long, env = "IPMIGW_CA", help_heading = "Gateway", value_name = "FILE")]
     ca: Option<PathBuf>,
     /// Give up on the gateway after this many seconds (connect, TLS and
     /// each whole request).
-    #[arg(long, env = "IPMIGW_TIMEOUT", default_value_t = 30, global = true,
+    #[arg(long, env = "IPMIGW_TIMEOUT", default_value_t = 30, value_name = "SECONDS",
+          help_heading = "Gateway",
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
-    pub(crate) timeout: u64,
-    /// JSON output (the global --json, filled in by `cli::main`).
-    #[arg(skip)]
+    timeout: u64,
+}
+
+/// The client options given before the verb (`ipmigw --json power status
+/// node01`, the older spelling): accepted, not shown; a verb's own options
+/// are shown in its help.
+#[derive(Debug, Clone, Default, Args)]
+pub struct Before {
+    #[arg(long = "gateway", hide = true)]
+    gateway: Option<String>,
+    #[arg(long = "cert", hide = true)]
+    cert: Option<PathBuf>,
+    #[arg(long = "key", hide = true)]
+    key: Option<PathBuf>,
+    #[arg(long = "ca", hide = true)]
+    ca: Option<PathBuf>,
+    #[arg(long = "timeout", hide = true,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    timeout: Option<u64>,
+    #[arg(long = "json", hide = true)]
     pub(crate) json: bool,
+}
+
+impl Before {
+    /// The gateway options given before the verb, by flag name.
+    pub(crate) fn gateway_flags(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        let given = [
+            ("--gateway", self.gateway.is_some()),
+            ("--cert", self.cert.is_some()),
+            ("--key", self.key.is_some()),
+            ("--ca", self.ca.is_some()),
+            ("--timeout", self.timeout.is_some()),
+        ];
+        out.extend(given.iter().filter(|(_, g)| *g).map(|(f, _)| *f));
+        out
+    }
+
+    /// `opts` with what was given before the verb: the command line wins
+    /// over the environment, which only the verb's own options read.
+    pub(crate) fn apply(&self, mut opts: ClientOpts) -> ClientOpts {
+        opts.gateway = self.gateway.clone().or(opts.gateway);
+        opts.cert = self.cert.clone().or(opts.cert);
+        opts.key = self.key.clone().or(opts.key);
+        opts.ca = self.ca.clone().or(opts.ca);
+        opts.timeout = self.timeout.unwrap_or(opts.timeout);
+        opts
+    }
 }
 
 /// Client verbs: the operations (shared with `ipmigw bmc`, see
@@ -56,26 +120,65 @@ pub enum ClientVerb {
     #[command(flatten)]
     Op(OpVerb<Targets, Target>),
     /// The BMCs you may act on.
-    Bmcs,
-    /// Who the gateway thinks you are.
-    Whoami,
+    Bmcs(Plain),
+    /// Who the gateway thinks you are: user, roles, certificate, source.
+    Whoami(Plain),
+}
+
+/// A verb about the caller: JSON or text, and the gateway options.
+#[derive(Debug, Clone, Args)]
+pub struct Plain {
+    /// JSON output.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    gateway: ClientOpts,
 }
 
 /// Targets: names, globs (`node0*`), or `--all`.
 #[derive(Debug, Clone, Args)]
 pub struct Targets {
-    /// BMC names or globs.
+    /// BMC names or globs (quote globs: 'node0*').
+    #[arg(value_name = "TARGET")]
     targets: Vec<String>,
     /// Every BMC you may act on.
     #[arg(long)]
     all: bool,
+    /// JSON output: the answer for one named target; for several (or a
+    /// glob, or --all) one object keyed by target, a failed target as
+    /// {"error":{...}}.
+    #[arg(long, conflicts_with = "json_lines")]
+    json: bool,
+    /// JSON Lines: one {"target":...,"answer":...} (or "error") per target.
+    #[arg(long)]
+    json_lines: bool,
+    #[command(flatten)]
+    gateway: ClientOpts,
 }
 
 /// The one BMC of a raw request.
 #[derive(Debug, Clone, Args)]
 pub struct Target {
     /// The BMC.
+    #[arg(value_name = "TARGET")]
     target: String,
+    /// JSON output: {"completion_code":N,"data":"hex"}.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    gateway: ClientOpts,
+}
+
+/// How answers are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    /// ipmitool-like text, each line prefixed with the target when there
+    /// are several.
+    Text,
+    /// One JSON document.
+    Json,
+    /// One JSON object per target and line.
+    JsonLines,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -202,7 +305,6 @@ fn conn_error(what: impl std::fmt::Display) -> CliError {
 pub(crate) struct Gateway {
     inner: Arc<Dialer>,
     authority: String,
-    json: bool,
 }
 
 struct Dialer {
@@ -301,7 +403,6 @@ pub(crate) async fn connect(o: &ClientOpts) -> Result<Gateway, CliError> {
     let send = dial(&s, tls.clone()).await?;
     Ok(Gateway {
         authority: format!("{}:{}", s.host, s.port),
-        json: o.json,
         inner: Arc::new(Dialer {
             settings: s,
             tls,
@@ -470,6 +571,28 @@ impl Gateway {
         }
     }
 
+    /// One request for one target of several: its body, or why not
+    /// (with the API's code when the gateway answered).
+    async fn call_answer(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        text: bool,
+    ) -> Result<Vec<u8>, Failed> {
+        match self.call_raw(method, path, body, text).await {
+            Ok((status, bytes)) if status.is_success() => Ok(bytes),
+            Ok((status, bytes)) => Err(Failed {
+                error: failure(status, &bytes),
+                api_code: Some(ApiError::from_answer(status.as_u16(), &bytes).kind.code()),
+            }),
+            Err(error) => Err(Failed {
+                error,
+                api_code: None,
+            }),
+        }
+    }
+
     async fn visible(&self) -> Result<Vec<String>, CliError> {
         let b = self.call(Method::GET, "/v1/bmcs", None, false).await?;
         let v: Value =
@@ -517,49 +640,96 @@ async fn resolve_targets(g: &Gateway, t: &Targets) -> Result<Vec<String>, CliErr
     Ok(out)
 }
 
-/// Runs a client verb; the exit code is the first failing target's.
-pub async fn run(opts: ClientOpts, verb: ClientVerb) -> Result<(), CliError> {
+/// Runs a client verb, with the client options given before it; the exit
+/// code is the first failing target's.
+pub async fn run(before: Before, verb: ClientVerb) -> Result<(), CliError> {
     let verb = match verb {
         ClientVerb::Op(v) => v,
-        ClientVerb::Bmcs => return list_bmcs(&connect(&opts).await?).await,
-        ClientVerb::Whoami => {
-            let g = connect(&opts).await?;
-            let b = g.call(Method::GET, "/v1/whoami", None, false).await?;
-            println!("{}", String::from_utf8_lossy(&b).trim_end());
-            return Ok(());
+        ClientVerb::Bmcs(p) => {
+            let g = connect(&before.apply(p.gateway)).await?;
+            return list_bmcs(&g, p.json || before.json).await;
+        }
+        ClientVerb::Whoami(p) => {
+            let g = connect(&before.apply(p.gateway)).await?;
+            return whoami(&g, p.json || before.json).await;
         }
     };
     // Bad input is refused before anything goes to the gateway.
     let op = verb.op().map_err(|e| CliError::usage(e.message))?;
-    let g = connect(&opts).await?;
-    if let Some(Target { target }) = verb.one() {
-        return run_raw(&g, target, &op).await;
+    if let Some(t) = verb.one() {
+        let g = connect(&before.apply(t.gateway.clone())).await?;
+        return run_raw(&g, &t.target, &op, t.json || before.json).await;
     }
     let targets = verb.many().expect("every verb but raw names targets");
+    let format = match (targets.json || before.json, targets.json_lines) {
+        (_, true) => Format::JsonLines,
+        (true, false) => Format::Json,
+        (false, false) => Format::Text,
+    };
+    let g = connect(&before.apply(targets.gateway.clone())).await?;
     let names = resolve_targets(&g, targets).await?;
-    run_on_many(&g, &op, &names).await
+    let outcomes = run_on_many(&g, &op, &names, format != Format::Text).await;
+    let one = targets.names_one();
+    report(outcomes, format, one)
 }
 
-async fn list_bmcs(g: &Gateway) -> Result<(), CliError> {
+impl Targets {
+    /// True when the command line names exactly one BMC (no glob, no
+    /// --all): its JSON answer is printed bare. Decided by what was typed,
+    /// never by how many BMCs a glob matched, so that a script's JSON
+    /// has one shape.
+    fn names_one(&self) -> bool {
+        !self.all && self.targets.len() == 1 && !self.targets[0].contains('*')
+    }
+}
+
+async fn list_bmcs(g: &Gateway, json: bool) -> Result<(), CliError> {
     let list = g.visible().await?;
-    if g.json {
-        println!("{}", json!({"bmcs": list}));
+    if json {
+        outln!("{}", json!({ "bmcs": list }));
     } else {
         for b in list {
-            println!("{b}");
+            outln!("{b}");
         }
     }
     Ok(())
 }
 
+async fn whoami(g: &Gateway, json: bool) -> Result<(), CliError> {
+    let b = g.call(Method::GET, "/v1/whoami", None, false).await?;
+    let v: Value =
+        serde_json::from_slice(&b).map_err(|e| conn_error(format!("gateway answer: {e}")))?;
+    if json {
+        outln!("{v}");
+        return Ok(());
+    }
+    let roles: Vec<&str> = v["roles"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let field = |k: &str| v[k].as_str().unwrap_or("-").to_string();
+    outln!("user: {}", field("user"));
+    outln!(
+        "roles: {}",
+        if roles.is_empty() {
+            "-".to_string()
+        } else {
+            roles.join(", ")
+        }
+    );
+    outln!("certificate sha256: {}", field("certificate_sha256"));
+    outln!("source: {}", field("source"));
+    Ok(())
+}
+
 /// A raw request: its completion code decides the exit status.
-async fn run_raw(g: &Gateway, target: &str, op: &Op) -> Result<(), CliError> {
+async fn run_raw(g: &Gateway, target: &str, op: &Op, json: bool) -> Result<(), CliError> {
     let (method, what, body) = op.to_http();
     let path = format!("/v1/bmcs/{}/{what}", encode(target));
     let b = g.call(method, &path, body, false).await?;
     let v: Value = serde_json::from_slice(&b).unwrap_or_default();
-    if g.json {
-        println!("{v}");
+    if json {
+        outln!("{v}");
         return Ok(());
     }
     let cc = v["completion_code"].as_u64().unwrap_or(0);
@@ -570,53 +740,128 @@ async fn run_raw(g: &Gateway, target: &str, op: &Op) -> Result<(), CliError> {
             message: format!("{target}: completion code 0x{cc:02x}"),
         });
     }
-    println!("{}", crate::ops::text::raw_bytes(&data));
+    outln!("{}", crate::ops::text::raw_bytes(&data));
     Ok(())
 }
 
-/// One operation on several BMCs at once, over one connection.
-async fn run_on_many(g: &Gateway, op: &Op, names: &[String]) -> Result<(), CliError> {
+/// Why one target failed: as the CLI reports it, and the API's code when
+/// the gateway answered.
+struct Failed {
+    error: CliError,
+    api_code: Option<&'static str>,
+}
+
+impl Failed {
+    /// `{"code","message","exit"}` (`code` when the gateway answered).
+    fn to_json(&self) -> Value {
+        let mut e = json!({"message": self.error.message, "exit": self.error.code});
+        if let Some(c) = self.api_code {
+            e["code"] = json!(c);
+        }
+        e
+    }
+}
+
+/// One target's answer (the body as the gateway sent it) or failure.
+type Outcome = (String, Result<Vec<u8>, Failed>);
+
+/// One operation on several BMCs at once, over one connection; the
+/// outcomes in the order of `names`.
+async fn run_on_many(g: &Gateway, op: &Op, names: &[String], json: bool) -> Vec<Outcome> {
     let (method, what, body) = op.to_http();
-    let prefix = names.len() > 1;
     let tasks: Vec<_> = names
         .iter()
         .map(|name| {
             let (g, method, body) = (g.clone(), method.clone(), body.clone());
             let path = format!("/v1/bmcs/{}/{what}", encode(name));
-            tokio::spawn(async move { g.call(method, &path, body, !g.json).await })
+            tokio::spawn(async move { g.call_answer(method, &path, body, !json).await })
         })
         .collect();
-    let mut first_error: Option<CliError> = None;
+    let mut out = Vec::with_capacity(names.len());
     for (name, t) in names.iter().zip(tasks) {
-        match t.await.unwrap_or_else(|e| Err(conn_error(e))) {
+        let r = t.await.unwrap_or_else(|e| {
+            Err(Failed {
+                error: conn_error(e),
+                api_code: None,
+            })
+        });
+        out.push((name.clone(), r));
+    }
+    out
+}
+
+/// Prints the outcomes; the error is the first failed target's.
+fn report(outcomes: Vec<Outcome>, format: Format, one: bool) -> Result<(), CliError> {
+    let several = outcomes.len() > 1;
+    // One named target's JSON answer is printed as the gateway sent it.
+    let bare = format == Format::Json && one;
+    let mut doc = serde_json::Map::new();
+    let mut first_error: Option<CliError> = None;
+    for (name, r) in &outcomes {
+        match r {
+            Ok(body) if format == Format::Text => print_text(name, body, several),
+            Ok(body) if bare => outln!("{}", String::from_utf8_lossy(body).trim_end()),
             Ok(body) => {
-                let text = String::from_utf8_lossy(&body);
-                for line in text.trim_end().lines() {
-                    if prefix {
-                        println!("{name}: {line}");
-                    } else {
-                        println!("{line}");
-                    }
-                }
+                let v: Value = serde_json::from_slice(body).unwrap_or_default();
+                emit_json(&mut doc, name, "answer", v, format);
             }
-            Err(e) => {
-                if prefix {
-                    eprintln!("{name}: {}", e.message);
+            Err(f) => {
+                if several {
+                    super::say(&format!("{name}: {}", f.error.message));
+                }
+                if format != Format::Text && !bare {
+                    emit_json(&mut doc, name, "error", f.to_json(), format);
                 }
                 first_error.get_or_insert(CliError {
-                    code: e.code,
-                    message: format!("{name}: {}", e.message),
+                    code: f.error.code,
+                    message: format!("{name}: {}", f.error.message),
                 });
             }
         }
     }
+    if format == Format::Json && !bare {
+        outln!("{}", Value::Object(doc));
+    }
     match first_error {
-        Some(mut e) if prefix => {
+        Some(mut e) if several => {
             e.message = "some targets failed (see above)".into();
             Err(e)
         }
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+/// A JSON Lines line (`{"target":NAME,"answer"|"error":...}`) now, or an
+/// entry of the one document printed last (the answer itself, or
+/// `{"error":...}`).
+fn emit_json(
+    doc: &mut serde_json::Map<String, Value>,
+    name: &str,
+    kind: &str,
+    value: Value,
+    format: Format,
+) {
+    if format == Format::JsonLines {
+        let mut line = serde_json::Map::new();
+        line.insert("target".into(), json!(name));
+        line.insert(kind.into(), value);
+        outln!("{}", Value::Object(line));
+    } else if kind == "answer" {
+        doc.insert(name.to_string(), value);
+    } else {
+        doc.insert(name.to_string(), json!({ kind: value }));
+    }
+}
+
+fn print_text(name: &str, body: &[u8], prefix: bool) {
+    let text = String::from_utf8_lossy(body);
+    for line in text.trim_end().lines() {
+        if prefix {
+            outln!("{name}: {line}");
+        } else {
+            outln!("{line}");
+        }
     }
 }
 

@@ -1,10 +1,11 @@
 //! `ipmigw serve`, `ipmigw pki init|revoke` and `ipmigw demo`.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 
+use super::out::outln;
 use super::signals::{Received, Signals};
 use super::CliError;
 use crate::gateway::{self, demo};
@@ -125,15 +126,15 @@ pub fn pki(a: PkiArgs) -> Result<(), CliError> {
                 server_ips
             };
             let files = crate::pki::init(&dir, &users, &names, &ips).map_err(CliError::usage)?;
-            println!("DEVELOPMENT PKI (not for production: the CA key is stored unprotected beside the certificates)");
+            outln!("DEVELOPMENT PKI (not for production: the CA key is stored unprotected beside the certificates)");
             for f in files {
-                println!("  {}", f.display());
+                outln!("  {}", f.display());
             }
             Ok(())
         }
         PkiVerb::Revoke { dir, name } => {
             let crl = crate::pki::revoke(&dir, &name).map_err(CliError::usage)?;
-            println!(
+            outln!(
                 "revoked {name}; wrote {} (send SIGHUP to the gateway to apply it)",
                 crl.display()
             );
@@ -148,6 +149,14 @@ pub async fn demo(a: DemoArgs) -> Result<(), CliError> {
     let dir = a
         .dir
         .unwrap_or_else(|| std::env::temp_dir().join("ipmigw-demo"));
+    // A busy address is said before anything is started or written (a
+    // running demo's files stay as they are).
+    std::net::TcpListener::bind(a.listen).map_err(|e| {
+        CliError::usage(format!(
+            "--listen {}: {e} (another demo running? pick another address with --listen 127.0.0.1:PORT, or 127.0.0.1:0 for any free port)",
+            a.listen
+        ))
+    })?;
     let sim = Simulator::start(SimConfig::new(
         "127.0.0.1:0".parse().expect("literal"),
         a.bmcs as usize,
@@ -159,37 +168,18 @@ pub async fn demo(a: DemoArgs) -> Result<(), CliError> {
         b.with_model(|m, now| m.set_host_power(true, now));
     }
     let addrs: Vec<SocketAddr> = sim.bmcs().iter().map(|b| b.addr()).collect();
-    let config = demo::write_files(&dir, &addrs, a.listen).map_err(CliError::usage)?;
-    let gw = match gateway::start(&config).await {
+    let started = async {
+        let config = demo::write_files(&dir, &addrs, a.listen)?;
+        gateway::start(&config).await
+    };
+    let gw = match started.await {
         Ok(g) => g,
         Err(e) => {
             sim.stop().await;
-            return Err(CliError::usage(format!(
-                "{e}\n(another demo running? pick another address with --listen 127.0.0.1:PORT)"
-            )));
+            return Err(CliError::usage(e));
         }
     };
-    let d = dir.display();
-    let exe = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(|p| p.display().to_string()))
-        .unwrap_or_default();
-    let last = demo::bmc_name(addrs.len() - 1);
-    println!("ipmigw demo: {} simulated BMCs (node01-{last}), a development PKI and a gateway on https://{}", addrs.len(), gw.local_addr());
-    println!(
-        "Everything is on loopback; files are in {d} (development PKI: not for production).\n"
-    );
-    println!("In another terminal, be alice (operator on every demo BMC):\n");
-    println!("  export PATH=\"{exe}:$PATH\"");
-    println!("  export IPMIGW_GATEWAY=https://{} IPMIGW_CA={d}/pki/ca.crt IPMIGW_CERT={d}/pki/alice.crt IPMIGW_KEY={d}/pki/alice.key\n", gw.local_addr());
-    println!("Then try:\n");
-    println!("  ipmigw power status --all");
-    println!("  ipmigw power cycle node01");
-    println!("  ipmigw sensors node02");
-    println!("  IPMIGW_CERT={d}/pki/bob.crt IPMIGW_KEY={d}/pki/bob.key ipmigw power off node01   # bob is a viewer: denied, exit 3");
-    println!("  ipmigw audit query {d}/audit.jsonl");
-    println!("  ipmigw audit verify --key-file {d}/audit.key {d}/audit.jsonl\n");
-    println!("Ctrl-C stops the gateway and the simulated BMCs.");
+    print_suggestions(&dir, addrs.len(), gw.local_addr());
     let mut signals = Signals::new(true);
     loop {
         match signals.next().await {
@@ -199,9 +189,52 @@ pub async fn demo(a: DemoArgs) -> Result<(), CliError> {
             stop => {
                 gw.shutdown(stop.name()).await;
                 sim.stop().await;
-                println!("ipmigw demo: stopped (gateway, audit trail closed, simulated BMCs)");
+                outln!("ipmigw demo: stopped (gateway, audit trail closed, simulated BMCs)");
                 return Ok(());
             }
         }
     }
+}
+
+/// What to try, each line ready to paste (the demo's test runs every one).
+fn print_suggestions(dir: &Path, bmcs: usize, gateway: SocketAddr) {
+    let d = dir.display();
+    let exe = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|p| p.display().to_string()))
+        .unwrap_or_default();
+    let last = demo::bmc_name(bmcs - 1);
+    let bridge_port = free_udp_port(DEMO_BRIDGE_PORT);
+    let pw = demo::BRIDGE_PASSWORD_FILE;
+    outln!("ipmigw demo: {bmcs} simulated BMCs (node01-{last}), a development PKI and a gateway on https://{gateway}");
+    outln!("Everything is on loopback; files are in {d} (development PKI: not for production).\n");
+    outln!("In another terminal, be alice (operator on every demo BMC):\n");
+    outln!("  export PATH=\"{exe}:$PATH\"");
+    outln!("  export IPMIGW_GATEWAY=https://{gateway} IPMIGW_CA={d}/pki/ca.crt IPMIGW_CERT={d}/pki/alice.crt IPMIGW_KEY={d}/pki/alice.key\n");
+    outln!("Then try:\n");
+    outln!("  ipmigw power status --all");
+    outln!("  ipmigw power cycle node01");
+    outln!("  ipmigw sensors node02");
+    outln!("  IPMIGW_CERT={d}/pki/bob.crt IPMIGW_KEY={d}/pki/bob.key ipmigw power off node01   # bob is a viewer: denied, exit 3");
+    outln!("  ipmigw audit query {d}");
+    outln!("  ipmigw audit verify --key-file {d}/audit.key {d}\n");
+    outln!(
+        "Stock ipmitool through the gateway, as alice (policy and audit apply to every command):\n"
+    );
+    outln!("  ipmigw bridge --listen 127.0.0.1:{bridge_port} --user alice --password-file {d}/{pw} node01 &");
+    outln!("  ipmitool -I lanplus -H 127.0.0.1 -p {bridge_port} -U alice -f {d}/{pw} -C 17 power status\n");
+    outln!("Ctrl-C stops the gateway and the simulated BMCs.");
+}
+
+/// The bridge port the demo suggests, when it is free.
+const DEMO_BRIDGE_PORT: u16 = 6230;
+
+/// `preferred` when a UDP socket can bind it on loopback now, else a port
+/// the system picks: a suggestion that works when it is printed.
+fn free_udp_port(preferred: u16) -> u16 {
+    let bind = |port| std::net::UdpSocket::bind(("127.0.0.1", port));
+    bind(preferred)
+        .or_else(|_| bind(0))
+        .and_then(|s| s.local_addr())
+        .map_or(preferred, |a| a.port())
 }

@@ -10,11 +10,13 @@ mod bmc;
 mod bridge;
 mod client;
 mod gateway;
+mod help;
+pub(crate) mod out;
 mod policy;
 mod signals;
 mod sim;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 pub use crate::ops::error::{EXIT_BMC, EXIT_CONNECTION, EXIT_DENIED, EXIT_OK, EXIT_USAGE};
 
@@ -25,11 +27,8 @@ pub struct Cli {
     /// More log output on stderr (-v info, -vv debug). RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
-    /// JSON output (read and client verbs).
-    #[arg(long, global = true)]
-    json: bool,
     #[command(flatten)]
-    client: client::ClientOpts,
+    before: client::Before,
     #[command(subcommand)]
     command: Verb,
 }
@@ -54,9 +53,22 @@ enum Verb {
     Demo(gateway::DemoArgs),
     /// A local RMCP+ BMC for ipmitool/freeipmi that forwards every command
     /// through the gateway: bridge [--listen 127.0.0.1:PORT] TARGET.
-    Bridge(bridge::BridgeArgs),
+    Bridge(BridgeVerb),
+    /// Print a shell completion script: completions bash|zsh|fish|elvish|powershell.
+    Completions(help::CompletionsArgs),
+    /// Print the man page (roff): `ipmigw man`, or one verb's: `ipmigw man audit verify`.
+    Man(help::ManArgs),
     #[command(flatten)]
     Client(client::ClientVerb),
+}
+
+/// `bridge`: its own options and the gateway's.
+#[derive(Debug, Args)]
+struct BridgeVerb {
+    #[command(flatten)]
+    args: bridge::BridgeArgs,
+    #[command(flatten)]
+    gateway: client::ClientOpts,
 }
 
 /// An error on its way to the user: what to print and the exit code.
@@ -89,15 +101,42 @@ pub fn main() -> u8 {
                 }
                 _ => EXIT_USAGE,
             };
+            // A closed pipe (`ipmigw --help | head -1`) is no error here.
             let _ = e.print();
             return code;
         }
     };
     init_tracing(cli.verbose);
+    let code = match run(cli) {
+        Ok(()) => EXIT_OK,
+        Err(e) => {
+            say(&format!("ipmigw: {}", e.message));
+            e.code
+        }
+    };
+    // Output lost to a full disk is a failure; to a reader that left, not.
+    if code == EXIT_OK && out::failed() {
+        EXIT_USAGE
+    } else {
+        code
+    }
+}
+
+/// Runs a parsed command line.
+fn run(cli: Cli) -> Result<(), CliError> {
+    let Cli {
+        before, command, ..
+    } = cli;
+    check_before(&before, &command)?;
+    match command {
+        Verb::Completions(a) => return help::completions(a),
+        Verb::Man(a) => return help::man(a),
+        _ => {}
+    }
     // Servers get worker threads; one-shot verbs start faster on one thread
     // (no thread spawns, no cgroup reads to size a pool).
     let server = matches!(
-        cli.command,
+        command,
         Verb::Serve(_) | Verb::Demo(_) | Verb::Sim(_) | Verb::Bridge(_)
     );
     let mut builder = if server {
@@ -105,39 +144,54 @@ pub fn main() -> u8 {
     } else {
         tokio::runtime::Builder::new_current_thread()
     };
-    let rt = match builder.enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            say(&format!("ipmigw: cannot start the async runtime: {e}"));
-            return EXIT_USAGE;
-        }
-    };
-    let json = cli.json;
-    let mut client_opts = cli.client.clone();
-    client_opts.json = json;
-    let result = rt.block_on(async {
-        match cli.command {
+    let rt = builder
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::usage(format!("cannot start the async runtime: {e}")))?;
+    rt.block_on(async {
+        match command {
             Verb::Bmc(mut args) => {
-                args.json = json;
+                args.json |= before.json;
                 bmc::run(args).await
             }
             Verb::Serve(args) => gateway::serve(args).await,
             Verb::Pki(args) => gateway::pki(args),
             Verb::Demo(args) => gateway::demo(args).await,
-            Verb::Client(verb) => client::run(client_opts, verb).await,
-            Verb::Bridge(args) => bridge::run(client_opts, args).await,
+            Verb::Client(verb) => client::run(before, verb).await,
+            Verb::Bridge(b) => bridge::run(before.apply(b.gateway), b.args).await,
             Verb::Sim(args) => sim::run(args).await,
             Verb::CheckConfig(args) => policy::check_config(args),
             Verb::Policy(args) => policy::run(args),
             Verb::Audit(args) => audit::run(args),
+            Verb::Completions(_) | Verb::Man(_) => Ok(()),
         }
-    });
-    match result {
-        Ok(()) => EXIT_OK,
-        Err(e) => {
-            say(&format!("ipmigw: {}", e.message));
-            e.code
-        }
+    })
+}
+
+/// Client options given before the verb apply to the verbs that talk to
+/// the gateway (and `--json` to `bmc`); anywhere else they are a mistake
+/// worth saying, not something to ignore.
+fn check_before(before: &client::Before, command: &Verb) -> Result<(), CliError> {
+    let (gateway_ok, json_ok) = match command {
+        Verb::Client(_) => (true, true),
+        Verb::Bridge(_) => (true, false),
+        Verb::Bmc(_) => (false, true),
+        _ => (false, false),
+    };
+    let mut wrong = if gateway_ok {
+        Vec::new()
+    } else {
+        before.gateway_flags()
+    };
+    if before.json && !json_ok {
+        wrong.push("--json");
+    }
+    match wrong.is_empty() {
+        true => Ok(()),
+        false => Err(CliError::usage(format!(
+            "{} does not apply to this verb (see its --help)",
+            wrong.join(", ")
+        ))),
     }
 }
 

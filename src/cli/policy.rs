@@ -6,11 +6,15 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 
+use super::out::{out, outln};
 use super::{CliError, EXIT_DENIED};
 use crate::config::ConfigError;
 use crate::gateway::settings::GatewayConfig;
-use crate::ipmi::cmd::name::name_is_state_changing;
-use crate::policy::{self, Decision, Policy, Request};
+use crate::ipmi::cmd::name::{classify, Classified};
+use crate::ipmi::wire::message::NetFn;
+use crate::ops::codec::{parse_byte, raw_request};
+use crate::ops::error::ErrorKind;
+use crate::policy::{self, Denial, Permit, Policy};
 
 #[derive(Debug, Args)]
 pub struct CheckConfigArgs {
@@ -42,9 +46,22 @@ struct ExplainArgs {
     /// BMC name.
     #[arg(long)]
     target: String,
-    /// Command name, e.g. chassis.power.off or raw.0x2e.0x01.
-    #[arg(long)]
-    command: String,
+    /// Command name (chassis.power.off, sel.read), or the name of a raw
+    /// request (raw.0x06.0x01, raw.0x2c.0x01.0xdc, raw.0x2e.0x01.343),
+    /// which is classified as the gateway classifies that request.
+    #[arg(long, value_name = "NAME", required_unless_present = "netfn")]
+    command: Option<String>,
+    /// A raw request's netFn (with --cmd and --data), decided as the
+    /// gateway decides `ipmigw raw TARGET NETFN CMD DATA...` and what the
+    /// bridge forwards.
+    #[arg(long, requires = "cmd", conflicts_with = "command")]
+    netfn: Option<String>,
+    /// A raw request's command.
+    #[arg(long, requires = "netfn")]
+    cmd: Option<String>,
+    /// A raw request's data bytes (0x05 or 5; several, or comma-separated).
+    #[arg(long, requires = "netfn", num_args = 1.., value_delimiter = ',')]
+    data: Vec<String>,
     /// Client address; without it, source allowlists are not checked.
     #[arg(long)]
     source: Option<IpAddr>,
@@ -82,9 +99,9 @@ pub fn check_config(a: CheckConfigArgs) -> Result<(), CliError> {
         // Everything `serve` reads: TLS files and CRLs, BMC secrets, limits.
         crate::gateway::load(&a.config).map_err(CliError::usage)?;
     }
-    print!("{}", summary(&cfg, &policy));
+    out!("{}", summary(&cfg, &policy));
     if let Some(w) = audit {
-        println!(
+        outln!(
             "\naudit: {} (key {}, fsync {:?})",
             w.path.display(),
             w.key.id(),
@@ -92,7 +109,7 @@ pub fn check_config(a: CheckConfigArgs) -> Result<(), CliError> {
         );
     }
     if !servable {
-        println!("\nnote: no [listen] or [tls]: config and policy checked; `ipmigw serve` also needs [listen], [tls] and [audit]");
+        outln!("\nnote: no [listen] or [tls]: config and policy checked; `ipmigw serve` also needs [listen], [tls] and [audit]");
     }
     Ok(())
 }
@@ -109,7 +126,13 @@ fn summary(cfg: &GatewayConfig, policy: &Policy) -> String {
         .map(|p| p.display().to_string())
         .collect();
     let _ = writeln!(out, "policy files: {}", files.join(", "));
-    let _ = writeln!(out, "{users} users, {roles} roles, {bmcs} BMCs");
+    let _ = writeln!(
+        out,
+        "{}, {}, {}",
+        count(users, "user", "users"),
+        count(roles, "role", "roles"),
+        count(bmcs, "BMC", "BMCs")
+    );
     for user in policy.users() {
         let id = policy
             .identity_of(user)
@@ -136,6 +159,11 @@ fn summary(cfg: &GatewayConfig, policy: &Policy) -> String {
     out
 }
 
+/// `1 BMC`, `2 BMCs`.
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 fn abbreviate(names: &[&str]) -> String {
     const SHOWN: usize = 8;
     if names.len() <= SHOWN {
@@ -152,46 +180,121 @@ pub fn run(a: PolicyArgs) -> Result<(), CliError> {
 
 fn explain(a: ExplainArgs) -> Result<(), CliError> {
     let (_, policy) = load(&a.config)?;
-    let state_changing = name_is_state_changing(&a.command).ok_or_else(|| {
-        CliError::usage(format!(
-            "--command {:?}: not a command name (expected e.g. chassis.power.off, sel.read or raw.0x2e.0x01)",
-            a.command
-        ))
-    })?;
+    let classified = classify_asked(&a)?;
     if !policy.users().any(|u| u == a.user) {
         return Err(CliError::usage(format!(
             "--user {:?}: no such user in the policy",
             a.user
         )));
     }
-    let req = Request {
-        user: &a.user,
-        source: a.source,
-        bmc: &a.target,
-        command: &a.command,
-        state_changing,
+    let asked = classified.name.to_string();
+    let denied = |why: String| CliError {
+        code: EXIT_DENIED,
+        message: format!("{} may not run {asked} on {}: {why}", a.user, a.target),
     };
-    let decision = policy.decide(&req);
-    print!("{}", explanation(&policy, &decision, a.source.is_none()));
+    out!("{}", names_line(&a, &classified));
+    if let Some(r) = classified.refusal {
+        outln!(
+            "deny\nrule: none (refused whatever the policy says)\nwhy: {}",
+            r.describe()
+        );
+        return Err(denied(r.describe().into()));
+    }
+    let decision = policy.decide_classified(&a.user, a.source, &a.target, &classified);
+    out!("{}", explanation(&policy, &decision, a.source.is_none()));
     match decision {
-        Decision::Allow(_) => Ok(()),
-        Decision::Deny(_) => Err(CliError {
-            code: EXIT_DENIED,
-            message: format!("{} may not run {} on {}", a.user, a.command, a.target),
-        }),
+        Ok(_) => Ok(()),
+        Err(d) => Err(denied(format!("{} not allowed", d.1))),
     }
 }
 
-fn explanation(policy: &Policy, d: &Decision, no_source: bool) -> String {
+/// What the gateway would name the request: from the name given, or by
+/// classifying the raw request (given as --netfn/--cmd/--data, or by its
+/// raw name) exactly as the gateway does.
+fn classify_asked(a: &ExplainArgs) -> Result<Classified, CliError> {
+    let (netfn, cmd, data) = match (&a.netfn, &a.cmd, &a.command) {
+        (Some(netfn), Some(cmd), _) => {
+            let byte = |s: &str, what| parse_byte(s, what).map_err(|e| CliError::usage(e.message));
+            let data = a.data.iter().map(|d| byte(d, "DATA")).collect::<Result<_, _>>()?;
+            (byte(netfn, "NETFN")?, byte(cmd, "CMD")?, data)
+        }
+        (_, _, Some(name)) if name.starts_with("raw.") => raw_from_name(name)?,
+        (_, _, Some(name)) => {
+            return Classified::of_name(name).ok_or_else(|| {
+                CliError::usage(format!(
+                    "--command {name:?}: not a command name (expected e.g. chassis.power.off, sel.read or raw.0x2e.0x01)"
+                ))
+            })
+        }
+        _ => return Err(CliError::usage("give --command NAME, or --netfn and --cmd")),
+    };
+    match raw_request(netfn, cmd, data.clone()) {
+        Ok(r) => Ok(classify(r.netfn, r.cmd, &r.data)),
+        // Refused before policy, as the gateway refuses it: classify says so.
+        Err(e) if e.kind == ErrorKind::SessionCommandForbidden => {
+            Ok(classify(NetFn(netfn), cmd, &data))
+        }
+        Err(e) => Err(CliError::usage(e.message)),
+    }
+}
+
+/// `raw.0xNN.0xMM`, `raw.0x2c.0xMM.0xBB` (defining body) or
+/// `raw.0x2e.0xMM.NNNN` (IANA number): the request such a name stands for.
+fn raw_from_name(name: &str) -> Result<(u8, u8, Vec<u8>), CliError> {
+    let bad = || {
+        CliError::usage(format!(
+            "--command {name:?}: expected raw.0xNN.0xMM, raw.0x2c.0xMM.0xBB or raw.0x2e.0xMM.IANA"
+        ))
+    };
+    let byte = |s: &str| {
+        s.starts_with("0x")
+            .then(|| parse_byte(s, "byte").ok())
+            .flatten()
+            .ok_or_else(bad)
+    };
+    let parts: Vec<&str> = name.split('.').skip(1).collect();
+    let (netfn, cmd, extra) = match parts[..] {
+        [n, c] => (byte(n)?, byte(c)?, None),
+        [n, c, x] => (byte(n)?, byte(c)?, Some(x)),
+        _ => return Err(bad()),
+    };
+    let data = match (netfn, extra) {
+        (_, None) => Vec::new(),
+        (0x2C, Some(body)) => vec![byte(body)?],
+        (0x2E, Some(iana)) => {
+            let n: u32 = iana.parse().ok().filter(|n| *n < 1 << 24).ok_or_else(bad)?;
+            n.to_le_bytes()[..3].to_vec()
+        }
+        _ => return Err(bad()),
+    };
+    Ok((netfn, cmd, data))
+}
+
+/// The names the request is decided under, when they differ from what was
+/// typed (a raw request the gateway names, or what it carries).
+fn names_line(a: &ExplainArgs, c: &Classified) -> String {
+    let names: Vec<&str> = c.names().map(|n| n.as_str()).collect();
+    if a.command.as_deref() == Some(names.join(",").as_str()) {
+        return String::new();
+    }
+    format!("command: {}\n", names.join(", "))
+}
+
+fn explanation(
+    policy: &Policy,
+    d: &Result<Permit, Box<(Denial, String)>>,
+    no_source: bool,
+) -> String {
     let mut out = String::new();
     match d {
-        Decision::Allow(p) => {
+        Ok(p) => {
             out += &format!("allow\nrule: {}\n", p.rule());
             for r in policy.rates_for(p) {
                 out += &format!("rate: {r}\n");
             }
         }
-        Decision::Deny(denial) => {
+        Err(denial) => {
+            let denial = &denial.0;
             out += "deny\n";
             match &denial.rule {
                 Some(r) => out += &format!("rule: {r}\n"),

@@ -6,23 +6,24 @@ use std::time::Duration;
 
 use clap::Args;
 
+use super::out::outln;
 use super::CliError;
 use crate::ipmi::crypto::CipherSuite;
-use crate::sim::{self, Faults, SimConfig, Simulator};
+use crate::sim::{self, Faults, SimConfig, SimUser, Simulator};
 
 /// Most BMCs one simulator serves.
 const MAX_COUNT: usize = 20_000;
 
 #[derive(Debug, Args)]
 pub struct SimArgs {
-    /// First address; BMC i listens on PORT + i - 1.
+    /// First address; BMC i listens on PORT + i - 1 (port 0: each BMC on a
+    /// free port the system picks).
     #[arg(long, default_value = "127.0.0.1:9623")]
     listen: SocketAddr,
     /// Number of simulated BMCs.
     #[arg(long, default_value_t = 1)]
     count: usize,
-    /// TOML users file ([[user]] name, password, privilege); default users otherwise.
-    #[arg(long)]
+    #[arg(long, value_name = "FILE", help = users_help())]
     users: Option<PathBuf>,
     /// Cipher suites to accept.
     #[arg(long, value_delimiter = ',', default_value = "17,3")]
@@ -54,6 +55,23 @@ pub struct SimArgs {
 }
 
 pub async fn run(a: SimArgs) -> Result<(), CliError> {
+    check(&a)?;
+    let cfg = config(&a)?;
+    let users = cfg.users.clone();
+    let sim = Simulator::start(cfg)
+        .await
+        .map_err(|e| CliError::usage(e.to_string()))?;
+    announce(&sim, &users);
+    let reboots = reboot_every(&sim, a.forget_sessions_every);
+    super::signals::Signals::new(false).next().await;
+    reboots.abort();
+    sim.stop().await;
+    super::say("ipmigw sim: stopped");
+    Ok(())
+}
+
+/// Refuses arguments out of range before any socket is bound.
+fn check(a: &SimArgs) -> Result<(), CliError> {
     if a.count == 0 || a.count > MAX_COUNT {
         return Err(CliError::usage(format!(
             "--count {}: expected 1 to {MAX_COUNT}",
@@ -74,14 +92,15 @@ pub async fn run(a: SimArgs) -> Result<(), CliError> {
     // One socket per BMC: make room when the soft descriptor limit is low.
     let want = a.count as u64 + 64;
     match rlimit::increase_nofile_limit(want) {
-        Ok(got) if got < want => {
-            return Err(CliError::usage(format!(
-                "--count {}: needs {want} open files, the hard limit allows {got} (raise it with ulimit -Hn)",
-                a.count
-            )))
-        }
-        _ => {}
+        Ok(got) if got < want => Err(CliError::usage(format!(
+            "--count {}: needs {want} open files, the hard limit allows {got} (raise it with ulimit -Hn)",
+            a.count
+        ))),
+        _ => Ok(()),
     }
+}
+
+fn config(a: &SimArgs) -> Result<SimConfig, CliError> {
     let mut cfg = SimConfig::new(a.listen, a.count);
     if let Some(p) = &a.users {
         cfg.users = sim::load_users(p).map_err(CliError::usage)?;
@@ -103,44 +122,64 @@ pub async fn run(a: SimArgs) -> Result<(), CliError> {
         silent_login_errors: a.silent_login_errors,
         corrupt_rakp_auth: 0,
     };
-    let users = cfg.users.clone();
-    let sim = Simulator::start(cfg)
-        .await
-        .map_err(|e| CliError::usage(e.to_string()))?;
+    Ok(cfg)
+}
+
+/// Where the BMCs are, who may log in, and a command to try.
+fn announce(sim: &Simulator, users: &[SimUser]) {
     let first = sim.bmc(0).addr();
     let last = sim.bmcs().last().map_or(first, |b| b.addr());
-    println!(
+    outln!(
         "ipmigw sim: {} simulated BMC(s) on {} to {}",
-        a.count, first, last
+        sim.bmcs().len(),
+        first,
+        last
     );
-    for u in &users {
-        println!(
+    for u in users {
+        outln!(
             "  user {:<10} password {:<12} privilege {}",
-            u.name, u.password, u.privilege
+            u.name,
+            u.password,
+            u.privilege
         );
     }
-    println!(
-        "try: ipmitool -I lanplus -H {} -p {} -U admin -P {} -C 17 chassis status",
-        first.ip(),
-        first.port(),
-        users.first().map_or("", |u| u.password.as_str())
-    );
-    let forget = a.forget_sessions_every;
+    if let Some(u) = users.first() {
+        outln!(
+            "try: ipmitool -I lanplus -H {} -p {} -U {} -P {} -C 17 chassis status",
+            first.ip(),
+            first.port(),
+            u.name,
+            u.password
+        );
+    }
+}
+
+/// `--forget-sessions-every`: every BMC forgets its sessions that often,
+/// as a rebooting BMC does.
+fn reboot_every(sim: &Simulator, secs: u64) -> tokio::task::JoinHandle<()> {
     let handles = sim.bmcs().to_vec();
-    let reboots = tokio::spawn(async move {
-        if forget == 0 {
+    tokio::spawn(async move {
+        if secs == 0 {
             return std::future::pending().await;
         }
-        let mut every = tokio::time::interval(Duration::from_secs(forget));
+        let mut every = tokio::time::interval(Duration::from_secs(secs));
         every.tick().await;
         loop {
             every.tick().await;
             handles.iter().for_each(|b| b.forget_sessions());
         }
-    });
-    super::signals::Signals::new(false).next().await;
-    reboots.abort();
-    sim.stop().await;
-    eprintln!("ipmigw sim: stopped");
-    Ok(())
+    })
+}
+
+/// The `--users` help: the default users, named from the simulator's own
+/// list so that the help cannot drift from it.
+fn users_help() -> String {
+    let users: Vec<String> = sim::default_users()
+        .iter()
+        .map(|u| format!("{}/{} ({})", u.name, u.password, u.privilege))
+        .collect();
+    format!(
+        "TOML users file ([[user]] name, password, privilege); without it every BMC has the users {}",
+        users.join(", ")
+    )
 }

@@ -35,7 +35,7 @@ use crate::ipmi::cmd::name::{Classified, Refusal};
 use crate::ipmi::cmd::RawRequest;
 use crate::ops::error::{ApiError, ErrorKind};
 use crate::ops::Op;
-use crate::policy::{Decision, Denial, DenyReason, Permit, Request as PolicyRequest};
+use crate::policy::{Decision, Denial, DenyReason, Permit};
 
 /// Longest a request body may take to arrive.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -467,14 +467,12 @@ type Denied = (Denial, String);
 /// (counted once per request, whatever it names).
 fn decide(shared: &Shared, asked: &Asked<'_>) -> Result<Permit, Box<Denied>> {
     let rt = shared.runtime();
-    let req = PolicyRequest {
-        user: asked.caller.user(),
-        source: Some(asked.caller.conn.source),
-        bmc: asked.bmc,
-        command: asked.classified.name.as_str(),
-        state_changing: asked.classified.state_changing,
-    };
-    let permit = rt.policy.decide_all(&req, &asked.names())?;
+    let permit = rt.policy.decide_classified(
+        asked.caller.user(),
+        Some(asked.caller.conn.source),
+        asked.bmc,
+        &asked.classified,
+    )?;
     match rt.limits.check(&rt.policy, permit) {
         Decision::Allow(p) => Ok(p),
         Decision::Deny(d) => Err(Box::new((d, asked.classified.name.to_string()))),

@@ -16,6 +16,28 @@ pub fn bmc_name(i: usize) -> String {
     format!("node{:02}", i + 1)
 }
 
+/// The demo bridge's local password file (kept across runs).
+pub const BRIDGE_PASSWORD_FILE: &str = "bridge.password";
+
+/// A random local password for the demo's `ipmigw bridge` (20 letters and
+/// digits, over 110 bits: more than the bridge asks of a password file),
+/// mode 0600, written once so that printed commands stay valid across runs.
+fn write_bridge_password(dir: &Path) -> Result<(), String> {
+    const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let path = dir.join(BRIDGE_PASSWORD_FILE);
+    if path.exists() {
+        return Ok(());
+    }
+    let mut rng = rand::rngs::OsRng;
+    let password: String = (0..20)
+        .map(|_| {
+            let i = rand::Rng::gen_range(&mut rng, 0..ALPHABET.len());
+            ALPHABET[i] as char
+        })
+        .collect();
+    write_file(&path, &password, true)
+}
+
 /// Writes everything under `dir` and returns the gateway config path.
 /// Existing PKI files are kept (so exported paths stay valid); the config,
 /// policy and secrets are rewritten; the audit trail continues.
@@ -35,6 +57,7 @@ pub fn write_files(dir: &Path, bmcs: &[SocketAddr], listen: SocketAddr) -> Resul
             ],
         )?;
     }
+    write_bridge_password(dir)?;
     let key = dir.join("audit.key");
     if !key.exists() {
         let mut k = [0u8; 32];

@@ -59,15 +59,24 @@ pub enum OpVerb<Many: Args, One: Args> {
         #[command(flatten)]
         at: Many,
     },
-    /// One raw request: raw NETFN CMD [DATA...] (each a byte: 0x2c or 44).
+    /// One raw IPMI request: raw NETFN CMD [DATA...] (each a byte: 0x2c or 44).
+    ///
+    /// For example `raw 0x06 0x01` (Get Device ID). Policy names a raw
+    /// request by what it does (`ipmigw policy explain --netfn 6 --cmd 1`
+    /// shows how); its completion code decides the exit status.
     Raw {
         #[command(flatten)]
         at: One,
-        /// Request netFn (even: 0x00-0x3e).
+        /// Request netFn, even, 0x00-0x3e: 0x00 chassis, 0x04 sensor/event,
+        /// 0x06 application, 0x0a storage, 0x0c transport, 0x2c group
+        /// extension, 0x2e OEM.
+        #[arg(value_name = "NETFN")]
         netfn: String,
-        /// Command.
+        /// Command number within the netFn, 0x00-0xff.
+        #[arg(value_name = "CMD")]
         cmd: String,
-        /// Data bytes.
+        /// Request data bytes in order (at most 200).
+        #[arg(value_name = "DATA")]
         data: Vec<String>,
     },
 }

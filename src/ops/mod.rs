@@ -11,9 +11,11 @@ pub mod codec;
 pub mod error;
 pub mod text;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use serde_json::{json, Value};
 
-use crate::bmc::{reads, BmcError, Transact};
+use crate::bmc::{reads, BmcError, RawResponse, Transact};
 use crate::ipmi::cmd::app::{format_guid, GetDeviceId, GetSystemGuid};
 use crate::ipmi::cmd::chassis::{
     BootDevice, BootFlags, ChassisControl, GetBootFlags, GetChassisStatus, PowerAction,
@@ -98,8 +100,20 @@ impl Op {
         c
     }
 
-    /// Runs the operation.
+    /// Runs the operation; its answer's `response_len` counts the data
+    /// bytes of every response it read (one for a single command, every
+    /// step of a multi-step read).
     pub async fn run<T: Transact>(&self, t: &T) -> Result<Answer, BmcError> {
+        let counted = Counted {
+            inner: t,
+            bytes: AtomicUsize::new(0),
+        };
+        let mut a = self.execute(&counted).await?;
+        a.response_len = counted.bytes.load(Ordering::Relaxed);
+        Ok(a)
+    }
+
+    async fn execute<T: Transact>(&self, t: &T) -> Result<Answer, BmcError> {
         let done = |json: Value, text: String| Answer {
             json,
             text,
@@ -214,6 +228,24 @@ fn sel_json(r: &SelRecord) -> Value {
            "sensor_number": r.event.map(|e| e.sensor_number),
            "description": r.event.map(|e| e.description()),
            "direction": r.event.map(|e| e.direction())})
+}
+
+/// A [`Transact`] that counts the response bytes passing through it, for
+/// the audit `result` record.
+struct Counted<'a, T> {
+    inner: &'a T,
+    bytes: AtomicUsize,
+}
+
+impl<T: Transact> Transact for Counted<'_, T> {
+    async fn transact(&self, req: RawRequest) -> Result<RawResponse, BmcError> {
+        let r = self.inner.transact(req).await?;
+        self.bytes.fetch_add(r.data.len(), Ordering::Relaxed);
+        Ok(r)
+    }
+    fn addr(&self) -> std::net::SocketAddr {
+        self.inner.addr()
+    }
 }
 
 /// Parses a boot device name and flags into the flags Set Boot Options writes.

@@ -25,7 +25,7 @@ use glob::CommandPattern;
 pub use load::{compile_text, load};
 use rate::{Limiter, Rate};
 
-use crate::ipmi::cmd::name::NAMED_COMMANDS;
+use crate::ipmi::cmd::name::{Classified, NAMED_COMMANDS};
 
 /// Where a rule was written and what it says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -480,6 +480,30 @@ impl Policy {
                 String::new(),
             ))
         })
+    }
+
+    /// Decides a classified request: every name it needs (its own, what a
+    /// Send Message carries, the other commands a composite read sends)
+    /// must be allowed. The gateway and `policy explain` both decide here,
+    /// from the one classifier, so that they cannot disagree. Refusals
+    /// that no policy can lift (`Classified::refusal`) are the caller's to
+    /// check first.
+    pub fn decide_classified(
+        &self,
+        user: &str,
+        source: Option<IpAddr>,
+        bmc: &str,
+        classified: &Classified,
+    ) -> Result<Permit, Box<(Denial, String)>> {
+        let req = Request {
+            user,
+            source,
+            bmc,
+            command: classified.name.as_str(),
+            state_changing: classified.state_changing,
+        };
+        let names: Vec<&str> = classified.names().map(|n| n.as_str()).collect();
+        self.decide_all(&req, &names)
     }
 
     /// The BMCs a user may see: those on which some role of theirs grants

@@ -29,6 +29,8 @@ pub const USERS: [(u8, &str, &str, &str); 3] = [
 pub const ADMIN_PASSWORD: &str = "Adm1nPass";
 /// How long a starting ipmi_sim may take to answer.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// Ports tried before giving up.
+const START_ATTEMPTS: usize = 3;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ipmi_sim")
@@ -72,6 +74,8 @@ pub struct IpmiSim {
 impl IpmiSim {
     /// Starts a simulated BMC, waits until it completes an RMCP+ login, sets
     /// its SEL clock and seeds three SEL entries. None when tools are missing.
+    /// The port is one the system picked a moment ago: when a neighbour
+    /// takes it first, the simulator does not answer and another is tried.
     pub fn start() -> Option<IpmiSim> {
         interop_tools()?;
         let dir = tempfile::Builder::new()
@@ -79,7 +83,6 @@ impl IpmiSim {
             .tempdir()
             .expect("temp dir");
         let d = dir.path();
-        let port = free_udp_port();
         std::fs::create_dir_all(d.join("state/ipmi_sim/bmc")).unwrap();
         std::fs::create_dir_all(d.join("sensors")).unwrap();
         std::fs::write(d.join("sensors/cpu_temp_c"), "45\n").unwrap();
@@ -99,44 +102,24 @@ impl IpmiSim {
         let control = d.join("chassis-control");
         std::fs::copy(fixtures().join("chassis-control"), &control).unwrap();
         std::fs::set_permissions(&control, std::fs::Permissions::from_mode(0o755)).unwrap();
-
-        let mut lan = format!(
-            "name \"bmc\"\nset_working_mc 0x20\nstartlan 1\n  addr 127.0.0.1 {port}\n  priv_limit admin\n  guid a5a5a5a5000011112222{port:012x}\nendlan\nchassis_control \"{} {}\"\n",
-            control.display(),
-            d.display()
-        );
-        for (id, name, pw, privilege) in USERS {
-            lan.push_str(&format!(
-                "user {id} true \"{name}\" \"{pw}\" {privilege} 10\n"
-            ));
+        for attempt in 1..=START_ATTEMPTS {
+            let port = free_udp_port();
+            write_sim_config(d, &control, port);
+            let mut child = spawn(d);
+            if answers_within(port, START_TIMEOUT) {
+                let sim = IpmiSim { dir, port, child };
+                sim.seed_sel();
+                return Some(sim);
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            let log = std::fs::read_to_string(d.join("sim.log")).unwrap_or_default();
+            assert!(
+                attempt < START_ATTEMPTS,
+                "ipmi_sim did not answer on {START_ATTEMPTS} ports within {START_TIMEOUT:?} each; log:\n{log}"
+            );
         }
-        lan.push_str("user 5 false \"disabled\" \"D1sabled\" user 10\n");
-        std::fs::write(d.join("lan.conf"), lan).unwrap();
-
-        let fru = fru_image(&format!("LAB{port:05}"));
-        let fru_bytes: Vec<String> = fru.iter().map(u8::to_string).collect();
-        let emu = format!(
-            "mc_setbmc 0x20\n\
-             mc_add 0x20 0x20 no-device-sdrs 0x01 0x01 0x00 0x9f 0x1291 0x1001 persist_sdr\n\
-             mc_add_fru_data 0x20 0 {} data {}\n\
-             sel_enable 0x20 1000 0x0a\n\
-             sensor_add 0x20 0 1 0x01 0x01 poll 500 file \"{d}/sensors/cpu_temp_c\"\n\
-             sensor_add 0x20 0 2 0x04 0x01 poll 500 file \"{d}/sensors/fan1_rpm\" div=60\n\
-             sensor_add 0x20 0 3 0x02 0x01 poll 500 file \"{d}/sensors/v12_mv\" div=60\n\
-             sensor_set_value 0x20 0 1 45 0\n\
-             sensor_set_value 0x20 0 2 90 0\n\
-             sensor_set_value 0x20 0 3 200 0\n\
-             mc_enable 0x20\n",
-            fru.len(),
-            fru_bytes.join(" "),
-            d = d.display()
-        );
-        std::fs::write(d.join("sim.emu"), emu).unwrap();
-        let child = spawn(d);
-        let sim = IpmiSim { dir, port, child };
-        sim.wait_ready();
-        sim.seed_sel();
-        Some(sim)
+        unreachable!("the last attempt returns or panics")
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -226,27 +209,9 @@ impl IpmiSim {
         let _ = self.child.kill();
         let _ = self.child.wait();
         self.child = spawn(self.dir.path());
-        self.wait_ready();
-    }
-
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + START_TIMEOUT;
-        while Instant::now() < deadline {
-            let ok = self
-                .ipmitool_command()
-                .args(["-N", "1", "-R", "1", "sel", "time", "set", "now"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            if ok {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let log = std::fs::read_to_string(self.path("sim.log")).unwrap_or_default();
-        panic!(
-            "ipmi_sim on port {} did not answer within {START_TIMEOUT:?}; log:\n{log}",
+        assert!(
+            answers_within(self.port, START_TIMEOUT),
+            "ipmi_sim on port {} did not answer within {START_TIMEOUT:?} after a restart",
             self.port
         );
     }
@@ -275,6 +240,64 @@ impl Drop for IpmiSim {
     }
 }
 
+/// True once an RMCP+ session with the simulator on `port` works (it sets
+/// the SEL clock), within `limit`.
+fn answers_within(port: u16, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        let ok = Command::new("ipmitool")
+            .args(["-I", "lanplus", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-U", "admin", "-P", ADMIN_PASSWORD, "-C", "3"])
+            .args(["-N", "1", "-R", "1", "sel", "time", "set", "now"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// The simulator's LAN config (users, the port) and its emulator script
+/// (sensors, SEL, FRU).
+fn write_sim_config(d: &Path, control: &Path, port: u16) {
+    let mut lan = format!(
+            "name \"bmc\"\nset_working_mc 0x20\nstartlan 1\n  addr 127.0.0.1 {port}\n  priv_limit admin\n  guid a5a5a5a5000011112222{port:012x}\nendlan\nchassis_control \"{} {}\"\n",
+            control.display(),
+            d.display()
+        );
+    for (id, name, pw, privilege) in USERS {
+        lan.push_str(&format!(
+            "user {id} true \"{name}\" \"{pw}\" {privilege} 10\n"
+        ));
+    }
+    lan.push_str("user 5 false \"disabled\" \"D1sabled\" user 10\n");
+    std::fs::write(d.join("lan.conf"), lan).unwrap();
+
+    let fru = fru_image(&format!("LAB{port:05}"));
+    let fru_bytes: Vec<String> = fru.iter().map(u8::to_string).collect();
+    let emu = format!(
+        "mc_setbmc 0x20\n\
+             mc_add 0x20 0x20 no-device-sdrs 0x01 0x01 0x00 0x9f 0x1291 0x1001 persist_sdr\n\
+             mc_add_fru_data 0x20 0 {} data {}\n\
+             sel_enable 0x20 1000 0x0a\n\
+             sensor_add 0x20 0 1 0x01 0x01 poll 500 file \"{d}/sensors/cpu_temp_c\"\n\
+             sensor_add 0x20 0 2 0x04 0x01 poll 500 file \"{d}/sensors/fan1_rpm\" div=60\n\
+             sensor_add 0x20 0 3 0x02 0x01 poll 500 file \"{d}/sensors/v12_mv\" div=60\n\
+             sensor_set_value 0x20 0 1 45 0\n\
+             sensor_set_value 0x20 0 2 90 0\n\
+             sensor_set_value 0x20 0 3 200 0\n\
+             mc_enable 0x20\n",
+        fru.len(),
+        fru_bytes.join(" "),
+        d = d.display()
+    );
+    std::fs::write(d.join("sim.emu"), emu).unwrap();
+}
+
 fn spawn(d: &Path) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -294,6 +317,47 @@ fn spawn(d: &Path) -> Child {
         .stderr(log)
         .spawn()
         .expect("spawn ipmi_sim")
+}
+
+/// A child process, killed by its pid and reaped when dropped (also when a
+/// test fails half-way).
+pub struct ChildGuard(pub Child);
+
+impl std::ops::Deref for ChildGuard {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ChildGuard {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Sends SIGTERM by pid and waits up to `limit` for the exit status.
+pub fn terminate(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Ok(Some(s)) = child.try_wait() {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
 }
 
 /// Runs the built ipmigw binary; returns (exit, stdout, stderr).

@@ -94,6 +94,19 @@ impl Classified {
     }
 }
 
+impl Classified {
+    /// A request known only by its name (`policy explain --command NAME`):
+    /// `None` when no request gets that name.
+    pub fn of_name(name: &str) -> Option<Classified> {
+        Some(Classified {
+            state_changing: name_is_state_changing(name)?,
+            name: CommandName(Cow::Owned(name.to_string())),
+            also: Vec::new(),
+            refusal: None,
+        })
+    }
+}
+
 /// Every fixed command name (the families in [`NAME_FAMILIES`] hold the
 /// rest), with whether it changes state; for policy validation and for
 /// listing what a user may do.
