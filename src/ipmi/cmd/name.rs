@@ -16,7 +16,9 @@
 //!   is no tunnel around policy; what does not decode is refused;
 //! - group extension (0x2C) and OEM (0x2E) commands mean different things
 //!   per defining body and vendor: their names carry the body code
-//!   (`raw.0x2c.0xMM.0xBB`) or the IANA number (`raw.0x2e.0xMM.NNNN`).
+//!   (`raw.0x2c.0xMM.0xBB`) or the IANA number (`raw.0x2e.0xMM.NNNN`),
+//!   except the few capability reads the registry names by body and exact
+//!   data (PICMG, HPM.2, VITA and DCMI discovery: `mc.info`).
 
 use std::borrow::Cow;
 
@@ -102,6 +104,7 @@ pub const NAMED: &[(&str, bool)] = &[
     ("mc.selftest", false),
     ("mc.reset.cold", true),
     ("mc.reset.warm", true),
+    ("mc.sysinfo.write", true),
     ("chassis.status", false),
     ("chassis.power.off", true),
     ("chassis.power.on", true),
@@ -258,6 +261,11 @@ fn own_name(netfn: NetFn, cmd: u8, data: &[u8]) -> Classified {
         also: Vec::new(),
         refusal: None,
     };
+    if netfn == NetFn::GROUP_EXTENSION {
+        if let Some(e) = registry::group_extension(cmd, data) {
+            return named(e.name, false);
+        }
+    }
     let Some(spec) = registry::lookup(netfn, cmd) else {
         return raw(netfn, cmd, data);
     };
@@ -356,6 +364,13 @@ mod tests {
         let cases: &[(u8, u8, &[u8], &str, bool)] = &[
             (0x06, 0x01, &[], "mc.info", false),
             (0x06, 0x37, &[], "mc.info", false),
+            (0x06, 0x08, &[], "mc.info", false),
+            (0x06, 0x59, &[0, 1, 0, 0], "mc.info", false),
+            (0x06, 0x58, &[1, 0, 1], "mc.sysinfo.write", true),
+            (0x2C, 0x00, &[0x00], "mc.info", false),
+            (0x2C, 0x3E, &[0x00, 0x02], "mc.info", false),
+            (0x2C, 0x00, &[0x03], "mc.info", false),
+            (0x2C, 0x01, &[0xDC, 0x01], "mc.info", false),
             (0x06, 0x04, &[], "mc.selftest", false),
             (0x06, 0x02, &[], "mc.reset.cold", true),
             (0x06, 0x03, &[], "mc.reset.warm", true),
@@ -430,10 +445,24 @@ mod tests {
             ("raw.0x2e.0xab.343".into(), true)
         );
         assert_eq!(
-            name(0x2C, 0x01, &[0xDC, 1]),
-            ("raw.0x2c.0x01.0xdc".into(), true)
+            name(0x2C, 0x02, &[0xDC, 1]),
+            ("raw.0x2c.0x02.0xdc".into(), true)
         );
-        assert_eq!(name(0x2C, 0x00, &[0x00]).0, "raw.0x2c.0x00.0x00");
+        // Group extension reads are named only by their body and exact
+        // data: other bodies, lengths or commands stay raw.
+        assert_eq!(name(0x2C, 0x00, &[0x00, 0x01]).0, "raw.0x2c.0x00.0x00");
+        assert_eq!(name(0x2C, 0x00, &[0xDC]).0, "raw.0x2c.0x00.0xdc");
+        assert_eq!(name(0x2C, 0x01, &[0x00, 0x01]).0, "raw.0x2c.0x01.0x00");
+        assert_eq!(name(0x2C, 0x3E, &[0x00]).0, "raw.0x2c.0x3e.0x00");
+        // DCMI writes (Set Power Limit) are not capability reads.
+        assert_eq!(
+            name(
+                0x2C,
+                0x04,
+                &[0xDC, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+            ),
+            ("raw.0x2c.0x04.0xdc".into(), true)
+        );
         assert_eq!(name(0x2E, 0x01, &[0x57]).0, "raw.0x2e.0x01");
         assert_eq!(name(0x2C, 0x01, &[]).0, "raw.0x2c.0x01");
         // Chassis Control with no, too much or out-of-range data is not a power action.

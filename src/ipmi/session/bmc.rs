@@ -915,7 +915,9 @@ impl Endpoint {
         self.stats.commands += 1;
         let mut close = None;
         let (cc, data) = match CommandId::new(req.netfn, req.cmd) {
-            _ if privilege::required(req.netfn, req.cmd).is_some_and(|p| a.privilege < p) => {
+            _ if privilege::required(req.netfn, req.cmd, &req.data)
+                .is_some_and(|p| a.privilege < p) =>
+            {
                 self.stats.privilege_refused += 1;
                 (CompletionCode::INSUFFICIENT_PRIVILEGE, vec![])
             }
