@@ -326,6 +326,41 @@ fn boot_options(data: &[u8]) -> Option<CommandName> {
     })
 }
 
+/// One step of a boot-device change as `ipmitool chassis bootdev` sends
+/// it: parameter 0 brackets the writes (IPMI v2.0 §28.12: set in progress,
+/// commit write, set complete) around the boot info acknowledge and the
+/// boot flags. The gateway counts such a change once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BootStep {
+    /// Parameter 0 "set in progress": a change begins.
+    Begin,
+    /// Parameter 4, boot info acknowledge.
+    Acknowledge,
+    /// Parameter 5, the boot device (only what `chassis.bootdev.set` names).
+    Flags,
+    /// Parameter 0 "commit write".
+    Commit,
+    /// Parameter 0 "set complete": the change ends.
+    End,
+}
+
+/// The boot-device change step a request is: `Some` only for what is named
+/// `chassis.bootdev.set` (never for the boot options beyond the device).
+pub fn boot_step(netfn: NetFn, cmd: u8, data: &[u8]) -> Option<BootStep> {
+    if !registry::id::SET_SYSTEM_BOOT_OPTIONS.is(netfn, cmd)
+        || boot_options(data)?.as_str() != "chassis.bootdev.set"
+    {
+        return None;
+    }
+    Some(match data {
+        [0, 1] => BootStep::Begin,
+        [0, 2] => BootStep::Commit,
+        [0, _] => BootStep::End,
+        [4, ..] => BootStep::Acknowledge,
+        _ => BootStep::Flags,
+    })
+}
+
 fn boot_param(param: u8) -> CommandName {
     CommandName(Cow::Owned(format!("chassis.bootopt.param.0x{param:02x}")))
 }
@@ -592,6 +627,28 @@ mod tests {
         for d in [&[0x05, 0x80, 0x84, 0, 0, 0][..], &[0x07, 0], &[]] {
             assert!(name(0x00, 0x08, d).1, "state-changing");
         }
+    }
+
+    #[test]
+    fn boot_device_steps_are_told_apart_and_nothing_else_is_one() {
+        let step = |data: &[u8]| boot_step(NetFn::CHASSIS, 0x08, data);
+        assert_eq!(step(&[0, 1]), Some(BootStep::Begin));
+        assert_eq!(step(&[4, 1, 1]), Some(BootStep::Acknowledge));
+        assert_eq!(step(&[5, 0x80, 0x04, 0, 0, 0]), Some(BootStep::Flags));
+        assert_eq!(step(&[0, 2]), Some(BootStep::Commit));
+        assert_eq!(step(&[0, 0]), Some(BootStep::End));
+        for other in [
+            &[0, 3][..],               // reserved: not chassis.bootdev.set
+            &[0x80, 1],                // parameter 0 marked invalid
+            &[5, 0x80, 0x84, 0, 0, 0], // CMOS clear
+            &[7, 0, 1, 2],             // the boot mailbox
+            &[0, 1, 0],                // too long
+            &[],
+        ] {
+            assert_eq!(step(other), None, "{other:02x?}");
+        }
+        assert_eq!(boot_step(NetFn::CHASSIS, 0x09, &[0, 1]), None, "a read");
+        assert_eq!(boot_step(NetFn::APP, 0x08, &[0, 1]), None);
     }
 
     fn ipmb(netfn: u8, cmd: u8, data: &[u8]) -> Vec<u8> {
