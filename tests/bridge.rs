@@ -78,6 +78,19 @@ impl Bridge {
         }
     }
 
+    /// Every stderr line that arrives within `limit`.
+    fn stderr_lines(&self, limit: Duration) -> Vec<String> {
+        let deadline = Instant::now() + limit;
+        let mut out = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.stderr.recv_timeout(left) {
+                Ok(line) => out.push(line),
+                Err(_) => break,
+            }
+        }
+        out
+    }
+
     /// Waits at most `limit` for a stderr line containing `text`.
     fn wait_for_stderr(&self, text: &str, limit: Duration) -> Option<String> {
         let deadline = Instant::now() + limit;
@@ -157,6 +170,11 @@ struct Env {
 }
 
 async fn setup() -> Env {
+    setup_with(|_| {}).await
+}
+
+/// [`setup`], after `edit` has changed the demo files (it gets the dir).
+async fn setup_with(edit: impl FnOnce(&Path)) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let sim = Simulator::start(SimConfig::new("127.0.0.1:0".parse().unwrap(), 2))
         .await
@@ -174,6 +192,7 @@ async fn setup() -> Env {
         "state_changing_rate = \"600/minute\"",
     );
     std::fs::write(&op, text).unwrap();
+    edit(dir.path());
     let gw = gateway::start(&config)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -734,6 +753,381 @@ async fn a_resent_power_command_runs_once() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!env.sim.bmc(0).power_on());
+    env.gw.shutdown("test").await;
+    env.sim.stop().await;
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// ipmitool run directly against simulated BMC `port` as its admin.
+fn direct(port: u16, args: &[&str]) -> String {
+    let out = ipmitool(port, "admin", common::ADMIN_PASSWORD, "17", args);
+    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    stdout(&out)
+}
+
+/// `ipmitool chassis bootdev` sends five messages for one change; under a
+/// 3/minute state-changing limit three changes pass whole, and the fourth
+/// is refused cleanly: ipmitool exits non-zero (it ignores completion
+/// codes there, so the refused boot-flags write gets no answer), the BMC's
+/// boot device is the third's and it is not left "set in progress".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_boot_device_change_counts_once_and_a_refused_one_fails() {
+    if tools().is_none() {
+        return;
+    }
+    let env = setup_with(|dir| {
+        let op = dir.join("policies/operator.toml");
+        let text = std::fs::read_to_string(&op).unwrap().replace(
+            "state_changing_rate = \"600/minute\"",
+            "state_changing_rate = \"3/minute\"",
+        );
+        std::fs::write(&op, text).unwrap();
+    })
+    .await;
+    let (dir, gw_addr) = (env.dir.path().to_path_buf(), env.gw.local_addr());
+    let sim_port = env.sim.bmc(0).addr().port();
+    tokio::task::spawn_blocking(move || {
+        let bridge = Bridge::start(&dir, gw_addr, "alice", "node01");
+        let bootdev = |extra: &[&str], dev: &str| {
+            let args = [extra, &["chassis", "bootdev", dev]].concat();
+            ipmitool(bridge.port, "alice", LOCAL_PASSWORD, "17", &args)
+        };
+        for dev in ["pxe", "disk", "cdrom"] {
+            let out = bootdev(&[], dev);
+            assert!(out.status.success(), "{dev}: {}", stderr(&out));
+            assert_eq!(stdout(&out).trim(), format!("Set Boot Device to {dev}"));
+        }
+        // Fewer retries than ipmitool's default (ten seconds) for the
+        // unanswered boot-flags write.
+        let started = Instant::now();
+        let out = bootdev(&["-N", "1", "-R", "2"], "bios");
+        assert!(!out.status.success(), "the fourth change: {}", stdout(&out));
+        assert!(
+            stderr(&out).contains("Boot Parameter 5"),
+            "{}",
+            stderr(&out)
+        );
+        assert!(started.elapsed() < Duration::from_secs(15));
+        assert!(bridge
+            .wait_for_stderr("rate limited", Duration::from_secs(5))
+            .is_some());
+        assert!(direct(sim_port, &["chassis", "bootparam", "get", "5"]).contains("CD/DVD"));
+        assert!(
+            direct(sim_port, &["chassis", "bootparam", "get", "0"]).contains("set complete"),
+            "the BMC is not left set in progress"
+        );
+    })
+    .await
+    .unwrap();
+    let lines = audit(env.dir.path());
+    let boot: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["event"] == "request" && l["command"] == "chassis.bootdev.set")
+        .collect();
+    let allowed = boot.iter().filter(|l| l["decision"] == "allow").count();
+    assert_eq!(allowed, 15, "three changes of five messages each");
+    let flags_refused = boot.iter().any(|l| {
+        l["decision"] == "deny"
+            && l["data"].as_str().unwrap().starts_with("05")
+            && l["rule"].as_str().unwrap().contains("state_changing_rate")
+    });
+    assert!(
+        flags_refused,
+        "the fourth boot-flags write is a rate-limit deny"
+    );
+    env.gw.shutdown("test").await;
+    env.sim.stop().await;
+}
+
+/// A TCP port on loopback that was free a moment ago.
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The gateway process restarts under a running bridge: while it is away
+/// every command is answered at once (node busy) and the bridge says so
+/// once, not per command; once it is back the bridge reconnects by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bridge_reconnects_after_the_gateway_restarts() {
+    use common::gateway::{demo_files, GatewayProcess};
+    if tools().is_none() {
+        return;
+    }
+    let sim = Simulator::start(SimConfig::new("127.0.0.1:0".parse().unwrap(), 1))
+        .await
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let port = free_tcp_port();
+    let config = demo_files(&dir, &sim, |d| {
+        let cfg = d.join("gateway.toml");
+        let text = std::fs::read_to_string(&cfg)
+            .unwrap()
+            .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+        std::fs::write(cfg, text).unwrap();
+    });
+    tokio::task::spawn_blocking(move || {
+        let mut gw = GatewayProcess::start(&config, &[]).unwrap();
+        let bridge = Bridge::start(&dir, gw.addr, "alice", "node01");
+        let status = || {
+            ipmitool(
+                bridge.port,
+                "alice",
+                LOCAL_PASSWORD,
+                "17",
+                &["power", "status"],
+            )
+        };
+        assert!(status().status.success(), "{}", stderr(&status()));
+        gw.signal("TERM");
+        assert!(
+            gw.wait(Duration::from_secs(15)).is_some(),
+            "the gateway stops"
+        );
+        for _ in 0..3 {
+            let started = Instant::now();
+            let out = status();
+            assert!(!out.status.success());
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "answered at once while the gateway is away: {:?}",
+                started.elapsed()
+            );
+        }
+        let told = bridge.stderr_lines(Duration::from_millis(500));
+        let outages = told
+            .iter()
+            .filter(|l| l.contains("lost the gateway"))
+            .count();
+        assert_eq!(outages, 1, "told once per outage: {told:#?}");
+        let _gw = GatewayProcess::start(&config, &[]).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let back = loop {
+            let out = status();
+            if out.status.success() {
+                break out;
+            }
+            assert!(Instant::now() < deadline, "no reconnect: {}", stderr(&out));
+            std::thread::sleep(Duration::from_millis(250));
+        };
+        assert_eq!(stdout(&back).trim(), "Chassis Power is off");
+        assert!(bridge
+            .wait_for_stderr("the gateway is back", Duration::from_secs(5))
+            .is_some());
+    })
+    .await
+    .unwrap();
+    sim.stop().await;
+}
+
+/// Get System GUID goes to the BMC (a named read), so every bridge shows
+/// the machine's GUID, not one it made up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_system_guid_is_the_bmcs() {
+    if tools().is_none() {
+        return;
+    }
+    let env = setup().await;
+    let (dir, gw_addr) = (env.dir.path().to_path_buf(), env.gw.local_addr());
+    let sim_port = env.sim.bmc(1).addr().port();
+    tokio::task::spawn_blocking(move || {
+        let want = direct(sim_port, &["mc", "guid"]);
+        for _ in 0..2 {
+            let bridge = Bridge::start(&dir, gw_addr, "bob", "node02");
+            let out = ipmitool(bridge.port, "bob", LOCAL_PASSWORD, "17", &["mc", "guid"]);
+            assert!(out.status.success(), "{}", stderr(&out));
+            assert_eq!(stdout(&out), want);
+        }
+    })
+    .await
+    .unwrap();
+    let lines = audit(env.dir.path());
+    assert!(lines.iter().any(|l| l["event"] == "request"
+        && l["user"] == "bob"
+        && l["cmd"] == 0x37
+        && l["command"] == "mc.info"
+        && l["decision"] == "allow"));
+    env.gw.shutdown("test").await;
+    env.sim.stop().await;
+}
+
+/// A target the gateway does not let the user act on is refused at start,
+/// with a message that says so (not "insufficient privilege" later).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_target_is_refused_at_start() {
+    let env = setup().await;
+    let (dir, gw_addr) = (env.dir.path().to_path_buf(), env.gw.local_addr());
+    tokio::task::spawn_blocking(move || {
+        let pw = dir.join("bridge.pw");
+        common::private_file(&pw, LOCAL_PASSWORD);
+        let map = dir.join("map.txt");
+        std::fs::write(&map, "node01\nnode99\n").unwrap();
+        for target in [&["node99"][..], &["--map", map.to_str().unwrap()]] {
+            let mut child = common::ipmigw_as(gw_addr, &dir.join("pki"), "alice")
+                .args(["bridge", "--user", "alice", "--listen", "127.0.0.1:0"])
+                .args(["--password-file", pw.to_str().unwrap()])
+                .args(target)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let (out, err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+            let code = exit_code(child);
+            let (out, err) = (
+                std::io::read_to_string(out).unwrap(),
+                std::io::read_to_string(err).unwrap(),
+            );
+            assert_eq!(code, 1, "{target:?}: {err}");
+            assert!(
+                err.contains("node99") && err.contains("no BMC of that name"),
+                "{err}"
+            );
+            assert!(
+                err.contains("node01, node02"),
+                "names the user's BMCs: {err}"
+            );
+            assert!(!out.contains("udp://"), "no listener was opened: {out}");
+        }
+    })
+    .await
+    .unwrap();
+    env.gw.shutdown("test").await;
+    env.sim.stop().await;
+}
+
+/// freeipmi's `bmc-info` works for a viewer through the bridge (Device
+/// GUID, System GUID and System Info Parameters are `mc.info`), and an
+/// ipmitool run's PICMG/HPM.2/VITA probes are reads, not deny records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bmc_info_works_for_a_viewer_and_probes_are_not_denials() {
+    if tools().is_none() {
+        return;
+    }
+    let env = setup().await;
+    let (dir, gw_addr) = (env.dir.path().to_path_buf(), env.gw.local_addr());
+    let sim_port = env.sim.bmc(0).addr().port();
+    tokio::task::spawn_blocking(move || {
+        let bmc_info = |port: u16, user: &str, pw: &str| {
+            let out = Command::new("bmc-info")
+                .args(["-D", "LAN_2_0", "-u", user, "-p", pw])
+                .arg(format!("-h127.0.0.1:{port}"))
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "bmc-info as {user}: {}", stderr(&out));
+            stdout(&out)
+        };
+        let guids = |text: &str| -> Vec<String> {
+            text.lines()
+                .filter(|l| l.contains("GUID"))
+                .map(str::to_string)
+                .collect()
+        };
+        let want = guids(&bmc_info(sim_port, "admin", common::ADMIN_PASSWORD));
+        assert_eq!(want.len(), 2, "Device and System GUID: {want:?}");
+        let bob = Bridge::start(&dir, gw_addr, "bob", "node01");
+        assert_eq!(guids(&bmc_info(bob.port, "bob", LOCAL_PASSWORD)), want);
+        let alice = Bridge::start(&dir, gw_addr, "alice", "node01");
+        let out = ipmitool(
+            alice.port,
+            "alice",
+            LOCAL_PASSWORD,
+            "17",
+            &["power", "status"],
+        );
+        assert!(out.status.success());
+        assert_eq!(stderr(&out), "", "no probe failure shown");
+        let told = alice.stderr_lines(Duration::from_millis(300));
+        assert!(told.is_empty(), "the bridge refused nothing: {told:?}");
+    })
+    .await
+    .unwrap();
+    let lines = audit(env.dir.path());
+    let alice_denied: Vec<_> = lines
+        .iter()
+        .filter(|l| l["event"] == "request" && l["user"] == "alice" && l["decision"] == "deny")
+        .collect();
+    assert!(alice_denied.is_empty(), "{alice_denied:#?}");
+    for (netfn, cmd) in [(6, 0x08), (6, 0x37), (0x2C, 0x00), (0x2C, 0x3E)] {
+        assert!(
+            lines.iter().any(|l| l["event"] == "request"
+                && l["netfn"] == netfn
+                && l["cmd"] == cmd
+                && l["command"] == "mc.info"
+                && l["decision"] == "allow"),
+            "{netfn:#x}/{cmd:#x} is an allowed mc.info read"
+        );
+    }
+    env.gw.shutdown("test").await;
+    env.sim.stop().await;
+}
+
+/// `sol activate` through the bridge is refused by the bridge itself, even
+/// for a user whom policy would let activate SOL: nothing reaches the
+/// gateway, so no payload is left active on the BMC under the gateway's
+/// session. `sol deactivate` is answered too, not denied as a raw command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sol_is_refused_by_the_bridge_and_nothing_is_sent() {
+    if tools().is_none() {
+        return;
+    }
+    let env = setup_with(|dir| {
+        common::gateway::append_policy(
+            dir,
+            "sol.toml",
+            "[[role]]\nname = \"sol\"\ntargets = [\"*\"]\nallow = [\"sol.**\"]\n",
+        );
+        let users = dir.join("policies/users.toml");
+        let text = std::fs::read_to_string(&users).unwrap().replacen(
+            "roles = [\"operator\"]",
+            "roles = [\"operator\", \"sol\"]",
+            1,
+        );
+        std::fs::write(users, text).unwrap();
+    })
+    .await;
+    let (dir, gw_addr) = (env.dir.path().to_path_buf(), env.gw.local_addr());
+    tokio::task::spawn_blocking(move || {
+        let bridge = Bridge::start(&dir, gw_addr, "alice", "node01");
+        let sol = |what: &str| ipmitool(bridge.port, "alice", LOCAL_PASSWORD, "17", &["sol", what]);
+        let out = sol("activate");
+        assert!(!out.status.success());
+        assert!(
+            stderr(&out).contains("SOL payload disabled"),
+            "{}",
+            stderr(&out)
+        );
+        assert!(bridge
+            .wait_for_stderr("refused Activate Payload", Duration::from_secs(5))
+            .is_some());
+        let out = sol("deactivate");
+        assert!(
+            stderr(&out).contains("already de-activated"),
+            "{}",
+            stderr(&out)
+        );
+    })
+    .await
+    .unwrap();
+    let lines = audit(env.dir.path());
+    let payload: Vec<_> = lines
+        .iter()
+        .filter(|l| {
+            l["event"] == "request"
+                && l["netfn"] == 6
+                && [0x48, 0x49, 0x4A].contains(&l["cmd"].as_u64().unwrap_or(0))
+        })
+        .collect();
+    assert!(
+        payload.is_empty(),
+        "payload commands reached the gateway: {payload:#?}"
+    );
     env.gw.shutdown("test").await;
     env.sim.stop().await;
 }

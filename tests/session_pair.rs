@@ -445,3 +445,70 @@ fn suite_0_and_mixed_triples_are_refused_by_name() {
     );
     assert_eq!(p.bmc.session_count(), 1);
 }
+
+/// The bridge's way with Get System GUID: inside a session it is the
+/// application's (forwarded to the real BMC), not the endpoint's own GUID.
+#[test]
+fn a_forwarding_endpoint_hands_get_system_guid_to_the_application() {
+    let mut plain = Pair::default();
+    let mut s = plain
+        .login(console("viewer", "V1ewPass", Privilege::User))
+        .unwrap();
+    let (cc, guid) = plain.call(&mut s, NetFn::APP, 0x37, vec![]);
+    assert_eq!(
+        (cc, guid),
+        (CompletionCode::OK, vec![0x42; 16]),
+        "a BMC's own"
+    );
+    let mut cfg = EndpointConfig::new([0x42; 16]);
+    cfg.forward_system_guid = true;
+    let mut p = Pair::new(cfg);
+    let mut s = p
+        .login(console("viewer", "V1ewPass", Privilege::User))
+        .unwrap();
+    let d = s.send_request(NetFn::APP, 0x37, vec![]);
+    let Some(Received::Command(cmd)) = p.bmc.receive(p.now, &d) else {
+        panic!("Get System GUID is the application's");
+    };
+    let real = vec![7u8; 16];
+    let out = p.bmc.answer(cmd, CompletionCode::OK, real.clone()).unwrap();
+    assert_eq!(s.handle_datagram(&out.bytes).unwrap().data, real);
+}
+
+/// A withheld command gets no answer, and neither does a copy re-sent
+/// within the repeat window (it is not run again either); a new command
+/// is the application's as usual.
+#[test]
+fn a_withheld_command_and_its_resent_copies_get_no_answer() {
+    let mut cfg = EndpointConfig::new([0x42; 16]);
+    cfg.repeat_window = Some(Duration::from_secs(10));
+    let mut p = Pair::new(cfg);
+    let mut s = p
+        .login(console("admin", "Adm1nPass", Privilege::Administrator))
+        .unwrap();
+    let boot_flags = vec![0x05, 0x80, 0x04, 0, 0, 0];
+    let d = s.send_request(NetFn::CHASSIS, 0x08, boot_flags.clone());
+    let Some(Received::Command(cmd)) = p.bmc.receive(p.now, &d) else {
+        panic!("Set System Boot Options is the application's");
+    };
+    p.bmc.withhold(cmd);
+    // ipmitool re-sends the request (a new session sequence number).
+    p.now += Duration::from_secs(1);
+    let again = s.send_request(NetFn::CHASSIS, 0x08, boot_flags.clone());
+    assert!(
+        p.bmc.receive(p.now, &again).is_none(),
+        "the copy is withheld too"
+    );
+    let other = s.send_request(NetFn::CHASSIS, 0x01, vec![]);
+    assert!(matches!(
+        p.bmc.receive(p.now, &other),
+        Some(Received::Command(_))
+    ));
+    // After the window the same bytes are a new command.
+    p.now += Duration::from_secs(11);
+    let later = s.send_request(NetFn::CHASSIS, 0x08, boot_flags);
+    assert!(matches!(
+        p.bmc.receive(p.now, &later),
+        Some(Received::Command(_))
+    ));
+}

@@ -267,6 +267,96 @@ fn freeipmi_tools_need_no_workaround_flags() {
     );
 }
 
+/// The row of `name` in a `|`-separated table (name first, or after
+/// freeipmi's record ID), its cells trimmed, from the name on.
+fn row<'a>(table: &'a str, name: &str) -> Vec<&'a str> {
+    table
+        .lines()
+        .map(|l| l.split('|').map(str::trim).collect::<Vec<_>>())
+        .find_map(|cells| {
+            let at = cells.iter().take(2).position(|c| *c == name)?;
+            Some(cells[at..].to_vec())
+        })
+        .unwrap_or_else(|| panic!("no {name} in\n{table}"))
+}
+
+/// A powered-off host's fans, rails and CPU temperatures have no reading,
+/// as on real BMCs: ipmitool, freeipmi and `ipmigw` show "no reading",
+/// not 0 RPM and 0 V passing as `ok` below their lower thresholds.
+#[test]
+fn a_powered_off_hosts_sensors_have_no_reading() {
+    if !have("ipmitool") || !have("ipmi-sensors") {
+        return;
+    }
+    let s = Sim::start(1, |_| {});
+    assert!(!s.sim().bmc(0).power_on());
+    let sdr = s.admin(0, "17", &["sdr", "list"]);
+    for name in ["Fan1", "12V", "CPU1 Temp", "Power"] {
+        assert_eq!(row(&sdr, name)[1..], ["no reading", "ns"], "{sdr}");
+    }
+    assert_eq!(
+        row(&sdr, "Inlet Temp")[2],
+        "ok",
+        "the inlet reads while off"
+    );
+    let list = s.admin(0, "17", &["sensor", "list"]);
+    assert_eq!(row(&list, "Fan1")[1..4], ["na", "RPM", "na"], "{list}");
+    let cache = tempfile::tempdir().unwrap();
+    let out = Command::new("ipmi-sensors")
+        .args([
+            "-D",
+            "LAN_2_0",
+            "-u",
+            "admin",
+            "-p",
+            "Adm1nPass",
+            "--quiet-cache",
+        ])
+        .arg(format!("-h127.0.0.1:{}", s.addr(0).port()))
+        .arg(format!("--sdr-cache-directory={}", cache.path().display()))
+        .output()
+        .unwrap();
+    let freeipmi = String::from_utf8_lossy(&out.stdout);
+    let fan = row(&freeipmi, "Fan1");
+    assert_eq!((fan[2], fan[4]), ("N/A", "N/A"), "{freeipmi}");
+    // `ipmigw` (the gateway's and the direct client's sensors verb).
+    let dir = tempfile::tempdir().unwrap();
+    let pw = pw_file(dir.path());
+    let host = s.addr(0).to_string();
+    let sensors = |json: &[&str]| {
+        let args = [
+            &["bmc", "-H", &host, "-U", "admin", "--password-file", &pw][..],
+            json,
+            &["sensors"],
+        ]
+        .concat();
+        let (code, out, err) = ipmigw_bin(&args);
+        assert_eq!(code, 0, "{err}");
+        out
+    };
+    let text = sensors(&[]);
+    assert_eq!(row(&text, "Fan1")[1..4], ["na", "RPM", "ns"], "{text}");
+    let v: serde_json::Value = serde_json::from_str(&sensors(&["--json"])).unwrap();
+    let fan = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "Fan1")
+        .unwrap();
+    assert_eq!(
+        (&fan["reading"], &fan["status"]),
+        (&serde_json::Value::Null, &"ns".into())
+    );
+    // Powered on, the same sensors read and are within their thresholds.
+    s.admin(0, "17", &["power", "on"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let sdr = s.admin(0, "17", &["sdr", "list"]);
+    for name in ["Fan1", "12V", "CPU1 Temp"] {
+        let r = row(&sdr, name);
+        assert!(r[1] != "no reading" && r[2] == "ok", "{name}: {sdr}");
+    }
+}
+
 fn pw_file(dir: &std::path::Path) -> String {
     let p = dir.join("pw");
     std::fs::write(&p, "Adm1nPass").unwrap();

@@ -1,9 +1,11 @@
 //! Request classification and redaction on arbitrary client bytes: the
 //! policy names a request gets (Send Message decoded recursively, boot
-//! options by parameter and bits, OEM by IANA), and the secret offset the
-//! audit trail redacts from.
+//! options by parameter and bits, OEM by IANA, group extension reads by
+//! body and length), the boot-device change step it is, the privilege a
+//! BMC asks for it, and the secret offset the audit trail redacts from.
 #![no_main]
-use ipmigw::ipmi::cmd::name::{classify, name_is_state_changing};
+use ipmigw::ipmi::cmd::name::{boot_step, classify, name_is_state_changing};
+use ipmigw::ipmi::cmd::privilege;
 use ipmigw::ipmi::cmd::registry::secret_from;
 use ipmigw::ipmi::wire::message::NetFn;
 use libfuzzer_sys::fuzz_target;
@@ -21,6 +23,12 @@ fuzz_target!(|data: &[u8]| {
             assert!(c.state_changing, "{name} changes state");
         }
     }
+    // A change step is only ever what is named chassis.bootdev.set.
+    if boot_step(netfn, cmd, payload).is_some() {
+        assert_eq!(c.name.as_str(), "chassis.bootdev.set");
+    }
+    // Privilege lookups read the data of group extension commands too.
+    let _ = privilege::required(netfn, cmd, payload);
     if let Some(k) = secret_from(netfn, cmd, payload) {
         assert!(k < payload.len());
         let shown = ipmigw::audit::redact_request_data(netfn.0, cmd, payload);

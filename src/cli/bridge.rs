@@ -14,6 +14,15 @@
 //! login name unless --user), refuses short --password-file passwords
 //! unless told otherwise, and backs off after failed logins.
 //!
+//! The bridge answers a few commands itself: Serial over LAN (activation is
+//! refused, as for a disabled payload; see [`local_answer`]) and session
+//! management. Get System GUID goes to the BMC like any other read. A
+//! boot-flags write that does not reach the BMC gets no answer at all (see
+//! [`withheld_unless_answered`]). When the gateway goes away, commands are
+//! answered at once with "node busy" while the bridge reconnects with
+//! back-off ([`Link`]). It starts only for targets the gateway lets its
+//! user act on.
+//!
 //! Each local BMC is one tokio task owning its socket and its endpoint. It
 //! answers one request at a time, as a BMC does (the next datagram waits in
 //! the socket while a request crosses to the gateway), and wakes at the
@@ -22,6 +31,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -32,12 +42,14 @@ use tokio::sync::watch;
 
 use super::client::{self, ClientOpts, Gateway};
 use super::CliError;
-use crate::ipmi::cmd::name::classify;
+use crate::ipmi::cmd::name::{boot_step, classify, BootStep};
+use crate::ipmi::cmd::registry::{id, CommandId};
 use crate::ipmi::crypto::CipherSuite;
 use crate::ipmi::session::bmc::{BmcUser, Endpoint, EndpointConfig, Lockout, Received};
 use crate::ipmi::session::Privilege;
 use crate::ipmi::wire::message::{CompletionCode, Request};
 use crate::ipmi::wire::rakp::MAX_USERNAME_LEN;
+use crate::ops::error::EXIT_USAGE;
 use crate::secret::SecretBytes;
 
 #[derive(Debug, Args)]
@@ -109,25 +121,47 @@ const CC_NODE_BUSY: u8 = 0xC0;
 const CC_TIMEOUT: u8 = 0xC3;
 const CC_UNSPECIFIED: u8 = 0xFF;
 
+/// What became of a command sent towards the gateway.
+#[derive(Debug, PartialEq, Eq)]
+enum Forwarded {
+    /// The BMC's answer, through the gateway.
+    Answered(CompletionCode, Vec<u8>),
+    /// The gateway refused it, or could not be asked: the completion code
+    /// the tool gets instead. Nothing reached the BMC (or, after a lost
+    /// connection, perhaps it did: 0xFF).
+    NotAnswered(CompletionCode),
+}
+
 struct Forwarder {
-    gateway: Gateway,
+    link: Arc<Link>,
     path: String,
     target: String,
 }
 
 impl Forwarder {
-    async fn forward(&self, req: &Request) -> (CompletionCode, Vec<u8>) {
+    async fn forward(&self, req: &Request) -> Forwarded {
+        // While the gateway is away, answer at once (a tool that waited for
+        // a dial per command would time out) and say nothing more: the
+        // outage was reported once when it began.
+        if self.link.is_away() {
+            return Forwarded::NotAnswered(CompletionCode(CC_NODE_BUSY));
+        }
         let hex = hex::encode(&req.data);
         let body = json!({"netfn": req.netfn.0, "cmd": req.cmd, "data": hex});
         let (status, bytes) = match self
+            .link
             .gateway
             .call_raw(Method::POST, &self.path, Some(body), false)
             .await
         {
             Ok(r) => r,
-            Err(e) => {
+            Err(e) if e.code == EXIT_USAGE => {
                 eprintln!("ipmigw bridge: {}: {}", self.target, e.message);
-                return (CompletionCode(CC_UNSPECIFIED), vec![]);
+                return Forwarded::NotAnswered(CompletionCode(CC_UNSPECIFIED));
+            }
+            Err(e) => {
+                Link::lost(&self.link, &e.message);
+                return Forwarded::NotAnswered(CompletionCode(CC_UNSPECIFIED));
             }
         };
         let v: Value = serde_json::from_slice(&bytes).unwrap_or_default();
@@ -138,7 +172,7 @@ impl Forwarder {
             let data = hex::decode(v["data"].as_str().unwrap_or("").as_bytes())
                 .ok()
                 .unwrap_or_default();
-            return (CompletionCode(cc), data);
+            return Forwarded::Answered(CompletionCode(cc), data);
         }
         let message = v["error"]["message"].as_str().unwrap_or("refused");
         eprintln!(
@@ -160,8 +194,107 @@ impl Forwarder {
             504 => CC_TIMEOUT,
             _ => CC_UNSPECIFIED,
         };
-        (CompletionCode(cc), vec![])
+        Forwarded::NotAnswered(CompletionCode(cc))
     }
+}
+
+// === the link to the gateway ===
+
+/// First wait before dialling a gateway that went away, doubled after each
+/// failed attempt up to [`RECONNECT_MAX`].
+const RECONNECT_FIRST: Duration = Duration::from_millis(250);
+const RECONNECT_MAX: Duration = Duration::from_secs(10);
+
+/// The way to the gateway, shared by every local BMC of the process. When
+/// a request finds the gateway gone (restart, network), the link is
+/// "away": commands are answered at once with 0xC0 (node busy), one task
+/// dials again with back-off, and the owner is told once when the gateway
+/// went and once when it is back, not once per command.
+struct Link {
+    gateway: Gateway,
+    /// When the gateway went away; `None` while it is there.
+    away_since: std::sync::Mutex<Option<Instant>>,
+}
+
+impl Link {
+    fn new(gateway: Gateway) -> Arc<Link> {
+        Arc::new(Link {
+            gateway,
+            away_since: std::sync::Mutex::new(None),
+        })
+    }
+
+    fn is_away(&self) -> bool {
+        self.away_since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    }
+
+    /// The gateway could not be reached (`why`): begins an outage, unless
+    /// one is under way, and the reconnecting task that ends it.
+    fn lost(link: &Arc<Link>, why: &str) {
+        {
+            let mut away = link.away_since.lock().unwrap_or_else(|p| p.into_inner());
+            if away.is_some() {
+                return;
+            }
+            *away = Some(Instant::now());
+        }
+        eprintln!(
+            "ipmigw bridge: lost the gateway ({why}); answering 0xC0 (node busy) until it is back, reconnecting"
+        );
+        tokio::spawn(reconnect(link.clone()));
+    }
+}
+
+/// Dials the gateway with back-off until it answers; then the link is up.
+async fn reconnect(link: Arc<Link>) {
+    let mut wait = RECONNECT_FIRST;
+    loop {
+        tokio::time::sleep(wait).await;
+        if link.gateway.redial().await.is_ok() {
+            let since = link
+                .away_since
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            let secs = since.map_or(0.0, |t| t.elapsed().as_secs_f64());
+            eprintln!("ipmigw bridge: the gateway is back (away {secs:.1} s)");
+            return;
+        }
+        wait = (wait * 2).min(RECONNECT_MAX);
+    }
+}
+
+// === what the bridge answers itself ===
+
+/// Commands the bridge answers itself, as the BMC it stands for, without
+/// asking the gateway: Serial over LAN. Activating a payload through the
+/// gateway would bind it to the gateway's own session with the BMC (where
+/// nobody reads it, and where it stays active until the BMC times it out)
+/// and the bridge carries no payload but IPMI; so activation is refused
+/// as a BMC refuses a disabled payload, and deactivation and status say
+/// that nothing is active.
+fn local_answer(req: &Request) -> Option<(CompletionCode, Vec<u8>)> {
+    const PAYLOAD_DISABLED: u8 = 0x81;
+    const ALREADY_DEACTIVATED: u8 = 0x80;
+    Some(match CommandId::new(req.netfn, req.cmd) {
+        id::ACTIVATE_PAYLOAD => (CompletionCode(PAYLOAD_DISABLED), vec![]),
+        id::DEACTIVATE_PAYLOAD => (CompletionCode(ALREADY_DEACTIVATED), vec![]),
+        // One instance possible, none active.
+        id::GET_PAYLOAD_ACTIVATION_STATUS => (CompletionCode::OK, vec![1, 0, 0]),
+        _ => return None,
+    })
+}
+
+/// True when `req` must go unanswered if it did not reach the BMC: the
+/// boot-flags write of a boot-device change. ipmitool's `chassis bootdev`
+/// ignores completion codes (it prints "failed" and exits 0, and scripts
+/// go on to reboot into the wrong device); only a missing answer makes it
+/// exit 1. freeipmi reports the timeout too.
+fn withheld_unless_answered(req: &Request) -> bool {
+    boot_step(req.netfn, req.cmd, &req.data) == Some(BootStep::Flags)
 }
 
 /// Shortest --password-file password taken without --allow-weak-password:
@@ -324,6 +457,8 @@ pub async fn run(opts: ClientOpts, a: BridgeArgs) -> Result<(), CliError> {
         )));
     }
     let gateway = client::connect(&opts).await?;
+    check_targets(&gateway, &targets).await?;
+    let link = Link::new(gateway);
     // A closed stdout (a supervisor that read the first line) must not stop the bridge.
     let say = |line: String| {
         use std::io::Write;
@@ -341,7 +476,7 @@ pub async fn run(opts: ClientOpts, a: BridgeArgs) -> Result<(), CliError> {
         let addr = SocketAddr::new(a.listen.ip(), port);
         let endpoint = endpoint(user.as_bytes(), &password);
         let (worker, local) =
-            spawn_bridge(addr, target, endpoint, gateway.clone(), stopped.clone()).await?;
+            spawn_bridge(addr, target, endpoint, link.clone(), stopped.clone()).await?;
         say(format!(
             "ipmigw bridge: {target} on udp://{local} (user {user}; cipher suites 17 and 3)"
         ));
@@ -371,11 +506,40 @@ pub async fn run(opts: ClientOpts, a: BridgeArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// Most BMC names a refusal of an unknown target lists.
+const MAX_NAMES_LISTED: usize = 10;
+
+/// Refuses to start for a target the gateway does not let this user act
+/// on: every command would be refused, and a tool would report it as a
+/// privilege problem. (The gateway answers unknown and invisible BMCs
+/// alike, so the message cannot say which.)
+async fn check_targets(gateway: &Gateway, targets: &[String]) -> Result<(), CliError> {
+    let visible = gateway.visible().await?;
+    let Some(unknown) = targets.iter().find(|t| !visible.contains(t)) else {
+        return Ok(());
+    };
+    let yours = if visible.is_empty() {
+        "none".to_string()
+    } else {
+        let mut names = visible[..visible.len().min(MAX_NAMES_LISTED)].join(", ");
+        if visible.len() > MAX_NAMES_LISTED {
+            names.push_str(&format!(", ... ({} in all)", visible.len()));
+        }
+        names
+    };
+    Err(CliError::usage(format!(
+        "{unknown}: the gateway knows no BMC of that name that you may act on (`ipmigw bmcs` lists yours: {yours})"
+    )))
+}
+
 /// The local BMC's session endpoint: one administrator named `user`.
 fn endpoint(user: &[u8], password: &SecretBytes) -> Endpoint {
+    // The local hop's own GUID, for RAKP only: Get System GUID is forwarded
+    // to the BMC (an inventory tool must see the machine, not the bridge).
     let mut guid = [0u8; 16];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut guid);
     let mut cfg = EndpointConfig::new(guid);
+    cfg.forward_system_guid = true;
     cfg.suites = vec![CipherSuite::Suite17, CipherSuite::Suite3];
     // Local tools and scripts may run side by side; sessions cost little here.
     cfg.max_sessions = 32;
@@ -397,7 +561,7 @@ async fn spawn_bridge(
     addr: SocketAddr,
     target: &str,
     endpoint: Endpoint,
-    gateway: Gateway,
+    link: Arc<Link>,
     stopped: watch::Receiver<bool>,
 ) -> Result<(tokio::task::JoinHandle<()>, SocketAddr), CliError> {
     let socket = UdpSocket::bind(addr)
@@ -410,7 +574,7 @@ async fn spawn_bridge(
         socket,
         endpoint,
         fwd: Forwarder {
-            gateway,
+            link,
             path: format!("/v1/bmcs/{}/raw", client::encode(target)),
             target: target.to_string(),
         },
@@ -469,7 +633,10 @@ impl LocalBmc {
             None => return,
             Some(Received::Reply(out)) => out,
             Some(Received::Command(cmd)) => {
-                let (cc, data) = self.fwd.forward(cmd.request()).await;
+                let (cc, data) = match self.run(cmd.request()).await {
+                    Some(answer) => answer,
+                    None => return self.endpoint.withhold(cmd),
+                };
                 match self.endpoint.answer(cmd, cc, data) {
                     Some(out) => out,
                     None => return,
@@ -477,6 +644,30 @@ impl LocalBmc {
             }
         };
         let _ = self.socket.send_to(&out.bytes, peer).await;
+    }
+
+    /// The answer to one command: the bridge's own, or the BMC's through
+    /// the gateway; `None` to leave it unanswered.
+    async fn run(&mut self, req: &Request) -> Option<(CompletionCode, Vec<u8>)> {
+        let target = &self.fwd.target;
+        if let Some(answer) = local_answer(req) {
+            if CommandId::new(req.netfn, req.cmd) == id::ACTIVATE_PAYLOAD {
+                eprintln!(
+                    "ipmigw bridge: {target}: refused Activate Payload (sol activate): Serial over LAN does not go through the bridge; nothing was sent to the BMC"
+                );
+            }
+            return Some(answer);
+        }
+        match self.fwd.forward(req).await {
+            Forwarded::Answered(cc, data) => Some((cc, data)),
+            Forwarded::NotAnswered(_) if withheld_unless_answered(req) => {
+                eprintln!(
+                    "ipmigw bridge: {target}: the boot device was not set; no answer, so that the tool reports the failure"
+                );
+                None
+            }
+            Forwarded::NotAnswered(cc) => Some((cc, vec![])),
+        }
     }
 }
 
@@ -661,6 +852,57 @@ mod tests {
         assert!(local_password(&args(&["--password-file", &sixteen]).unwrap()).is_ok());
         // The opt-in means nothing without a file.
         assert!(args(&["--allow-weak-password"]).is_err());
+    }
+
+    fn request(netfn: u8, cmd: u8, data: &[u8]) -> Request {
+        Request::to_bmc(
+            crate::ipmi::wire::message::NetFn(netfn),
+            cmd,
+            1,
+            data.to_vec(),
+        )
+    }
+
+    /// SOL is answered here (nothing reaches the gateway); nothing else is.
+    #[test]
+    fn serial_over_lan_is_answered_by_the_bridge_itself() {
+        let activate = local_answer(&request(0x06, 0x48, &[1, 1, 0xC0, 0, 0, 0]));
+        assert_eq!(activate, Some((CompletionCode(0x81), vec![])), "disabled");
+        let deactivate = local_answer(&request(0x06, 0x49, &[1, 1, 0, 0, 0, 0]));
+        assert_eq!(deactivate, Some((CompletionCode(0x80), vec![])));
+        let status = local_answer(&request(0x06, 0x4A, &[1]));
+        assert_eq!(
+            status,
+            Some((CompletionCode::OK, vec![1, 0, 0])),
+            "none active"
+        );
+        for (netfn, cmd) in [(0x06, 0x01), (0x06, 0x37), (0x0C, 0x22), (0x00, 0x02)] {
+            assert_eq!(local_answer(&request(netfn, cmd, &[])), None);
+        }
+    }
+
+    /// Only the boot-flags write of a boot-device change goes unanswered
+    /// when it does not reach the BMC.
+    #[test]
+    fn only_the_boot_flags_write_is_withheld() {
+        assert!(withheld_unless_answered(&request(
+            0x00,
+            0x08,
+            &[5, 0x80, 4, 0, 0, 0]
+        )));
+        for (netfn, cmd, data) in [
+            (0x00, 0x08, &[0, 1][..]),
+            (0x00, 0x08, &[4, 1, 1]),
+            (0x00, 0x08, &[0, 0]),
+            (0x00, 0x08, &[5, 0x80, 0x84, 0, 0, 0]),
+            (0x00, 0x02, &[0]),
+            (0x00, 0x09, &[5, 0, 0]),
+        ] {
+            assert!(
+                !withheld_unless_answered(&request(netfn, cmd, data)),
+                "{data:02x?}"
+            );
+        }
     }
 
     #[test]

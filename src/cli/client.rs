@@ -593,7 +593,16 @@ impl Gateway {
         }
     }
 
-    async fn visible(&self) -> Result<Vec<String>, CliError> {
+    /// Dials the gateway afresh in place of the current connection (the
+    /// bridge reconnects in the background while the gateway is away).
+    pub(crate) async fn redial(&self) -> Result<(), CliError> {
+        let fresh = dial(&self.inner.settings, self.inner.tls.clone()).await?;
+        *self.inner.send.lock().await = fresh;
+        Ok(())
+    }
+
+    /// The BMCs the gateway lets this user act on (`GET /v1/bmcs`).
+    pub(crate) async fn visible(&self) -> Result<Vec<String>, CliError> {
         let b = self.call(Method::GET, "/v1/bmcs", None, false).await?;
         let v: Value =
             serde_json::from_slice(&b).map_err(|e| conn_error(format!("gateway answer: {e}")))?;

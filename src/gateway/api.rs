@@ -25,13 +25,14 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 
+use super::changes::OpenChanges;
 use super::job::Job;
 use super::refusals::RefusalKind;
 use super::tls::{map_user, PeerCert};
 use super::Shared;
 use crate::audit::{Decision as AuditDecision, RequestRecord};
 use crate::bmc::Ticket;
-use crate::ipmi::cmd::name::{Classified, Refusal};
+use crate::ipmi::cmd::name::{boot_step, BootStep, Classified, Refusal};
 use crate::ipmi::cmd::RawRequest;
 use crate::ops::error::{ApiError, ErrorKind};
 use crate::ops::Op;
@@ -51,6 +52,9 @@ pub struct ConnInfo {
     pub revoked: std::sync::atomic::AtomicBool,
     /// Requests in flight and when the last one ended (idle timeout).
     pub activity: Activity,
+    /// Multi-message changes under way on this connection, each counted
+    /// once by the state-changing rate limit.
+    pub changes: OpenChanges,
 }
 
 /// What the idle timer of a connection looks at.
@@ -464,8 +468,13 @@ impl Asked<'_> {
 type Denied = (Denial, String);
 
 /// Policy's verdict on every name of a request, then the rate limits
-/// (counted once per request, whatever it names).
-fn decide(shared: &Shared, asked: &Asked<'_>) -> Result<Permit, Box<Denied>> {
+/// (counted once per request, whatever it names; a step of a change that
+/// began on this connection as the connection's changes say).
+fn decide(
+    shared: &Shared,
+    asked: &Asked<'_>,
+    step: Option<BootStep>,
+) -> Result<Permit, Box<Denied>> {
     let rt = shared.runtime();
     let permit = rt.policy.decide_classified(
         asked.caller.user(),
@@ -473,9 +482,21 @@ fn decide(shared: &Shared, asked: &Asked<'_>) -> Result<Permit, Box<Denied>> {
         asked.bmc,
         &asked.classified,
     )?;
-    match rt.limits.check(&rt.policy, permit) {
-        Decision::Allow(p) => Ok(p),
-        Decision::Deny(d) => Err(Box::new((d, asked.classified.name.to_string()))),
+    let changes = &asked.caller.conn.changes;
+    changes.decide(asked.bmc, step, Instant::now(), |charge| {
+        match rt.limits.check_charged(&rt.policy, permit, charge) {
+            Decision::Allow(p) => Ok(p),
+            Decision::Deny(d) => Err(Box::new((d, asked.classified.name.to_string()))),
+        }
+    })
+}
+
+/// The boot-device change step a request is: raw requests only (a typed
+/// operation's messages are decided once already).
+fn change_step(op: &Op) -> Option<BootStep> {
+    match op {
+        Op::Raw(r) => boot_step(r.netfn, r.cmd, &r.data),
+        _ => None,
     }
 }
 
@@ -508,7 +529,7 @@ async fn run(
         )
         .await;
     }
-    let permit = match decide(shared, &asked) {
+    let permit = match decide(shared, &asked, change_step(&op)) {
         Ok(p) => p,
         Err(d) => {
             let (d, name) = *d;

@@ -546,6 +546,7 @@ async fn serve(
         cert: v.cert,
         revoked: AtomicBool::new(false),
         activity: api::Activity::default(),
+        changes: Default::default(),
     });
     let svc = {
         let (shared, info) = (shared.clone(), info.clone());

@@ -9,6 +9,7 @@
 //! close at the next reload.
 
 pub mod api;
+pub mod changes;
 pub mod demo;
 mod front;
 mod job;

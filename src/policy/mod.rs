@@ -658,6 +658,21 @@ pub struct Grants<'a> {
     pub raw: Vec<&'a str>,
 }
 
+/// Which rate limits a permitted request is counted against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Charge {
+    /// Every limit that applies (the normal case).
+    Full,
+    /// A later step of a change already charged as one (a stock tool's
+    /// multi-message boot-device change): every limit but the role's
+    /// `state_changing_rate`, which counts changes, not messages.
+    WithinChange,
+    /// The step that ends a change already charged (boot options "set
+    /// complete"): no limit, so that a limit never leaves a BMC halfway
+    /// through a change. At most one per charged change.
+    EndOfChange,
+}
+
 /// One rate's limiter, shared with the next configuration when a reload
 /// keeps the rate (so SIGHUP does not hand out a fresh burst).
 type Kept<C> = Option<(Rate, Arc<Limiter<u64, C>>)>;
@@ -750,6 +765,15 @@ impl<C: Clock + Clone> Limits<C> {
     /// BMC (and its state-changing rate), the per-user total and the per-BMC
     /// total. Refusals name the rate's rule and when the request would pass.
     pub fn check(&self, policy: &Policy, permit: Permit) -> Decision {
+        self.check_charged(policy, permit, Charge::Full)
+    }
+
+    /// [`check`](Self::check), counting the permit as `charge` says.
+    pub fn check_charged(&self, policy: &Policy, permit: Permit, charge: Charge) -> Decision {
+        if charge == Charge::EndOfChange {
+            return Decision::Allow(permit);
+        }
+        let counts_as_change = permit.state_changing && charge == Charge::Full;
         let role = &policy.roles[permit.role];
         let user = policy.users[permit.user].name.as_str();
         let bmc = policy.bmcs[permit.bmc].as_str();
@@ -762,7 +786,7 @@ impl<C: Clock + Clone> Limits<C> {
             .and_then(|l| l.check(&pair).err())
             .map(|w| (w, &role.rate))
             .or_else(|| {
-                let l = limiter(sc_rate).filter(|_| permit.state_changing)?;
+                let l = limiter(sc_rate).filter(|_| counts_as_change)?;
                 l.check(&pair).err().map(|w| (w, &role.state_changing_rate))
             })
             .or_else(|| {

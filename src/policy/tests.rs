@@ -247,6 +247,47 @@ fn rate_refusal(d: Decision) -> (Duration, String) {
     }
 }
 
+/// The later steps of a change already charged skip only the
+/// state-changing limit (every message still counts against the others);
+/// the step that ends a change is never refused by a limit.
+#[test]
+fn a_change_in_several_messages_is_charged_once() {
+    let p = limited_policy();
+    let clock = FakeRelativeClock::default();
+    let limits = Limits::new(&p, clock.clone());
+    let set = || permit(&p, "u", "a", "chassis.bootdev.set", true);
+    for _ in 0..2 {
+        assert!(limits.check_charged(&p, set(), Charge::Full).is_allow());
+        assert!(limits
+            .check_charged(&p, set(), Charge::WithinChange)
+            .is_allow());
+        assert!(limits
+            .check_charged(&p, set(), Charge::EndOfChange)
+            .is_allow());
+    }
+    // The role's 4/second refills; the 2 changes a minute do not.
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(
+        rate_refusal(limits.check_charged(&p, set(), Charge::Full)).1,
+        "state_changing_rate 2/minute",
+        "two changes, whatever the steps"
+    );
+    // Parts of a change are messages: the role's 4/second still counts
+    // them (the refused change above took one of its cells).
+    let (_, rule) = (0..4)
+        .map(|_| limits.check_charged(&p, set(), Charge::WithinChange))
+        .find(|d| !d.is_allow())
+        .map(rate_refusal)
+        .expect("a message limit");
+    assert_eq!(rule, "rate 4/second");
+    assert!(
+        limits
+            .check_charged(&p, set(), Charge::EndOfChange)
+            .is_allow(),
+        "ending a change is never refused by a limit"
+    );
+}
+
 #[test]
 fn rates_apply_per_role_user_and_bmc_with_exact_retry_times() {
     let p = limited_policy();

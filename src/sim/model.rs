@@ -35,7 +35,8 @@ pub struct SensorSpec {
     pub amplitude: f64,
     /// Drift period.
     pub period_s: f64,
-    /// Reads 0 while the host is off (fans, rails, CPU temperatures).
+    /// Has no reading while the host is off (fans, rails, CPU
+    /// temperatures): Get Sensor Reading then says "reading unavailable".
     pub needs_power: bool,
 }
 
@@ -258,6 +259,8 @@ struct SensorState {
     status: u8,
     /// A test override, in units.
     forced: Option<f64>,
+    /// No reading: a power-dependent sensor of a host that is off.
+    unavailable: bool,
 }
 
 impl SimBmc {
@@ -498,11 +501,20 @@ impl SimBmc {
                 self.sensors[i].status = 0x01;
                 continue;
             };
-            let off = spec.needs_power && !self.power_on;
+            // A host that is off does not power its fans, rails and CPU
+            // sensors: as on a real BMC their reading is unavailable (not a
+            // 0 that passes as `ok` below every lower threshold), and no
+            // threshold events are logged for them.
+            if spec.needs_power && !self.power_on && self.sensors[i].forced.is_none() {
+                self.sensors[i] = SensorState {
+                    unavailable: true,
+                    ..SensorState::default()
+                };
+                continue;
+            }
+            self.sensors[i].unavailable = false;
             let phase = f64::from(self.index) * 0.7 + i as f64;
-            let value = self.sensors[i].forced.unwrap_or(if off {
-                0.0
-            } else {
+            let value = self.sensors[i].forced.unwrap_or_else(|| {
                 spec.base
                     + spec.amplitude * (std::f64::consts::TAU * t / spec.period_s + phase).sin()
             });
@@ -526,12 +538,6 @@ impl SimBmc {
             let old = self.sensors[i].status;
             self.sensors[i].raw = raw;
             self.sensors[i].status = status;
-            // A host that is off does not scan its power-dependent sensors:
-            // no threshold events for readings that are 0 because of it.
-            if off && self.sensors[i].forced.is_none() {
-                self.sensors[i].status = 0;
-                continue;
-            }
             for (bit, offset, limit) in [
                 (0u8, 0x00u8, th.lnc),
                 (1, 0x02, th.lc),
@@ -909,7 +915,12 @@ impl SimBmc {
         let (spec, st) = (&self.catalog.specs[i], &self.sensors[i]);
         let r = &spec.record;
         match cmd {
-            id::GET_SENSOR_READING if r.is_threshold() => ok(vec![st.raw, 0xC0, st.status | 0xC0]),
+            // Byte 2: event messages and scanning enabled, bit 5 "reading
+            // unavailable" (IPMI v2.0 §35.14).
+            id::GET_SENSOR_READING if r.is_threshold() => {
+                let flags = 0xC0 | if st.unavailable { 0x20 } else { 0 };
+                ok(vec![st.raw, flags, st.status | 0xC0])
+            }
             id::GET_SENSOR_READING => ok(vec![0x00, 0xC0, st.status, 0x80]),
             id::GET_SENSOR_THRESHOLD => {
                 let t = r.thresholds.unwrap_or_default();
@@ -1049,7 +1060,6 @@ mod tests {
     fn sensors_drift_fall_to_zero_and_cross_thresholds() {
         let (mut b, t0) = bmc();
         let reading = |b: &mut SimBmc, n| call(b, t0, NetFn::SENSOR_EVENT, 0x2D, vec![n]).1[0];
-        assert_eq!(reading(&mut b, 4), 0, "fan stopped while off");
         assert!(reading(&mut b, 3) > 15, "inlet is ambient even when off");
         call(&mut b, t0, NetFn::CHASSIS, 0x02, vec![1]);
         let fan = reading(&mut b, 4);
@@ -1070,6 +1080,40 @@ mod tests {
         assert_eq!(
             call(&mut b, t0, NetFn::SENSOR_EVENT, 0x2D, vec![99]).0,
             CompletionCode::NOT_PRESENT
+        );
+    }
+
+    /// A powered-off host's fans, rails and CPU temperatures have no
+    /// reading (as on real BMCs), not a 0 that passes as `ok` below their
+    /// lower thresholds; the inlet and the PSUs still read.
+    #[test]
+    fn sensors_of_a_powered_off_host_are_unavailable() {
+        let (mut b, t0) = bmc();
+        let read = |b: &mut SimBmc, n| call(b, t0, NetFn::SENSOR_EVENT, 0x2D, vec![n]);
+        let before = b.sel().len();
+        for (n, name) in [(1, "CPU1 Temp"), (4, "Fan1"), (8, "12V"), (13, "Power")] {
+            let (cc, d) = read(&mut b, n);
+            assert_eq!(cc, CompletionCode::OK, "{name}");
+            assert_eq!(d[1] & 0x20, 0x20, "{name}: reading unavailable");
+            assert_eq!(d[2] & 0x3F, 0, "{name}: no threshold crossed");
+        }
+        let (_, inlet) = read(&mut b, 3);
+        assert_eq!(inlet[1] & 0x20, 0, "the inlet reads while off");
+        call(&mut b, t0, NetFn::CHASSIS, 0x02, vec![1]);
+        let (_, fan) = read(&mut b, 4);
+        assert_eq!(fan[1] & 0x20, 0, "the fan reads once the host is on");
+        assert_eq!(fan[2] & 0x3F, 0, "and is within its thresholds");
+        call(&mut b, t0, NetFn::CHASSIS, 0x02, vec![0]);
+        assert_eq!(read(&mut b, 4).1[1] & 0x20, 0x20, "and not after power-off");
+        let threshold_events = b.sel()[before..].iter().filter(|r| r[10] != 0x09).count();
+        assert_eq!(threshold_events, 0, "powering off logs no threshold events");
+        // A forced value (tests) reads even while off.
+        b.force_sensor("Fan1", Some(600.0), t0);
+        let (_, forced) = read(&mut b, 4);
+        assert_eq!(
+            (forced[1] & 0x20, forced[2] & 0x3F),
+            (0, 0x07),
+            "below LNC, LC, LNR"
         );
     }
 

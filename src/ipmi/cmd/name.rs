@@ -16,7 +16,9 @@
 //!   is no tunnel around policy; what does not decode is refused;
 //! - group extension (0x2C) and OEM (0x2E) commands mean different things
 //!   per defining body and vendor: their names carry the body code
-//!   (`raw.0x2c.0xMM.0xBB`) or the IANA number (`raw.0x2e.0xMM.NNNN`).
+//!   (`raw.0x2c.0xMM.0xBB`) or the IANA number (`raw.0x2e.0xMM.NNNN`),
+//!   except the few capability reads the registry names by body and exact
+//!   data (PICMG, HPM.2, VITA and DCMI discovery: `mc.info`).
 
 use std::borrow::Cow;
 
@@ -115,6 +117,7 @@ pub const NAMED: &[(&str, bool)] = &[
     ("mc.selftest", false),
     ("mc.reset.cold", true),
     ("mc.reset.warm", true),
+    ("mc.sysinfo.write", true),
     ("chassis.status", false),
     ("chassis.power.off", true),
     ("chassis.power.on", true),
@@ -271,6 +274,11 @@ fn own_name(netfn: NetFn, cmd: u8, data: &[u8]) -> Classified {
         also: Vec::new(),
         refusal: None,
     };
+    if netfn == NetFn::GROUP_EXTENSION {
+        if let Some(e) = registry::group_extension(cmd, data) {
+            return named(e.name, false);
+        }
+    }
     let Some(spec) = registry::lookup(netfn, cmd) else {
         return raw(netfn, cmd, data);
     };
@@ -331,6 +339,41 @@ fn boot_options(data: &[u8]) -> Option<CommandName> {
     })
 }
 
+/// One step of a boot-device change as `ipmitool chassis bootdev` sends
+/// it: parameter 0 brackets the writes (IPMI v2.0 §28.12: set in progress,
+/// commit write, set complete) around the boot info acknowledge and the
+/// boot flags. The gateway counts such a change once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BootStep {
+    /// Parameter 0 "set in progress": a change begins.
+    Begin,
+    /// Parameter 4, boot info acknowledge.
+    Acknowledge,
+    /// Parameter 5, the boot device (only what `chassis.bootdev.set` names).
+    Flags,
+    /// Parameter 0 "commit write".
+    Commit,
+    /// Parameter 0 "set complete": the change ends.
+    End,
+}
+
+/// The boot-device change step a request is: `Some` only for what is named
+/// `chassis.bootdev.set` (never for the boot options beyond the device).
+pub fn boot_step(netfn: NetFn, cmd: u8, data: &[u8]) -> Option<BootStep> {
+    if !registry::id::SET_SYSTEM_BOOT_OPTIONS.is(netfn, cmd)
+        || boot_options(data)?.as_str() != "chassis.bootdev.set"
+    {
+        return None;
+    }
+    Some(match data {
+        [0, 1] => BootStep::Begin,
+        [0, 2] => BootStep::Commit,
+        [0, _] => BootStep::End,
+        [4, ..] => BootStep::Acknowledge,
+        _ => BootStep::Flags,
+    })
+}
+
 fn boot_param(param: u8) -> CommandName {
     CommandName(Cow::Owned(format!("chassis.bootopt.param.0x{param:02x}")))
 }
@@ -369,6 +412,13 @@ mod tests {
         let cases: &[(u8, u8, &[u8], &str, bool)] = &[
             (0x06, 0x01, &[], "mc.info", false),
             (0x06, 0x37, &[], "mc.info", false),
+            (0x06, 0x08, &[], "mc.info", false),
+            (0x06, 0x59, &[0, 1, 0, 0], "mc.info", false),
+            (0x06, 0x58, &[1, 0, 1], "mc.sysinfo.write", true),
+            (0x2C, 0x00, &[0x00], "mc.info", false),
+            (0x2C, 0x3E, &[0x00, 0x02], "mc.info", false),
+            (0x2C, 0x00, &[0x03], "mc.info", false),
+            (0x2C, 0x01, &[0xDC, 0x01], "mc.info", false),
             (0x06, 0x04, &[], "mc.selftest", false),
             (0x06, 0x02, &[], "mc.reset.cold", true),
             (0x06, 0x03, &[], "mc.reset.warm", true),
@@ -443,10 +493,24 @@ mod tests {
             ("raw.0x2e.0xab.343".into(), true)
         );
         assert_eq!(
-            name(0x2C, 0x01, &[0xDC, 1]),
-            ("raw.0x2c.0x01.0xdc".into(), true)
+            name(0x2C, 0x02, &[0xDC, 1]),
+            ("raw.0x2c.0x02.0xdc".into(), true)
         );
-        assert_eq!(name(0x2C, 0x00, &[0x00]).0, "raw.0x2c.0x00.0x00");
+        // Group extension reads are named only by their body and exact
+        // data: other bodies, lengths or commands stay raw.
+        assert_eq!(name(0x2C, 0x00, &[0x00, 0x01]).0, "raw.0x2c.0x00.0x00");
+        assert_eq!(name(0x2C, 0x00, &[0xDC]).0, "raw.0x2c.0x00.0xdc");
+        assert_eq!(name(0x2C, 0x01, &[0x00, 0x01]).0, "raw.0x2c.0x01.0x00");
+        assert_eq!(name(0x2C, 0x3E, &[0x00]).0, "raw.0x2c.0x3e.0x00");
+        // DCMI writes (Set Power Limit) are not capability reads.
+        assert_eq!(
+            name(
+                0x2C,
+                0x04,
+                &[0xDC, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+            ),
+            ("raw.0x2c.0x04.0xdc".into(), true)
+        );
         assert_eq!(name(0x2E, 0x01, &[0x57]).0, "raw.0x2e.0x01");
         assert_eq!(name(0x2C, 0x01, &[]).0, "raw.0x2c.0x01");
         // Chassis Control with no, too much or out-of-range data is not a power action.
@@ -576,6 +640,28 @@ mod tests {
         for d in [&[0x05, 0x80, 0x84, 0, 0, 0][..], &[0x07, 0], &[]] {
             assert!(name(0x00, 0x08, d).1, "state-changing");
         }
+    }
+
+    #[test]
+    fn boot_device_steps_are_told_apart_and_nothing_else_is_one() {
+        let step = |data: &[u8]| boot_step(NetFn::CHASSIS, 0x08, data);
+        assert_eq!(step(&[0, 1]), Some(BootStep::Begin));
+        assert_eq!(step(&[4, 1, 1]), Some(BootStep::Acknowledge));
+        assert_eq!(step(&[5, 0x80, 0x04, 0, 0, 0]), Some(BootStep::Flags));
+        assert_eq!(step(&[0, 2]), Some(BootStep::Commit));
+        assert_eq!(step(&[0, 0]), Some(BootStep::End));
+        for other in [
+            &[0, 3][..],               // reserved: not chassis.bootdev.set
+            &[0x80, 1],                // parameter 0 marked invalid
+            &[5, 0x80, 0x84, 0, 0, 0], // CMOS clear
+            &[7, 0, 1, 2],             // the boot mailbox
+            &[0, 1, 0],                // too long
+            &[],
+        ] {
+            assert_eq!(step(other), None, "{other:02x?}");
+        }
+        assert_eq!(boot_step(NetFn::CHASSIS, 0x09, &[0, 1]), None, "a read");
+        assert_eq!(boot_step(NetFn::APP, 0x08, &[0, 1]), None);
     }
 
     fn ipmb(netfn: u8, cmd: u8, data: &[u8]) -> Vec<u8> {

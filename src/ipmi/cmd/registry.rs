@@ -185,6 +185,10 @@ pub mod id {
     pub const GET_CHANNEL_CIPHER_SUITES: CommandId = CommandId::new(APP, 0x54);
     /// Set Channel Security Keys.
     pub const SET_CHANNEL_SECURITY_KEYS: CommandId = CommandId::new(APP, 0x56);
+    /// Set System Info Parameters.
+    pub const SET_SYSTEM_INFO_PARAMETERS: CommandId = CommandId::new(APP, 0x58);
+    /// Get System Info Parameters.
+    pub const GET_SYSTEM_INFO_PARAMETERS: CommandId = CommandId::new(APP, 0x59);
     /// Get Chassis Capabilities.
     pub const GET_CHASSIS_CAPABILITIES: CommandId = CommandId::new(CHASSIS, 0x00);
     /// Get Chassis Status.
@@ -289,7 +293,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     c(id::COLD_RESET, "Cold Reset", fixed_w("mc.reset.cold"), Some(Administrator)),
     c(id::WARM_RESET, "Warm Reset", fixed_w("mc.reset.warm"), Some(Administrator)),
     c(id::GET_SELF_TEST_RESULTS, "Get Self Test Results", fixed_r("mc.selftest"), Some(User)),
-    c(id::GET_DEVICE_GUID, "Get Device GUID", Naming::Unnamed, Some(User)),
+    c(id::GET_DEVICE_GUID, "Get Device GUID", fixed_r("mc.info"), Some(User)),
     c(id::RESET_WATCHDOG_TIMER, "Reset Watchdog Timer", Naming::Unnamed, Some(Operator)),
     c(id::SET_WATCHDOG_TIMER, "Set Watchdog Timer", Naming::Unnamed, Some(Operator)),
     c(id::GET_WATCHDOG_TIMER, "Get Watchdog Timer", Naming::Unnamed, Some(User)),
@@ -318,6 +322,10 @@ pub const COMMANDS: &[CommandSpec] = &[
     c(id::GET_CHANNEL_CIPHER_SUITES, "Get Channel Cipher Suites", fixed_r("channel.read"), None),
     // The key follows the channel, the operation and the key id.
     secret(c(id::SET_CHANNEL_SECURITY_KEYS, "Set Channel Security Keys", Naming::Unnamed, Some(Administrator)), Secret::From(3)),
+    // System name, OS name and version, firmware version, BMC URL (§22.14a):
+    // what identifies the machine, read like the device ID.
+    c(id::SET_SYSTEM_INFO_PARAMETERS, "Set System Info Parameters", fixed_w("mc.sysinfo.write"), Some(Administrator)),
+    c(id::GET_SYSTEM_INFO_PARAMETERS, "Get System Info Parameters", fixed_r("mc.info"), Some(User)),
     // Chassis (§28).
     c(id::GET_CHASSIS_CAPABILITIES, "Get Chassis Capabilities", Naming::Unnamed, Some(User)),
     c(id::GET_CHASSIS_STATUS, "Get Chassis Status", fixed_r("chassis.status"), Some(User)),
@@ -377,6 +385,49 @@ pub const COMMANDS: &[CommandSpec] = &[
     c(id::SET_SOL_CONFIGURATION_PARAMETERS, "Set SOL Configuration Parameters", fixed_w("sol.config.write"), Some(Administrator)),
     c(id::GET_SOL_CONFIGURATION_PARAMETERS, "Get SOL Configuration Parameters", fixed_r("sol.config.read"), Some(User)),
 ];
+
+/// A group extension command (netFn 0x2C, IPMI v2.0 §5.1), whose meaning
+/// is set by the body that defines it: data byte 0 is that body's code
+/// (0x00 PICMG, 0x03 VITA, 0xDC DCMI). Known by (cmd, body) and only with
+/// exactly the request data its spec gives; anything else stays raw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExtensionSpec {
+    /// Command number.
+    pub cmd: u8,
+    /// Defining body code (data byte 0).
+    pub body: u8,
+    /// The defining spec's name for it.
+    pub title: &'static str,
+    /// Request data length, body code included.
+    pub data_len: usize,
+    /// Its policy name; every listed command is a read.
+    pub name: &'static str,
+    /// The lowest session privilege that may run it.
+    pub privilege: Privilege,
+}
+
+/// The group extension commands the registry names: the capability reads
+/// that tools probe at start-up (ipmitool's PICMG, HPM.2 and VITA probes,
+/// freeipmi's and ipmitool's DCMI discovery). They say what the controller
+/// supports and change nothing, so they are `mc.info`; every other group
+/// extension command (DCMI power limits, PICMG FRU control, ...) is raw.
+#[rustfmt::skip]
+pub const GROUP_EXTENSION_READS: &[ExtensionSpec] = &[
+    ext(0x00, 0x00, "Get PICMG Properties", 1, "mc.info"),
+    // HPM.2 Get LAN Attach Capabilities: the body, then the HPM.x identifier.
+    ext(0x3E, 0x00, "Get HPM.x Capabilities", 2, "mc.info"),
+    ext(0x00, 0x03, "Get VSO Capabilities", 1, "mc.info"),
+    // The body, then the capability parameter selector.
+    ext(0x01, 0xDC, "Get DCMI Capabilities Info", 2, "mc.info"),
+];
+
+/// The named group extension command `cmd` with request `data`, if it is one.
+pub fn group_extension(cmd: u8, data: &[u8]) -> Option<&'static ExtensionSpec> {
+    let body = *data.first()?;
+    GROUP_EXTENSION_READS
+        .iter()
+        .find(|e| e.cmd == cmd && e.body == body && e.data_len == data.len())
+}
 
 /// The registry entry for `(netfn, cmd)`.
 pub fn lookup(netfn: NetFn, cmd: u8) -> Option<&'static CommandSpec> {
@@ -464,6 +515,23 @@ const fn c(
         naming,
         privilege,
         secret: Secret::None,
+    }
+}
+
+const fn ext(
+    cmd: u8,
+    body: u8,
+    title: &'static str,
+    data_len: usize,
+    name: &'static str,
+) -> ExtensionSpec {
+    ExtensionSpec {
+        cmd,
+        body,
+        title,
+        data_len,
+        name,
+        privilege: User,
     }
 }
 

@@ -69,6 +69,11 @@ pub struct BmcUser {
 pub struct EndpointConfig {
     /// System GUID (sent in RAKP 2 and Get System GUID).
     pub guid: [u8; 16],
+    /// When set, Get System GUID inside a session is the application's
+    /// (a front end forwards it to the BMC it stands for) and one outside
+    /// a session is not answered: `guid` is then the front end's own,
+    /// never to be shown as the managed system's.
+    pub forward_system_guid: bool,
     /// Suites accepted in Open Session, in preference order for listings.
     pub suites: Vec<CipherSuite>,
     /// Session cap, half-open sessions included.
@@ -94,6 +99,7 @@ impl EndpointConfig {
     pub fn new(guid: [u8; 16]) -> EndpointConfig {
         EndpointConfig {
             guid,
+            forward_system_guid: false,
             suites: CipherSuite::DEFAULT.to_vec(),
             max_sessions: DEFAULT_MAX_SESSIONS,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
@@ -271,7 +277,8 @@ struct Executed {
     netfn: NetFn,
     cmd: u8,
     data: Vec<u8>,
-    answer: (CompletionCode, Vec<u8>),
+    /// `None`: withheld ([`Endpoint::withhold`]).
+    answer: Option<(CompletionCode, Vec<u8>)>,
 }
 
 /// One BMC's RMCP+ endpoint: every session of that BMC.
@@ -497,7 +504,9 @@ impl Endpoint {
         let answer = match CommandId::new(req.netfn, req.cmd) {
             id::GET_CHANNEL_AUTHENTICATION_CAPABILITIES => auth_caps(&self.cfg, &req.data),
             id::GET_CHANNEL_CIPHER_SUITES => cipher_suites(&self.cfg, &req.data),
-            id::GET_SYSTEM_GUID => (CompletionCode::OK, self.cfg.guid.to_vec()),
+            id::GET_SYSTEM_GUID if !self.cfg.forward_system_guid => {
+                (CompletionCode::OK, self.cfg.guid.to_vec())
+            }
             _ => {
                 self.stats.sessionless_refused += 1;
                 return None;
@@ -915,7 +924,9 @@ impl Endpoint {
         self.stats.commands += 1;
         let mut close = None;
         let (cc, data) = match CommandId::new(req.netfn, req.cmd) {
-            _ if privilege::required(req.netfn, req.cmd).is_some_and(|p| a.privilege < p) => {
+            _ if privilege::required(req.netfn, req.cmd, &req.data)
+                .is_some_and(|p| a.privilege < p) =>
+            {
                 self.stats.privilege_refused += 1;
                 (CompletionCode::INSUFFICIENT_PRIVILEGE, vec![])
             }
@@ -955,7 +966,9 @@ impl Endpoint {
             ),
             id::GET_CHANNEL_AUTHENTICATION_CAPABILITIES => auth_caps(&self.cfg, &req.data),
             id::GET_CHANNEL_CIPHER_SUITES => cipher_suites(&self.cfg, &req.data),
-            id::GET_SYSTEM_GUID => (CompletionCode::OK, self.cfg.guid.to_vec()),
+            id::GET_SYSTEM_GUID if !self.cfg.forward_system_guid => {
+                (CompletionCode::OK, self.cfg.guid.to_vec())
+            }
             _ => match a.last.as_ref().filter(|l| {
                 self.cfg
                     .repeat_window
@@ -963,7 +976,11 @@ impl Endpoint {
             }) {
                 Some(l) => {
                     self.stats.resends_answered += 1;
-                    l.answer.clone()
+                    match l.answer.clone() {
+                        Some(answer) => answer,
+                        // The first copy was withheld: so is this one.
+                        None => return (None, None),
+                    }
                 }
                 None => {
                     let cmd = AppCommand {
@@ -1000,13 +1017,7 @@ impl Endpoint {
             return None;
         };
         if self.cfg.repeat_window.is_some() {
-            a.last = Some(Executed {
-                at: cmd.received_at,
-                netfn: cmd.request.netfn,
-                cmd: cmd.request.cmd,
-                data: cmd.request.data.clone(),
-                answer: (cc, data.clone()),
-            });
+            a.last = Some(Executed::of(&cmd, Some((cc, data.clone()))));
         }
         Some(seal_response(
             &mut *self.rng,
@@ -1016,6 +1027,29 @@ impl Endpoint {
             cc,
             data,
         ))
+    }
+}
+
+impl Endpoint {
+    /// Leaves `cmd` unanswered on purpose, as a BMC that lost it would: the
+    /// console times out and reports a failure. For a front end whose
+    /// console ignores completion codes where a refusal matters (ipmitool
+    /// exits 0 from `chassis bootdev` whatever the BMC answers). Re-sent
+    /// copies within the repeat window get no answer either, and are not
+    /// handed to the application again.
+    pub fn withhold(&mut self, cmd: AppCommand) {
+        if self.cfg.repeat_window.is_none() {
+            return;
+        }
+        let Some(session) = self.sessions.get_mut(&cmd.bmc_sid) else {
+            return;
+        };
+        if session.console_sid != cmd.console_sid {
+            return;
+        }
+        if let Stage::Active(a) = &mut session.stage {
+            a.last = Some(Executed::of(&cmd, None));
+        }
     }
 }
 
@@ -1045,6 +1079,16 @@ fn seal_response(
 }
 
 impl Executed {
+    fn of(cmd: &AppCommand, answer: Option<(CompletionCode, Vec<u8>)>) -> Executed {
+        Executed {
+            at: cmd.received_at,
+            netfn: cmd.request.netfn,
+            cmd: cmd.request.cmd,
+            data: cmd.request.data.clone(),
+            answer,
+        }
+    }
+
     /// True when `req` is a re-sent copy of this state-changing command.
     fn repeats(&self, now: Instant, window: Duration, req: &Request) -> bool {
         now.duration_since(self.at) < window

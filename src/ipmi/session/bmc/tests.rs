@@ -400,3 +400,31 @@ fn a_half_open_session_without_rakp1_is_not_a_failure() {
     assert_eq!(ep.stats().expired, DEFAULT_MAX_SESSIONS as u64);
     assert_eq!(ep.locked_until(t + SETUP_TIMEOUT), None);
 }
+
+/// Get System GUID outside a session, as bytes on the wire: the answer's
+/// data, or None when the endpoint stays silent.
+fn sessionless_guid(ep: &mut Endpoint, now: Instant) -> Option<Vec<u8>> {
+    let mut msg = Vec::new();
+    Request::to_bmc(NetFn::APP, 0x37, 1, vec![]).emit(&mut msg);
+    let out = ep.handle_datagram(now, &setup_datagram(PayloadKind::IPMI, &msg), &mut NoApp)?;
+    let (_, rest) = RmcpHeader::parse(&out.bytes).unwrap();
+    let SessionPacket::RmcpPlus(p) = SessionPacket::parse(rest).unwrap() else {
+        panic!("an IPMI 1.5 answer to an RMCP+ request");
+    };
+    Some(Response::parse(p.payload).unwrap().data)
+}
+
+/// A BMC answers Get System GUID outside a session with its own GUID; a
+/// front end that forwards it (the bridge) never shows its own GUID as the
+/// managed system's, so it leaves the session-less one unanswered.
+#[test]
+fn a_forwarding_endpoint_keeps_its_own_guid_to_itself() {
+    let now = Instant::now();
+    let mut ep = endpoint(None);
+    assert_eq!(sessionless_guid(&mut ep, now), Some(GUID.to_vec()));
+    let mut cfg = EndpointConfig::new(GUID);
+    cfg.forward_system_guid = true;
+    let mut fwd = Endpoint::new(cfg, vec![], Box::new(StdRng::seed_from_u64(6)));
+    assert_eq!(sessionless_guid(&mut fwd, now), None);
+    assert_eq!(fwd.stats().sessionless_refused, 1);
+}
