@@ -73,6 +73,12 @@ impl IpmiSim {
     /// Starts a simulated BMC, waits until it completes an RMCP+ login, sets
     /// its SEL clock and seeds three SEL entries. None when tools are missing.
     pub fn start() -> Option<IpmiSim> {
+        IpmiSim::start_with("")
+    }
+
+    /// Like [`start`](Self::start), with more `lan.conf` lines (a `sol`
+    /// line wires its SOL to a serial line on a TCP port).
+    pub fn start_with(extra_lan_conf: &str) -> Option<IpmiSim> {
         interop_tools()?;
         let dir = tempfile::Builder::new()
             .prefix("ipmigw-sim.")
@@ -105,6 +111,7 @@ impl IpmiSim {
             control.display(),
             d.display()
         );
+        lan.push_str(extra_lan_conf);
         for (id, name, pw, privilege) in USERS {
             lan.push_str(&format!(
                 "user {id} true \"{name}\" \"{pw}\" {privilege} 10\n"
