@@ -842,6 +842,11 @@ impl ActiveSession {
         self.bmc_sid
     }
 
+    /// Our session ID: the one the BMC's packets carry.
+    pub fn console_session_id(&self) -> u32 {
+        self.console_sid
+    }
+
     /// Seals a request as the one outstanding request, replacing any earlier
     /// one: a late reply to that one is then dropped as unmatched. Each call
     /// uses a fresh rqSeq and session sequence number.

@@ -39,6 +39,9 @@ struct Net {
     lose_to_console: u32,
     /// Every datagram is lost, both ways.
     silent: bool,
+    /// SOL datagrams for a console not being driven now.
+    held: Vec<Vec<u8>>,
+    logins: u64,
 }
 
 fn is_sol(d: &[u8]) -> bool {
@@ -70,6 +73,8 @@ impl Net {
             lose_to_bmc: 0,
             lose_to_console: 0,
             silent: false,
+            held: Vec::new(),
+            logins: 0,
         }
     }
 
@@ -80,7 +85,9 @@ impl Net {
             Privilege::Administrator,
         );
         cfg.cipher_suites = vec![suite];
-        let rng: Box<dyn SessionRng> = Box::new(StdRng::seed_from_u64(11));
+        // Each console its own session IDs.
+        self.logins += 1;
+        let rng: Box<dyn SessionRng> = Box::new(StdRng::seed_from_u64(self.logins));
         let mut hs = Handshake::start(cfg, rng, self.now).unwrap();
         for _ in 0..MAX_STEPS {
             if let Some(done) = hs.poll_outcome() {
@@ -114,8 +121,17 @@ impl Net {
                 }
             }
             while let Some(out) = self.bmc.poll_sol_transmit() {
+                self.held.push(out.bytes);
+            }
+            // SOL datagrams for another console wait for it.
+            let mine = sol.session().console_session_id().to_le_bytes();
+            let (now, later) = std::mem::take(&mut self.held)
+                .into_iter()
+                .partition(|d| d.get(6..10) == Some(&mine[..]));
+            self.held = later;
+            for d in now {
                 moved = true;
-                self.to_console(sol, out.bytes);
+                self.to_console(sol, d);
             }
             if !moved {
                 return;
@@ -360,7 +376,7 @@ fn the_bmc_saying_sol_inactive_ends_it_and_a_closed_session_frees_it() {
     net.settle(&mut sol);
     assert_eq!(ended(&mut sol), Some(SolEnd::DeactivatedByBmc));
     // The BMC tears SOL down with its session.
-    let mut sol = net.start(SolConfig::new(PORT), CipherSuite::Suite3);
+    let sol = net.start(SolConfig::new(PORT), CipherSuite::Suite3);
     assert!(net.bmc.sol_owner().is_some());
     let mut session = sol.into_session();
     let close = session.close_session_request();
