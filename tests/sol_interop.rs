@@ -178,12 +178,6 @@ impl Tmux {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-
-    fn alive(&self) -> bool {
-        self.cmd(&["has-session", "-t", "t"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    }
 }
 
 impl Drop for Tmux {
@@ -428,18 +422,24 @@ impl Driver {
         out
     }
 
-    /// Activates SOL; on ipmi_sim's known "activation without data" quirk
-    /// (nothing comes back for a typed Enter) reopens once.
+    /// Activates SOL and waits for a prompt; on ipmi_sim's known
+    /// "activation without data" quirk (nothing comes back for a typed
+    /// Enter) reopens once.
     fn open(&self, port: u16, take_over: bool) -> SolConsole {
         for attempt in 0..2 {
             let mut cfg = SolConfig::new(port);
             cfg.take_over = take_over;
             let mut sol = SolConsole::start(self.login(), cfg, Instant::now());
             let out = self.until_prompt(&mut sol);
-            if out.windows(6).any(|w| w == b"login:") {
+            if prompted(&out) {
                 return sol;
             }
-            eprintln!("attempt {attempt}: no prompt ({:?}); reopening", sol.state());
+            eprintln!(
+                "attempt {attempt}: no prompt ({:?}, {:?}, got {:?}); reopening",
+                sol.state(),
+                sol.link_stats(),
+                String::from_utf8_lossy(&out)
+            );
             sol.deactivate(Instant::now());
             self.run(&mut sol, WAIT, |_| false);
             self.close(sol);
@@ -453,15 +453,19 @@ impl Driver {
             self.run(sol, Duration::from_millis(100), |_| false);
         }
         sol.write(Instant::now(), b"\r");
-        self.run(sol, Duration::from_secs(5), |o| {
-            o.windows(6).any(|w| w == b"login:")
-        })
+        self.run(sol, Duration::from_secs(5), prompted)
     }
 
     fn close(&self, sol: SolConsole) {
         let mut session = sol.into_session();
         self.socket.send(&session.close_session_request()).unwrap();
     }
+}
+
+/// The host's login or shell prompt (Enter brings up whichever it is at).
+fn prompted(out: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(out);
+    text.contains("simhost1 login: ") || text.contains("@simhost1:~$ ")
 }
 
 fn ended(sol: &mut SolConsole) -> Option<SolEnd> {
@@ -480,11 +484,13 @@ fn our_console_against_ipmi_sim_sol() {
     };
     let drv = Driver::new(sim.addr());
     let mut sol = drv.open(sim.port, false);
+    let saw = |want: &'static str| move |o: &[u8]| String::from_utf8_lossy(o).contains(want);
     sol.write(Instant::now(), b"hello\r");
-    let out = drv.run(&mut sol, WAIT, |o| {
-        String::from_utf8_lossy(o).contains("you said: hello")
-    });
-    assert!(String::from_utf8_lossy(&out).contains("hello"), "echo");
+    let out = drv.run(&mut sol, WAIT, saw("Password: "));
+    assert!(String::from_utf8_lossy(&out).contains("hello\r\n"), "echo");
+    sol.write(Instant::now(), b"pw\r");
+    let out = drv.run(&mut sol, WAIT, saw("hello@simhost1:~$ "));
+    assert!(!String::from_utf8_lossy(&out).contains("pw"), "no echo");
     sol.write(Instant::now(), b"flood 100\r");
     let out = drv.run(&mut sol, WAIT, |o| {
         String::from_utf8_lossy(o).contains("flood done")
