@@ -447,11 +447,16 @@ impl Driver {
         panic!("ipmi_sim's SOL carried no data twice")
     }
 
-    fn until_prompt(&self, sol: &mut SolConsole) -> Vec<u8> {
+    fn wait_active(&self, sol: &mut SolConsole) {
         let end = Instant::now() + WAIT;
         while sol.state() != SolState::Active && Instant::now() < end {
-            self.run(sol, Duration::from_millis(100), |_| false);
+            self.run(sol, Duration::from_millis(50), |_| false);
         }
+        assert_eq!(sol.state(), SolState::Active);
+    }
+
+    fn until_prompt(&self, sol: &mut SolConsole) -> Vec<u8> {
+        self.wait_active(sol);
         sol.write(Instant::now(), b"\r");
         self.run(sol, Duration::from_secs(5), prompted)
     }
@@ -524,4 +529,76 @@ fn our_console_against_ipmi_sim_sol() {
     let typed = host.finish();
     let typed = String::from_utf8_lossy(&typed);
     assert_eq!(typed.matches("flood 100\r").count(), 1, "{typed:?}");
+}
+
+// === our console against the built-in simulator's fault knobs ===
+
+fn sim_with(faults: ipmigw::sim::Faults) -> Sim {
+    let sim = Sim::start();
+    sim.bmc().set_faults(faults);
+    sim
+}
+
+#[test]
+fn flood_through_lossy_sol_arrives_once_and_in_order() {
+    let sim = sim_with(ipmigw::sim::Faults {
+        drop_sol: 0.2,
+        ..Default::default()
+    });
+    let drv = Driver::new(sim.bmc().addr());
+    let mut sol = drv.open(sim.port(), false);
+    sol.write(Instant::now(), b"flood 1000\r");
+    let out = drv.run(&mut sol, Duration::from_secs(120), |o| {
+        String::from_utf8_lossy(o).contains("flood done")
+    });
+    let text = String::from_utf8_lossy(&out);
+    let lines: Vec<&str> = text
+        .split("\r\n")
+        .filter(|l| l.starts_with("flood 0"))
+        .collect();
+    let want: Vec<String> = (1..=1000)
+        .map(|i| format!("flood {i:06} of 001000 abcdefghijklmnopqrstuvwxyz"))
+        .collect();
+    assert_eq!(lines, want, "every line once, in order");
+    assert!(sol.link_stats().duplicates > 0 || sol.link_stats().retransmits > 0);
+    let typed = sim.bmc().host_input();
+    assert_eq!(
+        String::from_utf8_lossy(&typed).matches("flood 1000\r").count(),
+        1
+    );
+    sol.deactivate(Instant::now());
+    drv.run(&mut sol, WAIT, |_| false);
+    assert_eq!(ended(&mut sol), Some(SolEnd::Closed));
+    assert!(!sim.bmc().sol_active());
+}
+
+#[test]
+fn the_simulator_deactivating_or_going_silent_ends_our_console() {
+    let sim = sim_with(ipmigw::sim::Faults::default());
+    let drv = Driver::new(sim.bmc().addr());
+    let mut sol = drv.open(sim.port(), false);
+    sim.bmc().sol_deactivate();
+    drv.run(&mut sol, WAIT, |_| false);
+    assert_eq!(ended(&mut sol), Some(SolEnd::DeactivatedByBmc));
+    drv.close(sol);
+    // Activation works, then nothing: the typed byte is never acknowledged.
+    sim.bmc().set_faults(ipmigw::sim::Faults {
+        sol_silent: true,
+        ..Default::default()
+    });
+    let mut cfg = SolConfig::new(sim.port());
+    cfg.retry = Some(ipmigw::ipmi::cmd::sol::SolRetry {
+        count: 2,
+        interval: Duration::from_millis(200),
+    });
+    let mut sol = SolConsole::start(drv.login(), cfg, Instant::now());
+    drv.wait_active(&mut sol);
+    sol.write(Instant::now(), b"\r");
+    drv.run(&mut sol, WAIT, |_| false);
+    assert!(matches!(
+        ended(&mut sol),
+        Some(SolEnd::Failed(
+            ipmigw::ipmi::session::console::sol::SolError::Unacknowledged { chars: 1 }
+        ))
+    ));
 }
