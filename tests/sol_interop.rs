@@ -219,10 +219,7 @@ fn ipmitool_sol_activate_as_a_person_would() {
     tmux.type_text("flood 100");
     tmux.keys(&["Enter"]);
     let s = tmux.wait_for("flood done");
-    let lines: Vec<&str> = s
-        .lines()
-        .filter(|l| l.starts_with("flood 0"))
-        .collect();
+    let lines: Vec<&str> = s.lines().filter(|l| l.starts_with("flood 0")).collect();
     let want: Vec<String> = (1..=100)
         .map(|i| format!("flood {i:06} of 000100 abcdefghijklmnopqrstuvwxyz"))
         .collect();
@@ -260,7 +257,10 @@ fn ipmitool_sol_info_and_deactivate_after_a_dead_client() {
         info.contains(&format!("Payload Port                    : {}", sim.port())),
         "{info}"
     );
-    let cmd = format!("ipmitool {} sol activate", ipmitool_args(sim.port()).join(" "));
+    let cmd = format!(
+        "ipmitool {} sol activate",
+        ipmitool_args(sim.port()).join(" ")
+    );
     let tmux = Tmux::start("dead", &cmd);
     tmux.wait_for("simhost1 login: ");
     // The client dies without deactivating: the payload stays active.
@@ -507,7 +507,10 @@ fn our_console_against_ipmi_sim_sol() {
         .collect();
     assert_eq!(lines.len(), 100, "{text}");
     for (i, l) in lines.iter().enumerate() {
-        assert!(l.starts_with(&format!("flood {:06} of 000100", i + 1)), "{l}");
+        assert!(
+            l.starts_with(&format!("flood {:06} of 000100", i + 1)),
+            "{l}"
+        );
     }
     // A client that dies leaves the payload active (ipmi_sim keeps it):
     // a plain activation is refused, a take-over clears it.
@@ -563,7 +566,9 @@ fn flood_through_lossy_sol_arrives_once_and_in_order() {
     assert!(sol.link_stats().duplicates > 0 || sol.link_stats().retransmits > 0);
     let typed = sim.bmc().host_input();
     assert_eq!(
-        String::from_utf8_lossy(&typed).matches("flood 1000\r").count(),
+        String::from_utf8_lossy(&typed)
+            .matches("flood 1000\r")
+            .count(),
         1
     );
     sol.deactivate(Instant::now());

@@ -243,8 +243,14 @@ mod tests {
         let out = all(&mut h);
         let lines: Vec<&str> = out.split("\r\n").collect();
         assert_eq!(lines[0], "flood 3");
-        assert_eq!(lines[1], "flood 000001 of 000003 abcdefghijklmnopqrstuvwxyz");
-        assert_eq!(lines[3], "flood 000003 of 000003 abcdefghijklmnopqrstuvwxyz");
+        assert_eq!(
+            lines[1],
+            "flood 000001 of 000003 abcdefghijklmnopqrstuvwxyz"
+        );
+        assert_eq!(
+            lines[3],
+            "flood 000003 of 000003 abcdefghijklmnopqrstuvwxyz"
+        );
         assert_eq!(lines[4], "flood done");
         assert!(!h.has_output());
         // Small reads cut lines anywhere and lose nothing.

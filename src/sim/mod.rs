@@ -429,9 +429,7 @@ async fn serve(
             {
                 continue;
             }
-            if is_sol(&buf[..n])
-                && (s.faults.sol_silent || chance(&mut rng, s.faults.drop_sol))
-            {
+            if is_sol(&buf[..n]) && (s.faults.sol_silent || chance(&mut rng, s.faults.drop_sol)) {
                 continue;
             }
             let holder = s.endpoint.sol_owner();

@@ -326,7 +326,9 @@ mod tests {
 
     #[test]
     fn sol_retry_parameter() {
-        let g = GetSolConfig { param: param::RETRY };
+        let g = GetSolConfig {
+            param: param::RETRY,
+        };
         let r = g.request();
         assert_eq!((r.netfn.0, r.cmd), (0x0C, 0x22));
         assert_eq!(r.data, [0x0E, 0x04, 0, 0]);

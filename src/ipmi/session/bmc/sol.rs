@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use super::{Active, Endpoint, Outgoing, Stage, LAN_CHANNEL};
 use crate::ipmi::cmd::registry::{id, CommandId};
 use crate::ipmi::cmd::sol::{
-    activate_cc, deactivate_cc, param, ActivatePayload, ActivatedPayload,
-    PayloadActivationStatus, SolRetry, PAYLOAD_TYPE_SOL,
+    activate_cc, deactivate_cc, param, ActivatePayload, ActivatedPayload, PayloadActivationStatus,
+    SolRetry, PAYLOAD_TYPE_SOL,
 };
 use crate::ipmi::crypto::integrity::{open, seal};
 use crate::ipmi::crypto::ConfidentialityAlgorithm;

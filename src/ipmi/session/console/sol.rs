@@ -363,7 +363,9 @@ impl SolConsole {
         }
         if let Some(link) = self.link.as_mut() {
             if let Err(lost) = link.handle_timeout(now) {
-                return self.end(SolEnd::Failed(SolError::Unacknowledged { chars: lost.chars }));
+                return self.end(SolEnd::Failed(SolError::Unacknowledged {
+                    chars: lost.chars,
+                }));
             }
         }
         if self.keepalive_due().is_some_and(|t| now >= t) {
@@ -404,7 +406,10 @@ impl SolConsole {
 
     fn begin(&mut self, step: Step, now: Instant) {
         let req = match step {
-            Step::Config => GetSolConfig { param: param::RETRY }.request(),
+            Step::Config => GetSolConfig {
+                param: param::RETRY,
+            }
+            .request(),
             Step::Activate => self.activate_command().request(),
             Step::DeactivateStale | Step::Deactivate => DeactivatePayload {
                 instance: self.cfg.instance,
@@ -419,13 +424,7 @@ impl SolConsole {
             Step::KeepAlive => self.state,
         };
         let tries = self.cfg.request_tries;
-        let mut ex = Exchange::start(
-            &mut self.session,
-            req,
-            tries,
-            self.cfg.request_timeout,
-            now,
-        );
+        let mut ex = Exchange::start(&mut self.session, req, tries, self.cfg.request_timeout, now);
         self.transmit.extend(ex.poll_transmit());
         self.request = Some((step, ex));
     }
@@ -471,7 +470,12 @@ impl SolConsole {
             Step::Config => {
                 if let Some(r) = cc
                     .is_ok()
-                    .then(|| GetSolConfig { param: param::RETRY }.parse_response(&resp.data))
+                    .then(|| {
+                        GetSolConfig {
+                            param: param::RETRY,
+                        }
+                        .parse_response(&resp.data)
+                    })
                     .and_then(Result::ok)
                     .and_then(|d| SolRetry::parse(&d).ok())
                 {

@@ -94,7 +94,10 @@ impl Net {
                 return done.map_err(|f| f.error).unwrap();
             }
             let out = hs.poll_transmit().expect("a login step to send");
-            let reply = self.bmc.handle_datagram(self.now, &out, &mut NoApp).unwrap();
+            let reply = self
+                .bmc
+                .handle_datagram(self.now, &out, &mut NoApp)
+                .unwrap();
             let _ = hs.handle_datagram(self.now, &reply.bytes);
         }
         panic!("no login")
@@ -117,7 +120,7 @@ impl Net {
                     continue;
                 }
                 if let Some(reply) = self.bmc.handle_datagram(self.now, &d, &mut NoApp) {
-                    self.to_console(sol, reply.bytes);
+                    self.deliver(sol, reply.bytes);
                 }
             }
             while let Some(out) = self.bmc.poll_sol_transmit() {
@@ -131,7 +134,7 @@ impl Net {
             self.held = later;
             for d in now {
                 moved = true;
-                self.to_console(sol, d);
+                self.deliver(sol, d);
             }
             if !moved {
                 return;
@@ -140,7 +143,7 @@ impl Net {
         panic!("no quiet after {MAX_STEPS} steps")
     }
 
-    fn to_console(&mut self, sol: &mut SolConsole, d: Vec<u8>) {
+    fn deliver(&mut self, sol: &mut SolConsole, d: Vec<u8>) {
         if !self.lost(&d, false) {
             let _ = sol.handle_datagram(self.now, &d);
         }
@@ -177,7 +180,11 @@ impl Net {
     }
 
     /// Runs timers until `done` holds (bounded).
-    fn run_until(&mut self, sol: &mut SolConsole, mut done: impl FnMut(&mut Net, &mut SolConsole) -> bool) {
+    fn run_until(
+        &mut self,
+        sol: &mut SolConsole,
+        mut done: impl FnMut(&mut Net, &mut SolConsole) -> bool,
+    ) {
         for _ in 0..MAX_STEPS {
             if done(self, sol) {
                 return;
@@ -243,8 +250,13 @@ fn lost_packets_are_resent_and_delivered_once() {
     net.lose_to_bmc = 2;
     sol.write(net.now, b"abc");
     net.settle(&mut sol);
-    net.run_until(&mut sol, |n, _| n.lose_to_bmc == 0 && !n.bmc.sol_read().is_empty());
-    assert!(net.bmc.sol_read().is_empty(), "read once above, nothing twice");
+    net.run_until(&mut sol, |n, _| {
+        n.lose_to_bmc == 0 && !n.bmc.sol_read().is_empty()
+    });
+    assert!(
+        net.bmc.sol_read().is_empty(),
+        "read once above, nothing twice"
+    );
     assert_eq!(sol.link_stats().retransmits, 2);
     // The ACK back is lost: the console re-sends, the BMC re-ACKs and
     // delivers nothing twice.
@@ -295,7 +307,10 @@ fn a_payload_held_elsewhere_is_refused_or_taken_over() {
     cfg.take_over = true;
     let mut third = net.start(cfg, CipherSuite::Suite17);
     let ev = events(&mut third);
-    assert!(matches!(ev[..], [SolEvent::TookOver, SolEvent::Activated(_)]), "{ev:?}");
+    assert!(
+        matches!(ev[..], [SolEvent::TookOver, SolEvent::Activated(_)]),
+        "{ev:?}"
+    );
     assert_eq!(net.bmc.sol_owner(), Some(third.session().bmc_session_id()));
     // The first console was told SOL is inactive for it.
     net.settle(&mut first);
