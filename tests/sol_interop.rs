@@ -29,6 +29,8 @@ use ipmigw::sim::{SimConfig, Simulator};
 
 /// Longest wait for one screen or console condition.
 const WAIT: Duration = Duration::from_secs(20);
+/// Keep-alive interval of our consoles in these tests.
+const KEEPALIVE: Duration = Duration::from_secs(1);
 
 fn have(tool: &str) -> bool {
     Command::new("sh")
@@ -429,6 +431,8 @@ impl Driver {
         for attempt in 0..2 {
             let mut cfg = SolConfig::new(port);
             cfg.take_over = take_over;
+            // Short, so that the tests see keep-alives answered.
+            cfg.keepalive = KEEPALIVE;
             let mut sol = SolConsole::start(self.login(), cfg, Instant::now());
             let out = self.until_prompt(&mut sol);
             if prompted(&out) {
@@ -512,6 +516,11 @@ fn our_console_against_ipmi_sim_sol() {
             "{l}"
         );
     }
+    // Quiet for three keep-alive intervals: ipmi_sim answers them (Get
+    // Payload Instance Info, or the activation status if it lacks that)
+    // and the console stays up.
+    drv.run(&mut sol, KEEPALIVE * 3 + KEEPALIVE / 2, |_| false);
+    assert_eq!(sol.state(), SolState::Active, "{:?}", ended(&mut sol));
     // A client that dies leaves the payload active (ipmi_sim keeps it):
     // a plain activation is refused, a take-over clears it.
     let mut second = SolConsole::start(drv.login(), SolConfig::new(sim.port), Instant::now());

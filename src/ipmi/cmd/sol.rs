@@ -214,6 +214,52 @@ impl Command for GetPayloadActivationStatus {
     }
 }
 
+/// Get Payload Instance Info (App 0x4B) for a SOL instance: which session
+/// holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GetPayloadInstanceInfo {
+    /// Payload instance.
+    pub instance: u8,
+}
+
+/// Who holds a payload instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PayloadInstanceInfo {
+    /// The BMC session ID that activated it; 0 when it is not active.
+    pub session_id: u32,
+    /// Payload-specific bytes (for SOL, byte 0 is the serial port number).
+    pub specific: [u8; 8],
+}
+
+impl PayloadInstanceInfo {
+    /// The twelve answer bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut v = self.session_id.to_le_bytes().to_vec();
+        v.extend_from_slice(&self.specific);
+        v
+    }
+}
+
+impl Command for GetPayloadInstanceInfo {
+    type Response = PayloadInstanceInfo;
+
+    fn request(&self) -> RawRequest {
+        id::GET_PAYLOAD_INSTANCE_INFO.request(vec![PAYLOAD_TYPE_SOL, self.instance & 0x0F])
+    }
+
+    /// Four bytes at least: the payload-specific ones are not needed.
+    fn parse_response(&self, d: &[u8]) -> Result<PayloadInstanceInfo, WireError> {
+        need(d, 4, "Get Payload Instance Info response")?;
+        let mut specific = [0u8; 8];
+        let rest = &d[4..d.len().min(12)];
+        specific[..rest.len()].copy_from_slice(rest);
+        Ok(PayloadInstanceInfo {
+            session_id: u32::from_le_bytes([d[0], d[1], d[2], d[3]]),
+            specific,
+        })
+    }
+}
+
 /// Get SOL Configuration Parameters (Transport 0x22) for one parameter of
 /// this channel; the answer is the parameter's data (revision stripped).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -322,6 +368,21 @@ mod tests {
         assert_eq!(st.to_bytes(), [1, 1, 0]);
         all_truncations_fail!(&[1u8, 1, 0], |b| GetPayloadActivationStatus
             .parse_response(b));
+    }
+
+    #[test]
+    fn instance_info_names_the_holding_session() {
+        let g = GetPayloadInstanceInfo { instance: 1 };
+        let r = g.request();
+        assert_eq!((r.netfn.0, r.cmd, r.data.clone()), (0x06, 0x4B, vec![1, 1]));
+        // §24.5: session ID 0x01020304, then port 1 and seven reserved bytes.
+        let bytes = [4, 3, 2, 1, 1, 0, 0, 0, 0, 0, 0, 0];
+        let info = g.parse_response(&bytes).unwrap();
+        assert_eq!(info.session_id, 0x0102_0304);
+        assert_eq!(info.specific[0], 1);
+        assert_eq!(info.to_bytes(), bytes);
+        assert_eq!(g.parse_response(&[0, 0, 0, 0]).unwrap().session_id, 0);
+        all_truncations_fail!(&bytes[..4], |b| g.parse_response(b));
     }
 
     #[test]

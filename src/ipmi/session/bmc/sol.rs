@@ -2,7 +2,7 @@
 //! payload instance, held by at most one session; Activate Payload (0x80
 //! "already active" for a second one), Deactivate Payload (from any
 //! session, as a console clearing a payload a dead client left must be
-//! able to), Get Payload Activation Status, the SOL configuration
+//! able to), Get Payload Activation Status and Instance Info, the SOL configuration
 //! parameters a console reads, and the SOL packets of the holding session
 //! through a [`SolLink`].
 //!
@@ -22,7 +22,7 @@ use super::{Active, Endpoint, Outgoing, Stage, LAN_CHANNEL};
 use crate::ipmi::cmd::registry::{id, CommandId};
 use crate::ipmi::cmd::sol::{
     activate_cc, deactivate_cc, param, ActivatePayload, ActivatedPayload, PayloadActivationStatus,
-    SolRetry, PAYLOAD_TYPE_SOL,
+    PayloadInstanceInfo, SolRetry, PAYLOAD_TYPE_SOL,
 };
 use crate::ipmi::crypto::integrity::{open, seal};
 use crate::ipmi::crypto::ConfidentialityAlgorithm;
@@ -100,6 +100,7 @@ pub(super) fn is_sol_command(cmd: CommandId) -> bool {
         id::ACTIVATE_PAYLOAD
             | id::DEACTIVATE_PAYLOAD
             | id::GET_PAYLOAD_ACTIVATION_STATUS
+            | id::GET_PAYLOAD_INSTANCE_INFO
             | id::GET_SOL_CONFIGURATION_PARAMETERS
     )
 }
@@ -260,6 +261,18 @@ impl Endpoint {
                 }
                 Some(_) => (CompletionCode::INVALID_DATA_FIELD, vec![]),
                 None => (CompletionCode::REQUEST_LENGTH_INVALID, vec![]),
+            },
+            id::GET_PAYLOAD_INSTANCE_INFO => match req.data[..] {
+                [PAYLOAD_TYPE_SOL, 1, ..] => {
+                    let info = PayloadInstanceInfo {
+                        session_id: self.sol.as_ref().map_or(0, |p| p.owner),
+                        // Serial port 1.
+                        specific: [1, 0, 0, 0, 0, 0, 0, 0],
+                    };
+                    (CompletionCode::OK, info.to_bytes())
+                }
+                [_, _, ..] => (CompletionCode::INVALID_DATA_FIELD, vec![]),
+                _ => (CompletionCode::REQUEST_LENGTH_INVALID, vec![]),
             },
             _ => sol_parameter(&cfg, &req.data),
         }

@@ -6,11 +6,13 @@
 //! none), Activate Payload with encryption and authentication as the
 //! session's suite has them (a payload left active by another session is
 //! deactivated first when [`SolConfig::take_over`] says so), then SOL
-//! packets both ways through a [`SolLink`]; Get Payload Activation Status
-//! when the BMC was quiet for [`SolConfig::keepalive`]; Deactivate Payload
+//! packets both ways through a [`SolLink`]; when the BMC was quiet for
+//! [`SolConfig::keepalive`], Get Payload Instance Info (which session holds
+//! the payload; Get Payload Activation Status on BMCs without it);
+//! Deactivate Payload
 //! at [`SolConsole::deactivate`]. The engine ends, with a [`SolEnd`] event,
 //! when the BMC reports SOL inactive, when the keep-alive finds the payload
-//! gone or unanswered, or when a packet goes unacknowledged through every
+//! gone, held by another session, or unanswered, or when a packet goes unacknowledged through every
 //! retry.
 //!
 //! Never does: read a clock, use the payload before the BMC's answer to
@@ -23,7 +25,7 @@ use std::time::{Duration, Instant};
 use super::{ActiveSession, Answer, Drop, Exchange, Inbound};
 use crate::ipmi::cmd::sol::{
     activate_cc, deactivate_cc, param, ActivatePayload, ActivatedPayload, DeactivatePayload,
-    GetPayloadActivationStatus, GetSolConfig, SolRetry,
+    GetPayloadActivationStatus, GetPayloadInstanceInfo, GetSolConfig, SolRetry,
 };
 use crate::ipmi::cmd::Command;
 use crate::ipmi::crypto::{ConfidentialityAlgorithm, IntegrityAlgorithm};
@@ -127,8 +129,14 @@ pub enum SolEnd {
     /// turned off).
     DeactivatedByBmc,
     /// The keep-alive found the payload no longer active (BMC reset, or
-    /// taken without telling us).
+    /// deactivated without telling us).
     Inactive,
+    /// The keep-alive found the payload held by another session (someone
+    /// took the console on the BMC and the BMC did not tell us).
+    TakenElsewhere {
+        /// The BMC session ID holding it now.
+        session: u32,
+    },
     /// It failed.
     Failed(SolError),
 }
@@ -190,6 +198,7 @@ enum Step {
     DeactivateStale,
     Deactivate,
     KeepAlive,
+    KeepAliveStatus,
 }
 
 impl Step {
@@ -198,7 +207,8 @@ impl Step {
             Step::Config => "Get SOL Configuration Parameters",
             Step::Activate => "Activate Payload",
             Step::DeactivateStale | Step::Deactivate => "Deactivate Payload",
-            Step::KeepAlive => "Get Payload Activation Status (keep-alive)",
+            Step::KeepAlive => "Get Payload Instance Info (keep-alive)",
+            Step::KeepAliveStatus => "Get Payload Activation Status (keep-alive)",
         }
     }
 }
@@ -206,7 +216,11 @@ impl Step {
 /// SOL on one session, driven like [`Exchange`]: feed datagrams and time,
 /// send what [`poll_transmit`](Self::poll_transmit) returns, write
 /// keystrokes with [`write`](Self::write), read host output with
-/// [`read`](Self::read), and watch [`poll_event`](Self::poll_event).
+/// [`read`](Self::read) after each datagram, and watch
+/// [`poll_event`](Self::poll_event). Output not read stays in a bounded
+/// queue; once it is full the BMC is NACKed and sends again after its
+/// retry interval, so a slow reader slows the host instead of losing
+/// characters.
 ///
 /// The engine owns the session while it runs (it needs the session's one
 /// outstanding request for its own); [`into_session`](Self::into_session)
@@ -219,6 +233,9 @@ pub struct SolConsole {
     link: Option<SolLink>,
     retry: SolRetry,
     took_over: bool,
+    /// The BMC refused Get Payload Instance Info: keep-alives ask for the
+    /// activation status instead.
+    no_instance_info: bool,
     last_heard: Instant,
     status: u8,
     transmit: VecDeque<Vec<u8>>,
@@ -253,6 +270,7 @@ impl SolConsole {
                 interval: DEFAULT_RETRY_INTERVAL,
             },
             took_over: false,
+            no_instance_info: false,
             last_heard: now,
             status: 0,
             transmit: VecDeque::new(),
@@ -311,8 +329,16 @@ impl SolConsole {
 
     /// Asks the BMC for a break on the host's serial line.
     pub fn send_break(&mut self, now: Instant) {
+        self.send_operation(now, Control::GENERATE_BREAK);
+    }
+
+    /// Sends operation bits (break, ring, CTS pause, DCD/DSR drop,
+    /// flushes: the `Control` constants toward a BMC) in the next packet,
+    /// which is acknowledged and re-sent like characters. NACK is the
+    /// engine's own and is not sent from here.
+    pub fn send_operation(&mut self, now: Instant, bits: u8) {
         if let Some(link) = self.link.as_mut() {
-            link.request_ops(Control::GENERATE_BREAK);
+            link.request_ops(bits & !Control::NACK);
             self.flush(now);
         }
     }
@@ -369,7 +395,12 @@ impl SolConsole {
             }
         }
         if self.keepalive_due().is_some_and(|t| now >= t) {
-            self.begin(Step::KeepAlive, now);
+            let step = if self.no_instance_info {
+                Step::KeepAliveStatus
+            } else {
+                Step::KeepAlive
+            };
+            self.begin(step, now);
         }
         self.flush(now);
     }
@@ -415,13 +446,17 @@ impl SolConsole {
                 instance: self.cfg.instance,
             }
             .request(),
-            Step::KeepAlive => GetPayloadActivationStatus.request(),
+            Step::KeepAlive => GetPayloadInstanceInfo {
+                instance: self.cfg.instance,
+            }
+            .request(),
+            Step::KeepAliveStatus => GetPayloadActivationStatus.request(),
         };
         self.state = match step {
             Step::Config => SolState::Configuring,
             Step::Activate | Step::DeactivateStale => SolState::Activating,
             Step::Deactivate => SolState::Deactivating,
-            Step::KeepAlive => self.state,
+            Step::KeepAlive | Step::KeepAliveStatus => self.state,
         };
         let tries = self.cfg.request_tries;
         let mut ex = Exchange::start(&mut self.session, req, tries, self.cfg.request_timeout, now);
@@ -496,13 +531,34 @@ impl SolConsole {
                 let stage = step.name();
                 self.end(SolEnd::Failed(SolError::Refused { stage, code: cc }))
             }
+            Step::KeepAlive => self.on_instance_info(now, cc, &resp.data),
             // Any answer proves the BMC alive; only "not active" ends SOL.
-            Step::KeepAlive => match GetPayloadActivationStatus.parse_response(&resp.data) {
+            Step::KeepAliveStatus => match GetPayloadActivationStatus.parse_response(&resp.data) {
                 Ok(st) if cc.is_ok() && !st.is_active(self.cfg.instance) => {
                     self.end(SolEnd::Inactive)
                 }
                 _ => {}
             },
+        }
+    }
+
+    fn on_instance_info(&mut self, now: Instant, cc: CompletionCode, data: &[u8]) {
+        let info = GetPayloadInstanceInfo {
+            instance: self.cfg.instance,
+        };
+        match info.parse_response(data) {
+            Ok(info) if cc.is_ok() => match info.session_id {
+                0 => self.end(SolEnd::Inactive),
+                id if id != self.session.bmc_session_id() => {
+                    self.end(SolEnd::TakenElsewhere { session: id })
+                }
+                _ => {}
+            },
+            // Not every BMC has it: ask the other way, now and from now on.
+            _ => {
+                self.no_instance_info = true;
+                self.begin(Step::KeepAliveStatus, now);
+            }
         }
     }
 

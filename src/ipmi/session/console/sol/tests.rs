@@ -384,6 +384,28 @@ fn the_keepalive_finds_a_payload_gone_without_a_word() {
 }
 
 #[test]
+fn the_keepalive_finds_the_payload_taken_by_another_session() {
+    let mut net = Net::new(settings());
+    let mut cfg = SolConfig::new(PORT);
+    cfg.keepalive = Duration::from_secs(5);
+    let mut first = net.start(cfg, CipherSuite::Suite17);
+    let mut other = SolConfig::new(PORT);
+    other.take_over = true;
+    let thief = net.start(other, CipherSuite::Suite17);
+    // The BMC's "SOL inactive" to the first console is lost.
+    net.held.clear();
+    net.settle(&mut first);
+    assert_eq!(first.state(), SolState::Active);
+    net.run_until(&mut first, |_, s| s.state() == SolState::Ended);
+    assert_eq!(
+        ended(&mut first),
+        Some(SolEnd::TakenElsewhere {
+            session: thief.session().bmc_session_id()
+        })
+    );
+}
+
+#[test]
 fn the_bmc_saying_sol_inactive_ends_it_and_a_closed_session_frees_it() {
     let mut net = Net::new(settings());
     let mut sol = net.start(SolConfig::new(PORT), CipherSuite::Suite3);
