@@ -12,7 +12,9 @@
 //! later through [`Endpoint::receive`] and [`Endpoint::answer`] for an
 //! application that waits on I/O). Idle and half-open sessions expire at
 //! [`Endpoint::handle_timeout`], which the owner calls at
-//! [`Endpoint::poll_timeout`]; the number of sessions is capped.
+//! [`Endpoint::poll_timeout`]; the number of sessions is capped. With
+//! [`EndpointConfig::sol`] set it also holds one SOL payload (`bmc/sol.rs`):
+//! the payload commands and the holding session's SOL packets.
 //!
 //! Never does: answer a packet that failed its MAC, the window or the
 //! session lookup (such packets are counted and dropped, so nothing leaks),

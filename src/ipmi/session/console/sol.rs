@@ -646,7 +646,7 @@ impl SolConsole {
 
     fn end(&mut self, why: SolEnd) {
         self.link = None;
-        if let Some((_, _)) = self.request.take() {
+        if self.request.take().is_some() {
             self.session.cancel_pending();
         }
         self.state = SolState::Ended;
