@@ -10,6 +10,7 @@ use ipmigw::secret::SecretBytes;
 use ipmigw::sim::model::{SensorCatalog, SimBmc};
 use rand::{rngs::StdRng, SeedableRng};
 
+#[allow(dead_code)]
 pub fn bmc(now: Instant) -> (Endpoint, SimBmc) {
     bmc_config(now, None)
 }
