@@ -3,14 +3,24 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use ipmigw::ipmi::session::bmc::{BmcUser, Endpoint, EndpointConfig};
+use ipmigw::ipmi::session::bmc::{BmcUser, Endpoint, EndpointConfig, SolSettings};
 use ipmigw::ipmi::session::console::{ActiveSession, ConsoleConfig, Handshake};
 use ipmigw::ipmi::session::Privilege;
 use ipmigw::secret::SecretBytes;
 use ipmigw::sim::model::{SensorCatalog, SimBmc};
 use rand::{rngs::StdRng, SeedableRng};
 
+#[allow(dead_code)]
 pub fn bmc(now: Instant) -> (Endpoint, SimBmc) {
+    bmc_config(now, None)
+}
+
+#[allow(dead_code)]
+pub fn bmc_with_sol(now: Instant, sol: SolSettings) -> (Endpoint, SimBmc) {
+    bmc_config(now, Some(sol))
+}
+
+fn bmc_config(now: Instant, sol: Option<SolSettings>) -> (Endpoint, SimBmc) {
     let model = SimBmc::new(1, Arc::new(SensorCatalog::standard()), vec![], now);
     let users = vec![BmcUser {
         name: b"admin".to_vec(),
@@ -18,7 +28,9 @@ pub fn bmc(now: Instant) -> (Endpoint, SimBmc) {
         privilege: Privilege::Administrator,
         enabled: true,
     }];
-    let ep = Endpoint::new(EndpointConfig::new(model.guid()), users, Box::new(StdRng::seed_from_u64(1)));
+    let mut cfg = EndpointConfig::new(model.guid());
+    cfg.sol = sol;
+    let ep = Endpoint::new(cfg, users, Box::new(StdRng::seed_from_u64(1)));
     (ep, model)
 }
 

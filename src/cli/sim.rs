@@ -49,6 +49,12 @@ pub struct SimArgs {
     /// Never answer refused logins (some BMCs stay silent).
     #[arg(long)]
     silent_login_errors: bool,
+    /// Fraction of SOL packets to lose, each way (0-1).
+    #[arg(long, default_value_t = 0.0)]
+    drop_sol: f64,
+    /// SOL activates but carries nothing (a quirk of some BMCs).
+    #[arg(long)]
+    sol_silent: bool,
     /// Forget every session this often, seconds (a BMC reboot); 0 = never.
     #[arg(long, default_value_t = 0)]
     forget_sessions_every: u64,
@@ -81,6 +87,7 @@ fn check(a: &SimArgs) -> Result<(), CliError> {
     for (name, v) in [
         ("--drop-requests", a.drop_requests),
         ("--drop-replies", a.drop_replies),
+        ("--drop-sol", a.drop_sol),
         ("--corrupt-replies", a.corrupt_replies),
     ] {
         if !(0.0..=1.0).contains(&v) {
@@ -121,6 +128,8 @@ fn config(a: &SimArgs) -> Result<SimConfig, CliError> {
         delay: Duration::from_millis(a.delay_ms),
         silent_login_errors: a.silent_login_errors,
         corrupt_rakp_auth: 0,
+        drop_sol: a.drop_sol,
+        sol_silent: a.sol_silent,
     };
     Ok(cfg)
 }

@@ -11,9 +11,14 @@
 //! Each task also wakes at its endpoint's `poll_timeout`, so sessions
 //! expire on time whether or not traffic comes.
 //!
+//! Every BMC has one SOL payload: the endpoint carries SOL packets and a
+//! [`host::SimHost`] sits on the serial line (banner, `login:`, echo,
+//! `flood N`). SOL datagrams go to the address that activated the payload.
+//!
 //! Never does: answer a packet the endpoint dropped, or block one BMC's task
 //! on another's.
 
+pub mod host;
 pub mod model;
 
 use std::net::SocketAddr;
@@ -24,15 +29,17 @@ use std::time::{Duration, Instant};
 use rand::{Rng, SeedableRng};
 use serde::Deserialize;
 use tokio::net::UdpSocket;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use crate::ipmi::crypto::CipherSuite;
 use crate::ipmi::session::bmc::{
-    BmcUser, Endpoint, EndpointConfig, EndpointStats, Lockout, DEFAULT_IDLE_TIMEOUT,
-    DEFAULT_MAX_SESSIONS,
+    BmcUser, Endpoint, EndpointConfig, EndpointStats, Lockout, SolActivity, SolSettings,
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_SESSIONS,
 };
+use crate::ipmi::session::sol::LinkStats;
 use crate::ipmi::session::Privilege;
 use crate::secret::SecretBytes;
+use host::SimHost;
 use model::{SensorCatalog, SimBmc, UserSummary};
 
 /// Largest datagram a simulated BMC reads.
@@ -54,6 +61,11 @@ pub struct Faults {
     /// The next this many RAKP 2 and RAKP 4 answers go out with their
     /// authentication code damaged (one corrupted datagram in a login).
     pub corrupt_rakp_auth: u32,
+    /// Fraction of SOL packets lost, each way.
+    pub drop_sol: f64,
+    /// SOL goes silent: activation works but no SOL packet is taken or
+    /// sent (a quirk of real BMCs and ipmi_sim).
+    pub sol_silent: bool,
 }
 
 /// A simulated BMC user.
@@ -184,6 +196,9 @@ struct Shared {
     model: SimBmc,
     endpoint: Endpoint,
     faults: Faults,
+    host: SimHost,
+    /// Where the SOL payload's console is.
+    sol_peer: Option<SocketAddr>,
 }
 
 /// A running simulator.
@@ -199,6 +214,8 @@ pub struct Simulator {
 pub struct SimBmcHandle {
     addr: SocketAddr,
     shared: Arc<Mutex<Shared>>,
+    /// Wakes the task to send what a handle call queued.
+    wake: Arc<Notify>,
 }
 
 impl Simulator {
@@ -244,6 +261,7 @@ impl Simulator {
             ecfg.max_sessions = cfg.max_sessions;
             ecfg.idle_timeout = cfg.idle_timeout;
             ecfg.lockout = cfg.lockout;
+            ecfg.sol = Some(SolSettings::new(addr.port()));
             let endpoint = Endpoint::new(
                 ecfg,
                 users.clone(),
@@ -253,9 +271,13 @@ impl Simulator {
                 model,
                 endpoint,
                 faults: cfg.faults.clone(),
+                host: SimHost::new(index),
+                sol_peer: None,
             }));
-            tasks.push(tokio::spawn(serve(socket, shared.clone(), stopped.clone())));
-            bmcs.push(SimBmcHandle { addr, shared });
+            let wake = Arc::new(Notify::new());
+            let task = serve(socket, shared.clone(), wake.clone(), stopped.clone());
+            tasks.push(tokio::spawn(task));
+            bmcs.push(SimBmcHandle { addr, shared, wake });
         }
         Ok(Simulator { bmcs, stop, tasks })
     }
@@ -318,6 +340,33 @@ impl SimBmcHandle {
     pub fn set_faults(&self, faults: Faults) {
         self.with(|s| s.faults = faults);
     }
+
+    /// True while a session holds the SOL payload.
+    pub fn sol_active(&self) -> bool {
+        self.with(|s| s.endpoint.sol_owner().is_some())
+    }
+
+    /// Deactivates SOL from the BMC's side: the console is told SOL is
+    /// inactive (as when someone takes the console elsewhere).
+    pub fn sol_deactivate(&self) {
+        self.with(|s| s.endpoint.sol_deactivate());
+        self.wake.notify_one();
+    }
+
+    /// Every byte the host received over SOL (up to 1 MiB).
+    pub fn host_input(&self) -> Vec<u8> {
+        self.with(|s| s.host.received().to_vec())
+    }
+
+    /// Breaks the host received.
+    pub fn host_breaks(&self) -> u32 {
+        self.with(|s| s.host.breaks())
+    }
+
+    /// The SOL link's counters while a payload is active.
+    pub fn sol_link_stats(&self) -> Option<LinkStats> {
+        self.with(|s| s.endpoint.sol_link_stats())
+    }
 }
 
 /// True for an RMCP+ RAKP message 2 or 4 (payload types 0x13, 0x15).
@@ -337,13 +386,19 @@ async fn wake_at(at: Option<Instant>) {
     }
 }
 
-async fn serve(socket: UdpSocket, shared: Arc<Mutex<Shared>>, mut stopped: watch::Receiver<bool>) {
+async fn serve(
+    socket: UdpSocket,
+    shared: Arc<Mutex<Shared>>,
+    wake: Arc<Notify>,
+    mut stopped: watch::Receiver<bool>,
+) {
     let mut buf = vec![0u8; MAX_DATAGRAM_BYTES];
     let mut rng = rand::rngs::SmallRng::from_entropy();
     loop {
         // Also woken when the next session is due to expire, so that idle
         // and half-open sessions free their slots (and a lockout counts an
-        // unanswered RAKP 2) without waiting for the next datagram.
+        // unanswered RAKP 2) without waiting for the next datagram; the
+        // same timer re-sends unacknowledged SOL output.
         let expiry = lock(&shared).endpoint.poll_timeout();
         let (n, from) = tokio::select! {
             r = socket.recv_from(&mut buf) => match r {
@@ -352,23 +407,40 @@ async fn serve(socket: UdpSocket, shared: Arc<Mutex<Shared>>, mut stopped: watch
                 Err(_) => continue,
             },
             () = wake_at(expiry) => {
-                lock(&shared).endpoint.handle_timeout(Instant::now());
+                let out = {
+                    let mut g = lock(&shared);
+                    g.endpoint.handle_timeout(Instant::now());
+                    pump_sol(&mut g, Instant::now(), &mut rng)
+                };
+                send_sol(&socket, out).await;
+                continue;
+            }
+            () = wake.notified() => {
+                let out = pump_sol(&mut lock(&shared), Instant::now(), &mut rng);
+                send_sol(&socket, out).await;
                 continue;
             }
             _ = stopped.changed() => return,
         };
-        let (answer, faults) = {
+        let (answer, faults, sol_out) = {
             let mut g = lock(&shared);
             let s = &mut *g;
             if s.faults.drop_requests > 0.0 && rng.gen_bool(s.faults.drop_requests.clamp(0.0, 1.0))
             {
                 continue;
             }
+            if is_sol(&buf[..n]) && (s.faults.sol_silent || chance(&mut rng, s.faults.drop_sol)) {
+                continue;
+            }
+            let holder = s.endpoint.sol_owner();
             let mut answer = s
                 .endpoint
                 .handle_datagram(Instant::now(), &buf[..n], &mut s.model);
             if s.model.take_reboot_request() {
                 s.endpoint.forget_sessions();
+            }
+            if s.endpoint.sol_owner().is_some_and(|o| Some(o) != holder) {
+                s.sol_peer = Some(from);
             }
             if let Some(out) = answer.as_mut().filter(|o| is_rakp_2_or_4(&o.bytes)) {
                 if s.faults.corrupt_rakp_auth > 0 {
@@ -378,25 +450,97 @@ async fn serve(socket: UdpSocket, shared: Arc<Mutex<Shared>>, mut stopped: watch
                     }
                 }
             }
-            (answer, s.faults.clone())
+            let sol_out = pump_sol(s, Instant::now(), &mut rng);
+            (answer, s.faults.clone(), sol_out)
         };
-        let Some(mut out) = answer else { continue };
-        if out.login_error && faults.silent_login_errors {
-            continue;
+        if let Some(out) = answer {
+            answer_datagram(&socket, out, from, &faults, &mut rng).await;
         }
-        if faults.drop_replies > 0.0 && rng.gen_bool(faults.drop_replies.clamp(0.0, 1.0)) {
-            continue;
-        }
-        if faults.corrupt_replies > 0.0
-            && rng.gen_bool(faults.corrupt_replies.clamp(0.0, 1.0))
-            && out.bytes.len() > 4
-        {
-            let i = rng.gen_range(4..out.bytes.len());
-            out.bytes[i] ^= 1 << rng.gen_range(0..8);
-        }
-        if !faults.delay.is_zero() {
-            tokio::time::sleep(faults.delay).await;
-        }
-        let _ = socket.send_to(&out.bytes, from).await;
+        send_sol(&socket, sol_out).await;
     }
+}
+
+/// Sends one answer, as the faults allow.
+async fn answer_datagram(
+    socket: &UdpSocket,
+    mut out: crate::ipmi::session::bmc::Outgoing,
+    to: SocketAddr,
+    faults: &Faults,
+    rng: &mut rand::rngs::SmallRng,
+) {
+    if out.login_error && faults.silent_login_errors {
+        return;
+    }
+    if chance(rng, faults.drop_replies) {
+        return;
+    }
+    if chance(rng, faults.corrupt_replies) && out.bytes.len() > 4 {
+        let i = rng.gen_range(4..out.bytes.len());
+        out.bytes[i] ^= 1 << rng.gen_range(0..8);
+    }
+    if !faults.delay.is_zero() {
+        tokio::time::sleep(faults.delay).await;
+    }
+    let _ = socket.send_to(&out.bytes, to).await;
+}
+
+/// Moves bytes between the SOL payload and the host, and collects the
+/// SOL datagrams to send (after the SOL faults) with their destination.
+fn pump_sol(s: &mut Shared, now: Instant, rng: &mut rand::rngs::SmallRng) -> SolOut {
+    while let Some(activity) = s.endpoint.poll_sol_activity() {
+        match activity {
+            SolActivity::Activated { .. } => s.host.attach(),
+            SolActivity::Break => s.host.serial_break(),
+            SolActivity::Deactivated => {}
+        }
+    }
+    let keys = s.endpoint.sol_read();
+    if !keys.is_empty() {
+        s.host.input(&keys);
+    }
+    // Bounded by the payload's send queue: a flood is made only as fast
+    // as the console takes it.
+    while s.host.has_output() {
+        let room = s.endpoint.sol_room();
+        if room == 0 {
+            break;
+        }
+        let chunk = s.host.read_output(room);
+        if chunk.is_empty() {
+            break;
+        }
+        s.endpoint.sol_write(now, &chunk);
+    }
+    let mut datagrams = Vec::new();
+    while let Some(out) = s.endpoint.poll_sol_transmit() {
+        if !s.faults.sol_silent && !chance(rng, s.faults.drop_sol) {
+            datagrams.push(out.bytes);
+        }
+    }
+    SolOut {
+        to: s.sol_peer,
+        datagrams,
+    }
+}
+
+/// SOL datagrams for the console holding the payload.
+struct SolOut {
+    to: Option<SocketAddr>,
+    datagrams: Vec<Vec<u8>>,
+}
+
+async fn send_sol(socket: &UdpSocket, out: SolOut) {
+    let Some(to) = out.to else { return };
+    for d in out.datagrams {
+        let _ = socket.send_to(&d, to).await;
+    }
+}
+
+/// True for an RMCP+ packet of payload type 1 (SOL).
+fn is_sol(d: &[u8]) -> bool {
+    d.len() > 5 && d[4] == 0x06 && d[5] & 0x3F == 0x01
+}
+
+fn chance(rng: &mut rand::rngs::SmallRng, p: f64) -> bool {
+    p > 0.0 && rng.gen_bool(p.clamp(0.0, 1.0))
 }

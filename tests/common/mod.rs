@@ -77,6 +77,12 @@ impl IpmiSim {
     /// The port is one the system picked a moment ago: when a neighbour
     /// takes it first, the simulator does not answer and another is tried.
     pub fn start() -> Option<IpmiSim> {
+        IpmiSim::start_with("")
+    }
+
+    /// Like [`start`](Self::start), with more `lan.conf` lines (a `sol`
+    /// line wires its SOL to a serial line on a TCP port).
+    pub fn start_with(extra_lan_conf: &str) -> Option<IpmiSim> {
         interop_tools()?;
         let dir = tempfile::Builder::new()
             .prefix("ipmigw-sim.")
@@ -104,7 +110,7 @@ impl IpmiSim {
         std::fs::set_permissions(&control, std::fs::Permissions::from_mode(0o755)).unwrap();
         for attempt in 1..=START_ATTEMPTS {
             let port = free_udp_port();
-            write_sim_config(d, &control, port);
+            write_sim_config(d, &control, port, extra_lan_conf);
             let mut child = spawn(d);
             if answers_within(port, START_TIMEOUT) {
                 let sim = IpmiSim { dir, port, child };
@@ -263,12 +269,13 @@ fn answers_within(port: u16, limit: Duration) -> bool {
 
 /// The simulator's LAN config (users, the port) and its emulator script
 /// (sensors, SEL, FRU).
-fn write_sim_config(d: &Path, control: &Path, port: u16) {
+fn write_sim_config(d: &Path, control: &Path, port: u16, extra_lan_conf: &str) {
     let mut lan = format!(
             "name \"bmc\"\nset_working_mc 0x20\nstartlan 1\n  addr 127.0.0.1 {port}\n  priv_limit admin\n  guid a5a5a5a5000011112222{port:012x}\nendlan\nchassis_control \"{} {}\"\n",
             control.display(),
             d.display()
         );
+    lan.push_str(extra_lan_conf);
     for (id, name, pw, privilege) in USERS {
         lan.push_str(&format!(
             "user {id} true \"{name}\" \"{pw}\" {privilege} 10\n"

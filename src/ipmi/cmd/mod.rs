@@ -11,6 +11,7 @@ pub mod name;
 pub mod privilege;
 pub mod registry;
 pub mod sensor_event;
+pub mod sol;
 pub mod storage;
 
 use crate::ipmi::wire::message::NetFn;

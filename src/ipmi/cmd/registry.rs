@@ -178,7 +178,9 @@ pub mod id {
     /// Get Payload Activation Status.
     pub const GET_PAYLOAD_ACTIVATION_STATUS: CommandId = CommandId::new(APP, 0x4A);
     /// Get Payload Instance Info.
-    pub const GET_PAYLOAD_INSTANCE_INFO: CommandId = CommandId::new(APP, 0x4E);
+    pub const GET_PAYLOAD_INSTANCE_INFO: CommandId = CommandId::new(APP, 0x4B);
+    /// Get Channel Payload Support.
+    pub const GET_CHANNEL_PAYLOAD_SUPPORT: CommandId = CommandId::new(APP, 0x4E);
     /// Master Write-Read.
     pub const MASTER_WRITE_READ: CommandId = CommandId::new(APP, 0x52);
     /// Get Channel Cipher Suites.
@@ -318,6 +320,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     c(id::DEACTIVATE_PAYLOAD, "Deactivate Payload", Naming::Unnamed, Some(User)),
     c(id::GET_PAYLOAD_ACTIVATION_STATUS, "Get Payload Activation Status", Naming::Unnamed, Some(User)),
     c(id::GET_PAYLOAD_INSTANCE_INFO, "Get Payload Instance Info", Naming::Unnamed, Some(User)),
+    c(id::GET_CHANNEL_PAYLOAD_SUPPORT, "Get Channel Payload Support", Naming::Unnamed, Some(User)),
     secret(c(id::MASTER_WRITE_READ, "Master Write-Read", fixed_w("i2c.write_read"), Some(Operator)), Secret::CarriedI2c),
     c(id::GET_CHANNEL_CIPHER_SUITES, "Get Channel Cipher Suites", fixed_r("channel.read"), None),
     // The key follows the channel, the operation and the key id.

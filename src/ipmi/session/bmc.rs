@@ -12,7 +12,9 @@
 //! later through [`Endpoint::receive`] and [`Endpoint::answer`] for an
 //! application that waits on I/O). Idle and half-open sessions expire at
 //! [`Endpoint::handle_timeout`], which the owner calls at
-//! [`Endpoint::poll_timeout`]; the number of sessions is capped.
+//! [`Endpoint::poll_timeout`]; the number of sessions is capped. With
+//! [`EndpointConfig::sol`] set it also holds one SOL payload (`bmc/sol.rs`):
+//! the payload commands and the holding session's SOL packets.
 //!
 //! Never does: answer a packet that failed its MAC, the window or the
 //! session lookup (such packets are counted and dropped, so nothing leaks),
@@ -20,7 +22,7 @@
 //! name that is not an enabled user's, or read a clock (`now` is passed
 //! in).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::console::{setup_datagram, SessionRng};
@@ -92,6 +94,10 @@ pub struct EndpointConfig {
     /// (the bridge) must not turn one power-off into many. Off for a BMC,
     /// where two equal commands are two commands.
     pub repeat_window: Option<Duration>,
+    /// Serial over LAN: with settings, the endpoint answers the payload
+    /// commands and carries SOL packets for one payload instance; without,
+    /// those commands go to the application like any other.
+    pub sol: Option<SolSettings>,
 }
 
 impl EndpointConfig {
@@ -106,6 +112,7 @@ impl EndpointConfig {
             kg: None,
             lockout: None,
             repeat_window: None,
+            sol: None,
         }
     }
 }
@@ -232,6 +239,12 @@ pub struct EndpointStats {
     pub commands: u64,
     /// Commands refused for insufficient privilege.
     pub privilege_refused: u64,
+    /// Authentic SOL packets taken for the active payload.
+    pub sol_packets: u64,
+    /// SOL packets of a session that holds no payload, or malformed.
+    pub sol_refused: u64,
+    /// SOL payload activations.
+    pub sol_activations: u64,
 }
 
 struct Session {
@@ -293,6 +306,12 @@ pub struct Endpoint {
     failed_logins: u32,
     /// Logins are refused before this instant.
     locked_until: Option<Instant>,
+    /// The SOL payload, while a session holds it.
+    sol: Option<sol::Payload>,
+    /// SOL datagrams for the payload's session, sealed.
+    sol_out: VecDeque<Outgoing>,
+    /// What the owner hears of SOL (bounded by `sol::MAX_EVENTS`).
+    sol_events: VecDeque<sol::SolActivity>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -315,6 +334,9 @@ impl Endpoint {
             stats: EndpointStats::default(),
             failed_logins: 0,
             locked_until: None,
+            sol: None,
+            sol_out: VecDeque::new(),
+            sol_events: VecDeque::new(),
         }
     }
 
@@ -366,9 +388,11 @@ impl Endpoint {
             .collect()
     }
 
-    /// Forgets every session, as a BMC reboot does.
+    /// Forgets every session, as a BMC reboot does (and with them the SOL
+    /// payload, without a word to its console).
     pub fn forget_sessions(&mut self) {
         self.sessions.clear();
+        self.sol_owner_gone();
     }
 
     /// Drops idle and stale half-open sessions.
@@ -392,10 +416,13 @@ impl Endpoint {
         for _ in 0..unanswered {
             self.failed_guess(now);
         }
+        self.sol_owner_gone();
+        self.sol_timeout(now);
     }
 
     /// When [`Endpoint::handle_timeout`] next has work, if ever.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        let sol = self.sol.as_ref().and_then(|p| p.link.poll_timeout());
         self.sessions
             .values()
             .map(|s| {
@@ -406,6 +433,7 @@ impl Endpoint {
                 };
                 s.last_activity + limit
             })
+            .chain(sol)
             .min()
     }
 
@@ -486,6 +514,10 @@ impl Endpoint {
                 Some(plain(setup_datagram(PayloadKind::IPMI, &msg)))
             }
             PayloadKind::IPMI => return self.in_session(now, p),
+            PayloadKind::SOL if !setup => {
+                self.sol_datagram(now, p);
+                None
+            }
             _ => {
                 self.stats.malformed += 1;
                 None
@@ -888,6 +920,9 @@ impl Endpoint {
                 self.stats.closed += 1;
             }
         }
+        // A BMC tears SOL down with the session that held it (§24.2).
+        self.sol_owner_gone();
+        self.sol_flush(now);
         out
     }
 
@@ -968,6 +1003,9 @@ impl Endpoint {
             id::GET_CHANNEL_CIPHER_SUITES => cipher_suites(&self.cfg, &req.data),
             id::GET_SYSTEM_GUID if !self.cfg.forward_system_guid => {
                 (CompletionCode::OK, self.cfg.guid.to_vec())
+            }
+            cmd if self.cfg.sol.is_some() && sol::is_sol_command(cmd) => {
+                self.sol_command(bmc_sid, console_sid, a, &req)
             }
             _ => match a.last.as_ref().filter(|l| {
                 self.cfg
@@ -1214,6 +1252,9 @@ fn plain(bytes: Vec<u8>) -> Outgoing {
         login_error: false,
     }
 }
+
+mod sol;
+pub use sol::{SolActivity, SolSettings};
 
 #[cfg(test)]
 pub(crate) mod tests;

@@ -44,6 +44,7 @@ use crate::secret::SecretBytes;
 
 mod exchange;
 mod handshake;
+pub mod sol;
 pub use exchange::{Answer, Exchange};
 pub use handshake::Handshake;
 
@@ -785,6 +786,15 @@ impl ExpectPrivilegeResponse {
     }
 }
 
+/// An authentic datagram of an established session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inbound {
+    /// The reply to the outstanding request.
+    Reply(Response),
+    /// A decrypted SOL payload, not yet decoded.
+    Sol(Vec<u8>),
+}
+
 /// An established, authenticated session toward one BMC. One request may be
 /// outstanding at a time; replies are matched by rqSeq, netFn and command.
 pub struct ActiveSession {
@@ -832,6 +842,11 @@ impl ActiveSession {
         self.bmc_sid
     }
 
+    /// Our session ID: the one the BMC's packets carry.
+    pub fn console_session_id(&self) -> u32 {
+        self.console_sid
+    }
+
     /// Seals a request as the one outstanding request, replacing any earlier
     /// one: a late reply to that one is then dropped as unmatched. Each call
     /// uses a fresh rqSeq and session sequence number.
@@ -868,8 +883,25 @@ impl ActiveSession {
     /// match against the outstanding request. Only a reply that passes all
     /// of them comes back; everything else is a counted [`Drop`].
     pub fn handle_datagram(&mut self, d: &[u8]) -> Result<Response, Drop> {
+        // Checked before the MAC, so that a session without SOL keeps
+        // refusing SOL packets as it always did.
+        if rmcp_plus(d)?.header.payload_type.kind != PayloadKind::IPMI {
+            return Err(Drop::UnexpectedKind);
+        }
+        match self.handle_inbound(d)? {
+            Inbound::Reply(resp) => Ok(resp),
+            Inbound::Sol(_) => Err(Drop::UnexpectedKind),
+        }
+    }
+
+    /// Like [`handle_datagram`](Self::handle_datagram), and also takes SOL
+    /// payloads (type 1), for a session with an active SOL payload: they
+    /// pass the same session, integrity and window checks and come back
+    /// decrypted, still undecoded.
+    pub fn handle_inbound(&mut self, d: &[u8]) -> Result<Inbound, Drop> {
         let packet = rmcp_plus(d)?;
-        if packet.header.payload_type.kind != PayloadKind::IPMI {
+        let kind = packet.header.payload_type.kind;
+        if kind != PayloadKind::IPMI && kind != PayloadKind::SOL {
             return Err(Drop::UnexpectedKind);
         }
         if packet.header.session_id != self.console_sid {
@@ -879,6 +911,9 @@ impl ActiveSession {
         self.window
             .accept(verified.header().seq)
             .map_err(Drop::Window)?;
+        if kind == PayloadKind::SOL {
+            return Ok(Inbound::Sol(verified.into_plaintext()));
+        }
         let resp = Response::parse(verified.plaintext()).map_err(Drop::Wire)?;
         let Some(p) = self.pending else {
             return Err(Drop::Unmatched);
@@ -891,7 +926,14 @@ impl ActiveSession {
             return Err(Drop::Unmatched);
         }
         self.pending = None;
-        Ok(resp)
+        Ok(Inbound::Reply(resp))
+    }
+
+    /// Seals one SOL packet (payload type 1) under the session's suite and
+    /// next sequence number; the caller activated the payload with the
+    /// same encryption and authentication.
+    pub fn seal_sol(&mut self, sol_packet: &[u8]) -> Vec<u8> {
+        self.seal(PayloadKind::SOL, sol_packet)
     }
 
     fn seal(&mut self, kind: PayloadKind, plaintext: &[u8]) -> Vec<u8> {
@@ -997,6 +1039,51 @@ pub mod fuzzing {
         let get = id::GET_DEVICE_ID;
         let _ = s.send_request(get.netfn, get.cmd, vec![]);
         s
+    }
+
+    /// A SOL engine on a fuzz session, already active (its Activate
+    /// Payload answered with port [`SOL_PORT`]).
+    pub fn sol_console(suite: CipherSuite) -> sol::SolConsole {
+        use crate::ipmi::cmd::sol::ActivatedPayload;
+        let mut session = active_session(suite);
+        session.cancel_pending();
+        session.next_rq_seq = 0;
+        let mut cfg = sol::SolConfig::new(SOL_PORT);
+        cfg.retry = Some(crate::ipmi::cmd::sol::SolRetry {
+            count: 2,
+            interval: std::time::Duration::from_millis(100),
+        });
+        let now = std::time::Instant::now();
+        let mut sol = sol::SolConsole::start(Box::new(session), cfg, now);
+        let answer = ActivatedPayload {
+            aux: [0; 4],
+            inbound_size: 255,
+            outbound_size: 255,
+            port: SOL_PORT,
+            vlan: None,
+        };
+        let act = id::ACTIVATE_PAYLOAD;
+        let mut msg = Vec::new();
+        Request::to_bmc(act.netfn, act.cmd, 0, vec![])
+            .response(CompletionCode::OK, answer.to_bytes())
+            .emit(&mut msg);
+        let _ = sol.handle_datagram(now, &seal_reply(suite, 1, &msg));
+        sol
+    }
+
+    /// The port the fuzz SOL engine's session talks to.
+    pub const SOL_PORT: u16 = 623;
+
+    /// Seals a SOL payload as the BMC would, for `sol_console(suite)`.
+    pub fn seal_sol(suite: CipherSuite, seq: u32, plaintext: &[u8]) -> Vec<u8> {
+        integrity::seal(
+            &keys(suite),
+            PayloadKind::SOL,
+            CONSOLE_SID,
+            seq,
+            plaintext,
+            &[7; 16],
+        )
     }
 
     /// Seals `plaintext` as the BMC would, for `active_session(suite)`.

@@ -3,7 +3,8 @@
 //! [`console`] is the gateway's side toward a BMC: login ([`console::Handshake`])
 //! and the established session ([`console::ActiveSession`]). [`bmc`] is the
 //! BMC's side ([`bmc::Endpoint`]). [`window`] is the inbound sequence window
-//! both sides use. The caller owns the socket and the clock: it passes `now`
+//! both sides use; [`sol`] is the SOL packet protocol both sides use, and
+//! [`console::sol`] the console's SOL engine on top of a session. The caller owns the socket and the clock: it passes `now`
 //! in, wakes the machines at their `poll_timeout`, and sends what they emit.
 //! Timer policy (login re-sends, session expiry) lives here, so every
 //! driver gets the same one; these types never read a clock or touch a
@@ -11,6 +12,7 @@
 
 pub mod bmc;
 pub mod console;
+pub mod sol;
 pub mod window;
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Wire formats of IPMI over LAN: RMCP, ASF presence ping/pong, the IPMI 1.5
 //! and RMCP+ session headers, IPMI messages and the RMCP+ session-setup
-//! payloads (Open Session, RAKP 1-4).
+//! payloads (Open Session, RAKP 1-4), and the SOL packet.
 //!
 //! Panic contract (as in smoltcp): every `parse` takes untrusted bytes and
 //! returns `Err(WireError)` instead of panicking or allocating without bound;
@@ -12,6 +12,7 @@ pub mod message;
 pub mod rakp;
 pub mod rmcp;
 pub mod session;
+pub mod sol;
 
 /// Why bytes from the network were not accepted. `Copy` and allocation-free
 /// so the I/O layer can count drops by reason. Every variant is the peer's

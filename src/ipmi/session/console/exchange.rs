@@ -77,6 +77,16 @@ impl Exchange {
             return Err(Drop::Unmatched);
         }
         let resp = session.handle_datagram(datagram)?;
+        self.take_reply(resp)
+    }
+
+    /// Ends the exchange with `resp`, a reply the session already matched
+    /// to the outstanding request (see
+    /// [`ActiveSession::handle_inbound`]).
+    pub fn take_reply(&mut self, resp: Response) -> Result<(), Drop> {
+        if self.outcome.is_some() || self.deadline.is_none() {
+            return Err(Drop::Unmatched);
+        }
         self.deadline = None;
         self.outcome = Some(Answer::Reply(resp));
         Ok(())
