@@ -926,6 +926,33 @@ impl Endpoint {
         out
     }
 
+    /// Close Session for the session id in `data`: its own session, any
+    /// as ADMINISTRATOR, or another session of the same user (a client
+    /// closing what it left open before a crash). Also says which to close.
+    fn close_request(
+        &self,
+        bmc_sid: u32,
+        a: &Active,
+        data: &[u8],
+    ) -> ((CompletionCode, Vec<u8>), Option<u32>) {
+        let Some(id) = data.get(..4) else {
+            return ((CompletionCode::REQUEST_LENGTH_INVALID, vec![]), None);
+        };
+        let id = u32::from_le_bytes([id[0], id[1], id[2], id[3]]);
+        let owner = self.sessions.get(&id).and_then(|s| match &s.stage {
+            Stage::Active(o) => Some(o.user),
+            _ => None,
+        });
+        let allowed = id == bmc_sid
+            || (id != 0 && a.privilege >= Privilege::Administrator)
+            || owner == Some(a.user);
+        if allowed {
+            ((CompletionCode::OK, vec![]), Some(id))
+        } else {
+            ((CompletionCode(0x87), vec![]), None)
+        }
+    }
+
     /// One command in `session`: answered here unless it is the
     /// application's; also says which session to close.
     fn session_command(
@@ -942,21 +969,10 @@ impl Endpoint {
             self.stats.unknown_session += 1;
             return (None, None);
         };
-        let Ok(verified) = open(&a.keys, p) else {
-            self.stats.bad_integrity += 1;
+        let Some(req) = self.stats.checked_request(a, p) else {
             return (None, None);
         };
-        if a.window.accept(verified.header().seq).is_err() {
-            self.stats.out_of_window += 1;
-            return (None, None);
-        }
         session.last_activity = now;
-        a.rakp_replay = None;
-        let Ok(req) = Request::parse(verified.plaintext()) else {
-            self.stats.malformed += 1;
-            return (None, None);
-        };
-        self.stats.commands += 1;
         let mut close = None;
         let (cc, data) = match CommandId::new(req.netfn, req.cmd) {
             _ if privilege::required(req.netfn, req.cmd, &req.data)
@@ -966,38 +982,14 @@ impl Endpoint {
                 (CompletionCode::INSUFFICIENT_PRIVILEGE, vec![])
             }
             id::SET_SESSION_PRIVILEGE_LEVEL => set_privilege(a, &req.data),
-            id::CLOSE_SESSION => match req.data.get(..4) {
-                Some(id) => {
-                    let id = u32::from_le_bytes([id[0], id[1], id[2], id[3]]);
-                    // Its own session, any as ADMINISTRATOR, or another
-                    // session of the same user (a client closing what it
-                    // left open before a crash).
-                    let owner = self.sessions.get(&id).and_then(|s| match &s.stage {
-                        Stage::Active(o) => Some(o.user),
-                        _ => None,
-                    });
-                    let allowed = id == bmc_sid
-                        || (id != 0 && a.privilege >= Privilege::Administrator)
-                        || owner == Some(a.user);
-                    if allowed {
-                        close = Some(id);
-                        (CompletionCode::OK, vec![])
-                    } else {
-                        (CompletionCode(0x87), vec![])
-                    }
-                }
-                None => (CompletionCode::REQUEST_LENGTH_INVALID, vec![]),
-            },
+            id::CLOSE_SESSION => {
+                let (answer, id) = self.close_request(bmc_sid, a, &req.data);
+                close = id;
+                answer
+            }
             id::GET_SESSION_INFO => (
                 CompletionCode::OK,
-                vec![
-                    1,
-                    max_sessions as u8,
-                    active_count as u8,
-                    a.user as u8 + 1,
-                    a.privilege.level(),
-                    0x10 | LAN_CHANNEL,
-                ],
+                session_info(max_sessions, active_count, a),
             ),
             id::GET_CHANNEL_AUTHENTICATION_CAPABILITIES => auth_caps(&self.cfg, &req.data),
             id::GET_CHANNEL_CIPHER_SUITES => cipher_suites(&self.cfg, &req.data),
@@ -1158,6 +1150,40 @@ fn auth_caps(cfg: &EndpointConfig, d: &[u8]) -> (CompletionCode, Vec<u8>) {
 
 /// Get Channel Cipher Suites: the configured suites as 16-byte chunks of
 /// the record stream (reference §3.1).
+/// Get Session Info's answer about the asking session.
+fn session_info(max_sessions: usize, active_count: usize, a: &Active) -> Vec<u8> {
+    vec![
+        1,
+        max_sessions as u8,
+        active_count as u8,
+        a.user as u8 + 1,
+        a.privilege.level(),
+        0x10 | LAN_CHANNEL,
+    ]
+}
+
+impl EndpointStats {
+    /// A packet in an active session, checked (integrity, sequence window)
+    /// and parsed; `None`, counted by why, when it fails a check.
+    fn checked_request(&mut self, a: &mut Active, p: &RmcpPlusPacket<'_>) -> Option<Request> {
+        let Ok(verified) = open(&a.keys, p) else {
+            self.bad_integrity += 1;
+            return None;
+        };
+        if a.window.accept(verified.header().seq).is_err() {
+            self.out_of_window += 1;
+            return None;
+        }
+        a.rakp_replay = None;
+        let Ok(req) = Request::parse(verified.plaintext()) else {
+            self.malformed += 1;
+            return None;
+        };
+        self.commands += 1;
+        Some(req)
+    }
+}
+
 fn cipher_suites(cfg: &EndpointConfig, d: &[u8]) -> (CompletionCode, Vec<u8>) {
     if d.len() < 3 {
         return (CompletionCode::REQUEST_LENGTH_INVALID, vec![]);
