@@ -554,99 +554,101 @@ impl Endpoint {
             self.stats.malformed += 1;
             return None;
         };
-        let refuse = |status| OpenSessionResponse {
-            tag: req.tag,
-            status,
-            console_sid: Some(req.console_sid),
-            accepted: None,
+        let (resp, refused) = match self.admit_open(now, &req) {
+            Ok((suite, level, bmc_sid)) => (
+                OpenSessionResponse {
+                    tag: req.tag,
+                    status: RmcpPlusStatus::OK,
+                    console_sid: Some(req.console_sid),
+                    accepted: Some(OpenSessionAccepted {
+                        max_privilege: level.level(),
+                        bmc_sid,
+                        algorithms: suite.algorithms(),
+                    }),
+                },
+                false,
+            ),
+            Err(status) => (
+                OpenSessionResponse {
+                    tag: req.tag,
+                    status,
+                    console_sid: Some(req.console_sid),
+                    accepted: None,
+                },
+                true,
+            ),
         };
+        Some(setup_reply(
+            PayloadKind::OPEN_SESSION_RESPONSE,
+            |o| resp.emit(o),
+            refused,
+        ))
+    }
+
+    /// Decides an Open Session request: the suite, the privilege granted
+    /// and the session it opens, or the status it is refused with.
+    fn admit_open(
+        &mut self,
+        now: Instant,
+        req: &OpenSessionRequest,
+    ) -> Result<(CipherSuite, Privilege, u32), RmcpPlusStatus> {
         // Refused rather than ignored: the tool stops at once with a status
         // that means "not now" (a busy BMC's), instead of retrying into
         // silence for many seconds and then reporting a wrong password to
         // the one who typed the right one. The answer costs no crypto and
         // tells a guesser nothing it would not learn from the silence.
         if self.refused_by_lockout(now) {
-            return Some(setup_reply(
-                PayloadKind::OPEN_SESSION_RESPONSE,
-                |o| refuse(RmcpPlusStatus::INSUFFICIENT_RESOURCES).emit(o),
-                true,
-            ));
+            return Err(RmcpPlusStatus::INSUFFICIENT_RESOURCES);
         }
-        let suite = match self.negotiate(req.algorithms) {
-            Ok(s) => s,
-            Err(status) => {
-                self.stats.login_failures += 1;
-                return Some(setup_reply(
-                    PayloadKind::OPEN_SESSION_RESPONSE,
-                    |o| refuse(status).emit(o),
-                    true,
-                ));
-            }
-        };
+        let suite = self.negotiate(req.algorithms).inspect_err(|_| {
+            self.stats.login_failures += 1;
+        })?;
         let level = match req.max_privilege {
             0 => Privilege::Administrator,
             v => match Privilege::from_level(v) {
                 Some(p) if p <= Privilege::Administrator => p,
                 _ => {
                     self.stats.login_failures += 1;
-                    return Some(setup_reply(
-                        PayloadKind::OPEN_SESSION_RESPONSE,
-                        |o| refuse(RmcpPlusStatus::INVALID_ROLE).emit(o),
-                        true,
-                    ));
+                    return Err(RmcpPlusStatus::INVALID_ROLE);
                 }
             },
         };
-        // A retransmitted request (same console SID, still half-open) gets
-        // the same session back instead of taking another slot.
-        let existing = self
-            .sessions
-            .iter()
-            .find(|(_, s)| {
-                s.console_sid == req.console_sid && matches!(s.stage, Stage::ExpectRakp1)
-            })
-            .map(|(id, _)| *id);
-        let bmc_sid = match existing {
-            Some(id) => id,
-            None => {
-                self.handle_timeout(now);
-                if self.sessions.len() >= self.cfg.max_sessions {
-                    self.stats.sessions_full += 1;
-                    return Some(setup_reply(
-                        PayloadKind::OPEN_SESSION_RESPONSE,
-                        |o| refuse(RmcpPlusStatus::INSUFFICIENT_RESOURCES).emit(o),
-                        true,
-                    ));
-                }
-                let id = self.new_session_id();
-                self.sessions.insert(
-                    id,
-                    Session {
-                        console_sid: req.console_sid,
-                        suite,
-                        open_privilege: req.max_privilege,
-                        last_activity: now,
-                        stage: Stage::ExpectRakp1,
-                    },
-                );
-                id
-            }
-        };
-        let resp = OpenSessionResponse {
-            tag: req.tag,
-            status: RmcpPlusStatus::OK,
-            console_sid: Some(req.console_sid),
-            accepted: Some(OpenSessionAccepted {
-                max_privilege: level.level(),
-                bmc_sid,
-                algorithms: suite.algorithms(),
-            }),
-        };
-        Some(setup_reply(
-            PayloadKind::OPEN_SESSION_RESPONSE,
-            |o| resp.emit(o),
-            false,
-        ))
+        let bmc_sid = self.half_open_session(now, req, suite)?;
+        Ok((suite, level, bmc_sid))
+    }
+
+    /// The half-open session for this request: the one a retransmitted
+    /// request (same console SID, still half-open) already got, instead of
+    /// taking another slot, or a new one while slots are free.
+    fn half_open_session(
+        &mut self,
+        now: Instant,
+        req: &OpenSessionRequest,
+        suite: CipherSuite,
+    ) -> Result<u32, RmcpPlusStatus> {
+        let existing = self.sessions.iter().find(|(_, s)| {
+            s.console_sid == req.console_sid && matches!(s.stage, Stage::ExpectRakp1)
+        });
+        if let Some((id, _)) = existing {
+            return Ok(*id);
+        }
+        self.handle_timeout(now);
+        if self.sessions.len() >= self.cfg.max_sessions {
+            self.stats.sessions_full += 1;
+            return Err(RmcpPlusStatus::INSUFFICIENT_RESOURCES);
+        }
+        let id = self.new_session_id();
+        self.sessions.insert(
+            id,
+            Session {
+                console_sid: req.console_sid,
+                suite,
+                open_privilege: req.max_privilege,
+                last_activity: now,
+                stage: Stage::ExpectRakp1,
+            },
+        );
+        Ok(id)
     }
 
     /// Picks the proposed suite if configured; otherwise says which part of
