@@ -67,6 +67,14 @@ async fn json_for_several_targets_is_one_document_or_json_lines() {
     let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
     assert_eq!(v["node02"]["error"]["code"], "denied", "{out}");
     assert_eq!(v["node02"]["error"]["exit"], 3, "{out}");
+    // A name given twice is one target: a power cycle runs once.
+    let (code, out, err) = as_user(&env, "alice", &["power", "cycle", "node03", "node03"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+    // --all with names is a usage error, not a silently dropped name.
+    let (code, _, err) = as_user(&env, "alice", &["power", "status", "--all", "nosuch"]).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("--all"), "{err}");
     env.stop().await;
 }
 
