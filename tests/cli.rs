@@ -79,6 +79,15 @@ async fn json_for_several_targets_is_one_document_or_json_lines() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chassis_bootdev_show_reads_the_boot_device() {
+    let env = Env::start(1, |_| {}).await;
+    let (code, out, err) = as_user(&env, "alice", &["chassis", "bootdev", "show", "node01"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("Boot device: "), "{out}");
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whoami_prints_text_and_json_on_request() {
     let env = Env::start(1, |_| {}).await;
     let (code, out, err) = as_user(&env, "alice", &["whoami"]).await;
