@@ -11,6 +11,10 @@
 //! `cargo bench --bench gateway` (full, a few minutes) or `-- --quick`
 //! (smoke, under a minute, smaller counts; figure names carry the counts
 //! used). Ends with `figure: NAME VALUE UNIT` lines.
+//!
+//! `IPMIGW_BENCH_BIN=PATH` runs the gateway and the CLI from another build
+//! of `ipmigw` (the simulator stays this build's), so that two builds can
+//! be compared in one session, run after run on the same machine.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -33,7 +37,10 @@ use ipmigw::secret::SecretBytes;
 mod common;
 use common::{proc_usage, Sim};
 
-const BIN: &str = env!("CARGO_BIN_EXE_ipmigw");
+/// The `ipmigw` whose gateway and CLI are measured.
+fn bin() -> String {
+    std::env::var("IPMIGW_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_ipmigw").to_string())
+}
 
 struct Gateway {
     child: Child,
@@ -70,7 +77,7 @@ impl Gateway {
             )
             .replace("fsync = \"always\"", &format!("fsync = \"{fsync}\""));
         std::fs::write(&config, text).unwrap();
-        let mut child = Command::new(BIN)
+        let mut child = Command::new(bin())
             .args(["serve", "--config", config.to_str().unwrap()])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -101,7 +108,7 @@ impl Gateway {
 
     fn cli(&self, args: &[&str]) -> Command {
         let p = self.dir.join("pki");
-        let mut c = Command::new(BIN);
+        let mut c = Command::new(bin());
         c.args(args)
             .env("IPMIGW_GATEWAY", format!("https://{}", self.addr))
             .env("IPMIGW_CA", p.join("ca.crt"))
@@ -188,6 +195,31 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
     v.get(((v.len() as f64 * p) as usize).min(v.len().saturating_sub(1)))
         .copied()
         .unwrap_or(0.0)
+}
+
+/// The trail's own fdatasync on this machine, in microseconds: `n`
+/// appends of a line the size of a `request` record to a file in `dir`
+/// (the gateway's trail directory: same file system, same disk), each made
+/// durable the way the writer does it. Only the fdatasync is timed.
+fn fsync_samples(dir: &Path, n: usize) -> Vec<f64> {
+    use std::io::Write;
+    let path = dir.join("fsync-probe.jsonl");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .unwrap();
+    let mut line = vec![b'x'; 449];
+    line.push(b'\n');
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
+        f.write_all(&line).unwrap();
+        let t = Instant::now();
+        f.sync_data().unwrap();
+        v.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    let _ = std::fs::remove_file(&path);
+    v
 }
 
 fn wall(mut c: Command) -> (f64, bool) {
@@ -358,6 +390,8 @@ fn main() {
 
     // 2. Warm per-command latency: gateway vs our client straight to the BMC.
     println!("\n2. warm per-command latency, {lat_n} sequential commands each");
+    // The disk's share of the gateway's latency, measured around it.
+    let mut fsyncs = fsync_samples(&gw.dir, lat_n / 2);
     let (direct, through) = rt.block_on(async {
         let console = ConsoleConfig::new(
             b"operator",
@@ -387,6 +421,7 @@ fn main() {
         }
         (direct, through)
     });
+    fsyncs.extend(fsync_samples(&gw.dir, lat_n - lat_n / 2));
     let (mut d, mut g) = (direct, through);
     let (dp50, dp99, gp50, gp99) = (
         pct(&mut d, 0.5),
@@ -399,6 +434,14 @@ fn main() {
     fig("gateway_p50_us".into(), gp50, "us");
     fig("gateway_p99_us".into(), gp99, "us");
     fig("overhead_p50_us".into(), gp50 - dp50, "us");
+    // Write-ahead costs one fdatasync per request; the rest is the gateway.
+    let fp50 = pct(&mut fsyncs, 0.5);
+    fig("audit_fsync_p50_us".into(), fp50, "us");
+    fig(
+        "overhead_minus_fsync_p50_us".into(),
+        gp50 - dp50 - fp50,
+        "us",
+    );
     // Where the overhead goes: the same through a gateway whose audit
     // acknowledges after write(2) and syncs every 10 ms.
     let gw_int = Gateway::start_with(&work.join("interval"), &sim, 4, "interval:10ms");
