@@ -197,29 +197,54 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// The trail's own fdatasync on this machine, in microseconds: `n`
-/// appends of a line the size of a `request` record to a file in `dir`
-/// (the gateway's trail directory: same file system, same disk), each made
-/// durable the way the writer does it. Only the fdatasync is timed.
-fn fsync_samples(dir: &Path, n: usize) -> Vec<f64> {
-    use std::io::Write;
-    let path = dir.join("fsync-probe.jsonl");
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .unwrap();
-    let mut line = vec![b'x'; 449];
-    line.push(b'\n');
-    let mut v = Vec::with_capacity(n);
-    for _ in 0..n {
-        f.write_all(&line).unwrap();
-        let t = Instant::now();
-        f.sync_data().unwrap();
-        v.push(t.elapsed().as_secs_f64() * 1e6);
+/// The trail's own fdatasync on this machine: appends of a line the size
+/// of a `request` record to a file in the gateway's trail directory (same
+/// file system, same disk), each made durable the way the writer does it.
+///
+/// One sample is taken right after each gateway request, on the thread
+/// the gateway's answer just woke, because that is what the gateway's own
+/// fdatasync looks like: a thread woken by the network syncs once. A loop
+/// syncing back to back measures something else on a loaded machine: the
+/// scheduler wakes such a thread a tick late (about 4 ms instead of 0.2).
+struct FsyncProbe {
+    file: std::fs::File,
+    path: PathBuf,
+    line: Vec<u8>,
+    samples: Vec<f64>,
+}
+
+impl FsyncProbe {
+    fn new(dir: &Path) -> FsyncProbe {
+        let path = dir.join("fsync-probe.jsonl");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .unwrap();
+        let mut line = vec![b'x'; 449];
+        line.push(b'\n');
+        FsyncProbe {
+            file,
+            path,
+            line,
+            samples: Vec::new(),
+        }
     }
-    let _ = std::fs::remove_file(&path);
-    v
+
+    /// Appends one line and times its fdatasync (microseconds).
+    fn sample(&mut self) {
+        use std::io::Write;
+        self.file.write_all(&self.line).unwrap();
+        let t = Instant::now();
+        self.file.sync_data().unwrap();
+        self.samples.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+}
+
+impl Drop for FsyncProbe {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 fn wall(mut c: Command) -> (f64, bool) {
@@ -390,8 +415,8 @@ fn main() {
 
     // 2. Warm per-command latency: gateway vs our client straight to the BMC.
     println!("\n2. warm per-command latency, {lat_n} sequential commands each");
-    // The disk's share of the gateway's latency, measured around it.
-    let mut fsyncs = fsync_samples(&gw.dir, lat_n / 2);
+    // The disk's share of the gateway's latency, measured beside it.
+    let mut probe = FsyncProbe::new(&gw.dir);
     let (direct, through) = rt.block_on(async {
         let console = ConsoleConfig::new(
             b"operator",
@@ -418,10 +443,12 @@ fn main() {
             let t = Instant::now();
             get(&send, "/v1/bmcs/node02/power").await;
             through.push(t.elapsed().as_secs_f64() * 1e6);
+            probe.sample();
         }
         (direct, through)
     });
-    fsyncs.extend(fsync_samples(&gw.dir, lat_n - lat_n / 2));
+    let mut fsyncs = std::mem::take(&mut probe.samples);
+    drop(probe);
     let (mut d, mut g) = (direct, through);
     let (dp50, dp99, gp50, gp99) = (
         pct(&mut d, 0.5),

@@ -16,6 +16,7 @@
 pub mod chain;
 mod export;
 pub mod fs;
+mod group;
 pub mod line;
 pub mod query;
 pub mod settings;

@@ -1,6 +1,8 @@
-//! The audit writer: one thread owns the trail file. Callers hand it records
-//! over a bounded channel and wait for the answer; every record waiting at
-//! the same moment goes into one write and one fsync (group commit).
+//! The audit writer: appends records to the trail, write-ahead. Callers
+//! queue records (bounded) and wait for the answer; every record waiting at
+//! the same moment goes into one write and one fsync (group commit), made
+//! by one of the waiting callers as leader ([`super::group`]), not by a
+//! thread callers would have to wake and wait for.
 //!
 //! Fail closed: after any write, fsync, rename or anchor error the writer
 //! drops the file descriptor (it never writes to one whose fsync failed),
@@ -11,14 +13,12 @@
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::oneshot;
-
 use super::export::{Exporter, SyslogTarget};
 use super::fs::{write_all, TrailFile, TrailFs, WriterLock};
+use super::group::{Entry, Group, Turn, Waiter, Waiting, What};
 use super::line::{self, AuditKey, LineHash, GENESIS};
 use super::{members, AuditError, Event, Receipt, RequestRecord};
 
@@ -125,22 +125,10 @@ struct Shared {
     failures: AtomicU64,
 }
 
-type Reply<T> = oneshot::Sender<Result<T, AuditError>>;
-
-enum Msg {
-    Record {
-        event: &'static str,
-        fields: String,
-        reply: Option<Reply<u64>>,
-    },
-    Rotate(Reply<()>),
-    Shutdown(String, Reply<()>),
-}
-
 /// The handle callers hold; cheap to clone.
 #[derive(Clone)]
 pub struct AuditWriter {
-    tx: SyncSender<Msg>,
+    group: Arc<Group>,
     shared: Arc<Shared>,
     exporter_dropped: Arc<AtomicU64>,
 }
@@ -155,7 +143,8 @@ impl std::fmt::Debug for AuditWriter {
 
 impl AuditWriter {
     /// Opens the trail (repairing a torn tail and continuing the chain),
-    /// writes a durable `startup` record, and starts the writer thread.
+    /// writes a durable `startup` record, and starts the ticker thread
+    /// (interval fsync, recovery retries, lingering records).
     pub fn open(cfg: WriterConfig, fs: Arc<dyn TrailFs>) -> Result<AuditWriter, AuditError> {
         let lock = fs
             .lock_writer(&cfg.path, cfg.anchor_path.as_deref())
@@ -172,7 +161,7 @@ impl AuditWriter {
             .as_ref()
             .map(|e| e.dropped.clone())
             .unwrap_or_default();
-        let (tx, rx) = mpsc::sync_channel(cfg.queue.max(1));
+        let queue = cfg.queue;
         let mut state = State::new(cfg, fs, exporter, shared.clone(), lock);
         let repair = state.reopen().map_err(|reason| AuditError::Startup {
             path: state.cfg.path.display().to_string(),
@@ -193,35 +182,19 @@ impl AuditWriter {
                 reason,
             })?;
         shared.available.store(true, Relaxed);
-        std::thread::Builder::new()
-            .name("audit-writer".into())
-            .spawn(move || state.run(rx))
-            .map_err(|e| AuditError::Startup {
-                path: String::new(),
-                reason: format!("cannot start the writer thread: {e}"),
-            })?;
+        let group = Group::start(state, queue).map_err(|reason| AuditError::Startup {
+            path: String::new(),
+            reason,
+        })?;
         Ok(AuditWriter {
-            tx,
+            group,
             shared,
             exporter_dropped,
         })
     }
 
-    fn submit(&self, msg: Msg) -> Result<(), AuditError> {
-        self.tx.try_send(msg).map_err(|e| match e {
-            TrySendError::Full(_) => AuditError::Overloaded,
-            TrySendError::Disconnected(_) => AuditError::Closed,
-        })
-    }
-
     async fn record(&self, event: &'static str, fields: String) -> Result<u64, AuditError> {
-        let (reply, rx) = oneshot::channel();
-        self.submit(Msg::Record {
-            event,
-            fields,
-            reply: Some(reply),
-        })?;
-        rx.await.unwrap_or(Err(AuditError::Closed))
+        Waiting::run(&self.group, What::Record { event, fields }, true).await
     }
 
     /// Records a request decision; returns once the record is durable (or
@@ -241,48 +214,47 @@ impl AuditWriter {
         self.record(e.name(), e.fields()).await
     }
 
-    /// Queues a record without waiting for it to be written (it goes into
-    /// the next group commit). For records whose durability nothing waits
-    /// on, such as `result`; never for `request`.
+    /// Queues a record without waiting for it to be written: it goes into
+    /// the next group commit, or is written by the ticker when none has
+    /// come within `LINGER` (1 ms). For records whose durability nothing
+    /// waits on, such as `result`; never for `request`.
     pub fn append_queued(&self, e: Event) -> Result<(), AuditError> {
         if !self.is_available() {
             return Err(AuditError::Unavailable(
                 "the trail is closed until it recovers".into(),
             ));
         }
-        self.submit(Msg::Record {
+        let what = What::Record {
             event: e.name(),
             fields: e.fields(),
-            reply: None,
-        })
+        };
+        self.group.enqueue(Entry::new(what, None), true).map(|_| ())
     }
 
     /// Blocking form of [`AuditWriter::append`], for threads outside tokio.
     pub fn append_blocking(&self, e: Event) -> Result<u64, AuditError> {
-        let (reply, rx) = oneshot::channel();
-        self.submit(Msg::Record {
+        let what = What::Record {
             event: e.name(),
             fields: e.fields(),
-            reply: Some(reply),
-        })?;
-        rx.blocking_recv().unwrap_or(Err(AuditError::Closed))
+        };
+        Waiting::run_blocking(&self.group, what)
     }
 
     /// Closes the active file and starts the next one (SIGHUP); the chain
     /// and the sequence continue.
     pub async fn rotate(&self) -> Result<(), AuditError> {
-        let (reply, rx) = oneshot::channel();
-        self.submit(Msg::Rotate(reply))?;
-        rx.await.unwrap_or(Err(AuditError::Closed))
+        Waiting::run(&self.group, What::Rotate, true)
+            .await
+            .map(|_| ())
     }
 
-    /// Writes `shutdown` and a final checkpoint, syncs, and stops the writer.
+    /// Writes `shutdown` and a final checkpoint, syncs, and stops the
+    /// writer. Never refused as overloaded: it waits its turn behind
+    /// whatever is queued.
     pub async fn shutdown(&self, reason: &str) -> Result<(), AuditError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Msg::Shutdown(reason.to_string(), reply))
-            .map_err(|_| AuditError::Closed)?;
-        rx.await.unwrap_or(Err(AuditError::Closed))
+        Waiting::run(&self.group, What::Shutdown(reason.to_string()), false)
+            .await
+            .map(|_| ())
     }
 
     /// False while the writer refuses records (the gateway's health check).
@@ -302,12 +274,12 @@ impl AuditWriter {
     }
 }
 
-/// Most records in one write.
-const MAX_BATCH: usize = 4096;
 /// Longest wait between recovery attempts.
 const MAX_RETRY: Duration = Duration::from_secs(5);
 
-struct State {
+/// The trail as the leader sees it: the open file, where the chain
+/// stands, and why it is closed if it is.
+pub(super) struct State {
     cfg: WriterConfig,
     fs: Arc<dyn TrailFs>,
     file: Option<Box<dyn TrailFile>>,
@@ -394,44 +366,33 @@ impl State {
         }
     }
 
-    fn run(mut self, rx: mpsc::Receiver<Msg>) {
-        let mut pending: Vec<Msg> = Vec::new();
-        loop {
-            let wait = self
-                .next_deadline()
-                .map(|d| d.saturating_duration_since(Instant::now()));
-            let first = match wait {
-                None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-                Some(w) => rx.recv_timeout(w),
-            };
-            match first {
-                Ok(m) => pending.push(m),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => {
-                    let _ = self.sync_now();
-                    return;
-                }
+    /// What falls due by time, done by whoever leads next: a recovery
+    /// attempt once its back-off has passed, the interval fsync.
+    pub(super) fn maintain(&mut self) {
+        if self.failed.is_some() && Instant::now() >= self.next_retry {
+            self.recover();
+        }
+        if self
+            .unsynced
+            .is_some_and(|t| t.elapsed() >= self.interval())
+        {
+            if let Err(e) = self.sync_now() {
+                self.fail(e);
             }
-            while pending.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(m) => pending.push(m),
-                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-                }
-            }
-            if self.failed.is_some() && Instant::now() >= self.next_retry {
-                self.recover();
-            }
-            if self
-                .unsynced
-                .is_some_and(|t| t.elapsed() >= self.interval())
-            {
-                if let Err(e) = self.sync_now() {
-                    self.fail(e);
-                }
-            }
-            if self.handle(std::mem::take(&mut pending)) {
-                return;
-            }
+        }
+    }
+
+    /// For good (shutdown, or a panic in this code): the health check
+    /// reports the trail unavailable.
+    pub(super) fn refuse_all(&self) {
+        self.shared.available.store(false, Relaxed);
+    }
+
+    /// Interval mode, when the last handle goes: what was written is made
+    /// durable.
+    pub(super) fn sync_if_unsynced(&mut self) {
+        if self.unsynced.is_some() {
+            let _ = self.sync_now();
         }
     }
 
@@ -442,28 +403,27 @@ impl State {
         }
     }
 
-    fn next_deadline(&self) -> Option<Instant> {
+    /// When the ticker must look again: the next recovery attempt, the
+    /// interval fsync.
+    pub(super) fn next_deadline(&self) -> Option<Instant> {
         if self.failed.is_some() {
             return Some(self.next_retry);
         }
         self.unsynced.map(|t| t + self.interval())
     }
 
-    /// Handles one batch of messages in order; true when shut down.
-    fn handle(&mut self, batch: Vec<Msg>) -> bool {
-        let mut records: Vec<(&'static str, String, Option<Reply<u64>>)> = Vec::new();
-        for msg in batch {
-            match msg {
-                Msg::Record {
-                    event,
-                    fields,
-                    reply,
-                } => records.push((event, fields, reply)),
-                Msg::Rotate(reply) => {
+    /// Handles one batch of entries in order; true when shut down (the
+    /// entries after the shutdown are dropped: their callers hear `Closed`).
+    pub(super) fn handle(&mut self, batch: Vec<Entry>) -> bool {
+        let mut records: Vec<(&'static str, String, Option<Waiter>)> = Vec::new();
+        for Entry { what, waiter, .. } in batch {
+            match what {
+                What::Record { event, fields } => records.push((event, fields, waiter)),
+                What::Rotate => {
                     self.commit(std::mem::take(&mut records));
-                    let _ = reply.send(self.guarded(|s| s.rotate()));
+                    answer(waiter, self.guarded(|s| s.rotate()).map(|_| 0));
                 }
-                Msg::Shutdown(reason, reply) => {
+                What::Shutdown(reason) => {
                     self.commit(std::mem::take(&mut records));
                     let r = self.guarded(|s| {
                         let fields = members(serde_json::json!({ "reason": reason }).to_string());
@@ -471,10 +431,15 @@ impl State {
                         s.checkpoint("shutdown")
                     });
                     self.shared.available.store(false, Relaxed);
+                    // Nothing is written after this: the trail is closed
+                    // for good, and the syslog exporter's thread ends.
+                    self.file = None;
+                    self.anchor = None;
+                    self.exporter = None;
                     // Released before the caller hears back, so that a
                     // successor started right after finds the trail free.
                     self.lock = None;
-                    let _ = reply.send(r);
+                    answer(waiter, r.map(|_| 0));
                     return true;
                 }
             }
@@ -498,15 +463,13 @@ impl State {
     }
 
     /// Writes caller records as one batch and answers each.
-    fn commit(&mut self, records: Vec<(&'static str, String, Option<Reply<u64>>)>) {
+    fn commit(&mut self, records: Vec<(&'static str, String, Option<Waiter>)>) {
         if records.is_empty() {
             return;
         }
         if let Some(f) = &self.failed {
-            for (_, _, reply) in records {
-                if let Some(r) = reply {
-                    let _ = r.send(Err(AuditError::Unavailable(f.text.clone())));
-                }
+            for (_, _, waiter) in records {
+                answer(waiter, Err(AuditError::Unavailable(f.text.clone())));
             }
             return;
         }
@@ -533,10 +496,8 @@ impl State {
         let sync = self.cfg.durability == Durability::Always;
         match self.write_lines(lines, sync) {
             Ok(seqs) => {
-                for (seq, reply) in seqs[first_caller..].iter().zip(replies) {
-                    if let Some(r) = reply {
-                        let _ = r.send(Ok(*seq));
-                    }
+                for (seq, waiter) in seqs[first_caller..].iter().zip(replies) {
+                    answer(waiter, Ok(*seq));
                 }
                 if let Err(e) = self.after_commit() {
                     self.fail(e);
@@ -544,8 +505,8 @@ impl State {
             }
             Err(e) => {
                 self.fail(e.clone());
-                for r in replies.into_iter().flatten() {
-                    let _ = r.send(Err(AuditError::Unavailable(e.clone())));
+                for waiter in replies {
+                    answer(waiter, Err(AuditError::Unavailable(e.clone())));
                 }
             }
         }
@@ -774,6 +735,14 @@ impl State {
                 newest.display()
             )),
         }
+    }
+}
+
+/// Tells a waiting caller how its entry went (a caller gone meanwhile is
+/// told nothing).
+fn answer(waiter: Option<Waiter>, r: Result<u64, AuditError>) {
+    if let Some(w) = waiter {
+        let _ = w.send(Turn::Done(r));
     }
 }
 
