@@ -15,6 +15,12 @@
 //! `IPMIGW_BENCH_BIN=PATH` runs the gateway and the CLI from another build
 //! of `ipmigw` (the simulator stays this build's), so that two builds can
 //! be compared in one session, run after run on the same machine.
+//!
+//! `-- --compare PATH` measures only warm latency and throughput, for this
+//! build's gateway (or `IPMIGW_BENCH_BIN`'s) as `a` and the one at PATH as
+//! `b`, both running at once and measured in turns (latency request by
+//! request, throughput in one-second slices), so that whatever else loads
+//! the machine falls on both alike.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -35,12 +41,19 @@ use ipmigw::ipmi::session::Privilege;
 use ipmigw::secret::SecretBytes;
 
 mod common;
-use common::{proc_usage, Sim};
+use common::{proc_usage, switches_per, thread_switches, Sim};
 
 /// The `ipmigw` whose gateway and CLI are measured.
 fn bin() -> String {
     std::env::var("IPMIGW_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_ipmigw").to_string())
 }
+
+/// Front-door limits raised for a benchmark (see [`Gateway::start_with`]).
+const BENCH_LIMITS: &str = "handshake_rate = \"1000000/second\"\n\
+    max_connections = 20000\n\
+    max_connections_per_source = 20000\n\
+    max_connections_per_identity = 20000\n\
+    max_handshakes_per_source = 512\n";
 
 struct Gateway {
     child: Child,
@@ -56,6 +69,11 @@ impl Gateway {
 
     /// The same with another audit fsync mode.
     fn start_with(dir: &Path, sim: &Sim, bmcs: usize, fsync: &str) -> Gateway {
+        Gateway::start_bin(&bin(), dir, sim, bmcs, fsync)
+    }
+
+    /// The same with the `ipmigw` at `bin`.
+    fn start_bin(bin: &str, dir: &Path, sim: &Sim, bmcs: usize, fsync: &str) -> Gateway {
         let addrs: Vec<SocketAddr> = (0..bmcs)
             .map(|i| SocketAddr::from(([127, 0, 0, 1], sim.base + i as u16)))
             .collect();
@@ -68,16 +86,16 @@ impl Gateway {
             .unwrap()
             .replace("rate = \"6000/minute\"", "rate = \"1000000/second\"");
         std::fs::write(&users, text).unwrap();
-        // Many clients from one address: no per-source handshake limit.
+        // Every client here is alice from 127.0.0.1: 64 busy clients, up to
+        // 1,000 idle ones and the CLI, all one identity and one source. The
+        // front door's per-identity and per-source caps (64 and 256 by
+        // default) would refuse most of them and measure the refusal path.
         let text = std::fs::read_to_string(&config)
             .unwrap()
-            .replace(
-                "[limits]\n",
-                "[limits]\nhandshake_rate = \"1000000/second\"\nmax_connections = 20000\n",
-            )
+            .replace("[limits]\n", &format!("[limits]\n{BENCH_LIMITS}"))
             .replace("fsync = \"always\"", &format!("fsync = \"{fsync}\""));
         std::fs::write(&config, text).unwrap();
-        let mut child = Command::new(bin())
+        let mut child = Command::new(bin)
             .args(["serve", "--config", config.to_str().unwrap()])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -190,6 +208,42 @@ async fn get(send: &Send, path: &str) -> u16 {
     status
 }
 
+/// Keeps every connection in `sends` busy for `run_for`, each request
+/// after the previous answer, over 100 BMCs; returns the requests
+/// answered. Only answers count: a refusal (429, 503) is quick and would
+/// pass for throughput, so any is a failure.
+async fn drive(sends: &[Send], run_for: Duration) -> u64 {
+    let done = Arc::new(AtomicU64::new(0));
+    let refused = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks: Vec<_> = sends
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let (s, done, refused, stop) = (s.clone(), done.clone(), refused.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut b = i;
+                while !stop.load(Relaxed) {
+                    let path = format!("/v1/bmcs/{}/power", demo::bmc_name(b % 100));
+                    match get(&s, &path).await {
+                        200 => done.fetch_add(1, Relaxed),
+                        _ => refused.fetch_add(1, Relaxed),
+                    };
+                    b += 7;
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(run_for).await;
+    stop.store(true, Relaxed);
+    for t in tasks {
+        t.await.expect("a throughput client failed");
+    }
+    let refused = refused.load(Relaxed);
+    assert_eq!(refused, 0, "{refused} throughput requests were not answered 200");
+    done.load(Relaxed)
+}
+
 fn pct(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(f64::total_cmp);
     v.get(((v.len() as f64 * p) as usize).min(v.len().saturating_sub(1)))
@@ -290,6 +344,9 @@ fn ipmitool(sim: &Sim, i: usize) -> Command {
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let _ = rlimit::increase_nofile_limit(u64::MAX);
+    if let Some(other) = std::env::args().skip_while(|a| a != "--compare").nth(1) {
+        return compare(&other, quick);
+    }
     let fanout_n = if quick { 200 } else { 1000 };
     let loop_n = if quick { 20 } else { 100 };
     let runs = if quick { 8 } else { 30 };
@@ -552,35 +609,13 @@ fn main() {
         for b in 0..100 {
             get(&sends[0], &format!("/v1/bmcs/{}/power", demo::bmc_name(b))).await;
         }
-        let done = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
         let (gw0, sim0) = (
             proc_usage(&gw.pid()).0,
             proc_usage(&sim.pid().to_string()).0,
         );
         let t = Instant::now();
-        let tasks: Vec<_> = sends
-            .into_iter()
-            .enumerate()
-            .map(|(i, s)| {
-                let (done, stop) = (done.clone(), stop.clone());
-                tokio::spawn(async move {
-                    let mut b = i;
-                    while !stop.load(Relaxed) {
-                        get(&s, &format!("/v1/bmcs/{}/power", demo::bmc_name(b % 100))).await;
-                        done.fetch_add(1, Relaxed);
-                        b += 7;
-                    }
-                })
-            })
-            .collect();
-        tokio::time::sleep(Duration::from_secs(tput_secs)).await;
-        stop.store(true, Relaxed);
-        for t in tasks {
-            let _ = t.await;
-        }
+        let n = drive(&sends, Duration::from_secs(tput_secs)).await as f64;
         let secs = t.elapsed().as_secs_f64();
-        let n = done.load(Relaxed) as f64;
         let (gw1, sim1) = (
             proc_usage(&gw.pid()).0,
             proc_usage(&sim.pid().to_string()).0,
@@ -607,6 +642,11 @@ fn main() {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
         let rss = proc_usage(&big.pid()).1 as f64 / 1048576.0;
+        // Each was admitted (a refused one holds less memory and is
+        // answered 429).
+        for s in &idle {
+            assert_eq!(get(s, "/healthz").await, 200, "an idle client was refused");
+        }
         drop(idle);
         rss
     });
@@ -625,4 +665,93 @@ fn main() {
     for f in figures {
         println!("{f}");
     }
+}
+
+/// Request by request through `a` then `b` (which goes first alternates),
+/// with one fdatasync probe sample per pair; latencies in microseconds.
+async fn latency_in_turns(
+    a: &Gateway,
+    b: &Gateway,
+    n: usize,
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let (sa, sb) = (h2(a).await, h2(b).await);
+    for s in [&sa, &sb] {
+        assert_eq!(get(s, "/v1/bmcs/node02/power").await, 200);
+    }
+    let mut probe = FsyncProbe::new(&a.dir);
+    let (mut la, mut lb) = (Vec::new(), Vec::new());
+    for i in 0..n {
+        for first in [i % 2 == 0, i % 2 != 0] {
+            let (s, v) = if first {
+                (&sa, &mut la)
+            } else {
+                (&sb, &mut lb)
+            };
+            let t = Instant::now();
+            assert_eq!(get(s, "/v1/bmcs/node02/power").await, 200);
+            v.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        probe.sample();
+    }
+    (la, lb, std::mem::take(&mut probe.samples))
+}
+
+/// See the module doc: `--compare PATH`.
+fn compare(other: &str, quick: bool) {
+    let (lat_n, slices) = if quick { (500, 4) } else { (3000, 10) };
+    let work = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("target/bench-compare-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let sim = Sim::start(100, 8);
+    let a = Gateway::start_bin(&bin(), &work.join("a"), &sim, 100, "always");
+    let b = Gateway::start_bin(other, &work.join("b"), &sim, 100, "always");
+    println!("a: {}\nb: {other}", bin());
+    let before = [thread_switches(&a.pid()), thread_switches(&b.pid())];
+    let (mut la, mut lb, mut fs) = rt.block_on(latency_in_turns(&a, &b, lat_n));
+    for (i, (name, g)) in [("a", &a), ("b", &b)].into_iter().enumerate() {
+        let per = switches_per(&before[i], &thread_switches(&g.pid()), lat_n);
+        println!("{name}: context switches per request by thread: {per}");
+    }
+    let fp50 = pct(&mut fs, 0.5);
+    println!("audit_fsync_p50_us {fp50:.1}");
+    for (name, v) in [("a", &mut la), ("b", &mut lb)] {
+        let (p50, p99) = (pct(v, 0.5), pct(v, 0.99));
+        println!("{name}: gateway_p50_us {p50:.1} gateway_p99_us {p99:.1} minus_fsync_p50_us {:.1}", p50 - fp50);
+    }
+    let per = rt.block_on(async {
+        let mut sends: [Vec<Send>; 2] = [Vec::new(), Vec::new()];
+        for (i, g) in [&a, &b].into_iter().enumerate() {
+            for _ in 0..64 {
+                sends[i].push(h2(g).await);
+            }
+            for n in 0..100 {
+                get(&sends[i][0], &format!("/v1/bmcs/{}/power", demo::bmc_name(n))).await;
+            }
+        }
+        // (requests, seconds, gateway CPU seconds) per gateway.
+        let mut per = [(0u64, 0f64, 0f64); 2];
+        for slice in 0..2 * slices {
+            let i = slice % 2;
+            let g = [&a, &b][i];
+            let (cpu0, t) = (proc_usage(&g.pid()).0, Instant::now());
+            per[i].0 += drive(&sends[i], Duration::from_secs(1)).await;
+            per[i].1 += t.elapsed().as_secs_f64();
+            per[i].2 += proc_usage(&g.pid()).0 - cpu0;
+        }
+        per
+    });
+    for (name, (n, secs, cpu)) in ["a", "b"].into_iter().zip(per) {
+        println!(
+            "{name}: throughput_rps {:.0} gateway_cpu_us_per_req {:.1}",
+            n as f64 / secs,
+            cpu / n as f64 * 1e6
+        );
+    }
+    drop((a, b, sim));
+    let _ = std::fs::remove_dir_all(&work);
 }
