@@ -165,8 +165,7 @@ impl Group {
         let on_panic = CloseOnPanic(self);
         let (stopped, due) = match self.trail.lock() {
             Ok(mut trail) => {
-                trail.maintain();
-                let stopped = trail.handle(batch);
+                let stopped = trail.work(batch);
                 (stopped, trail.next_deadline())
             }
             Err(_) => (true, None),

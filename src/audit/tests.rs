@@ -636,7 +636,9 @@ impl TrailFile for FaultFile {
         s.io_threads.push(std::thread::current().id());
         if s.faults.hold_sync {
             s.held += 1;
-            while s.faults.hold_sync {
+            // Bounded, should a test forget to let go.
+            let until = Instant::now() + Duration::from_secs(60);
+            while s.faults.hold_sync && Instant::now() < until {
                 drop(s);
                 std::thread::sleep(Duration::from_millis(1));
                 s = self.state.lock().unwrap();
@@ -685,12 +687,16 @@ impl TrailFs for FaultFs {
 }
 
 impl FaultFs {
-    /// Holds every fsync from now on; returns once one is being held.
+    /// Holds every fsync from now on; returns once one (of a request for
+    /// `request(i)`, now led by a task of its own) is being held, and a
+    /// guard that lets them go when dropped (also when a test fails: the
+    /// runtime would wait for the held thread forever).
     async fn hold_syncs_until_one_waits(
         &self,
         w: &AuditWriter,
         i: usize,
-    ) -> tokio::task::JoinHandle<Receipt> {
+    ) -> (tokio::task::JoinHandle<Receipt>, SyncsHeld) {
+        let guard = SyncsHeld(self.clone());
         self.0.lock().unwrap().faults.hold_sync = true;
         let w = w.clone();
         let leader = tokio::spawn(async move { w.request(request(i)).await.unwrap() });
@@ -702,11 +708,16 @@ impl FaultFs {
             );
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        leader
+        (leader, guard)
     }
+}
 
-    fn release_syncs(&self) {
-        self.0.lock().unwrap().faults.hold_sync = false;
+/// Lets held fsyncs go when dropped.
+struct SyncsHeld(FaultFs);
+
+impl Drop for SyncsHeld {
+    fn drop(&mut self) {
+        self.0 .0.lock().unwrap_or_else(|e| e.into_inner()).faults.hold_sync = false;
     }
 }
 
@@ -787,7 +798,7 @@ async fn a_caller_gone_while_holding_the_turn_passes_it_on() {
     let cfg = config(d.path());
     let fs = FaultFs::default();
     let w = AuditWriter::open(cfg.clone(), Arc::new(fs.clone())).unwrap();
-    let leader = fs.hold_syncs_until_one_waits(&w, 1).await;
+    let (leader, syncs_held) = fs.hold_syncs_until_one_waits(&w, 1).await;
     // Two followers queue behind the leader; the first will get the turn.
     let mut gone = Box::pin(w.request(request(2)));
     assert!(
@@ -799,7 +810,7 @@ async fn a_caller_gone_while_holding_the_turn_passes_it_on() {
     let w3 = w.clone();
     let last = tokio::spawn(async move { w3.request(request(3)).await });
     tokio::time::sleep(Duration::from_millis(20)).await;
-    fs.release_syncs();
+    drop(syncs_held);
     leader.await.unwrap();
     // The turn now waits in `gone`, which its caller drops unpolled.
     drop(gone);
@@ -829,7 +840,7 @@ async fn past_the_queue_records_are_refused_as_overloaded_but_shutdown_waits() {
     cfg.queue = 2;
     let fs = FaultFs::default();
     let w = AuditWriter::open(cfg.clone(), Arc::new(fs.clone())).unwrap();
-    let leader = fs.hold_syncs_until_one_waits(&w, 1).await;
+    let (leader, syncs_held) = fs.hold_syncs_until_one_waits(&w, 1).await;
     w.append_queued(result_event("a")).unwrap();
     w.append_queued(result_event("b")).unwrap();
     assert_eq!(
@@ -840,7 +851,7 @@ async fn past_the_queue_records_are_refused_as_overloaded_but_shutdown_waits() {
     let w2 = w.clone();
     let shutdown = tokio::spawn(async move { w2.shutdown("t").await });
     tokio::time::sleep(Duration::from_millis(20)).await;
-    fs.release_syncs();
+    drop(syncs_held);
     assert_eq!(leader.await.unwrap().request_id(), "r1");
     shutdown.await.unwrap().unwrap();
     let evs = events(&cfg.path);
@@ -1012,6 +1023,170 @@ async fn every_fault_closes_the_trail_until_a_recovery_record_is_durable() {
         assert!(r.torn_tail.is_none(), "{name}");
         assert!(w.stats().failures >= 1);
     }
+}
+
+/// Waits (bounded) until `cond` holds.
+async fn wait_for(what: &str, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// The `request_id`s of the `result` records, in trail order, and where
+/// `audit_recovered` is among all lines.
+fn results_and_recovery(path: &Path) -> (Vec<String>, Vec<String>) {
+    let ls = lines(path);
+    let results = ls
+        .iter()
+        .filter(|l| l["event"] == "result")
+        .map(|l| l["request_id"].as_str().unwrap().to_string())
+        .collect();
+    let order = ls
+        .iter()
+        .filter(|l| l["event"] != "checkpoint")
+        .map(|l| match l["event"].as_str().unwrap() {
+            "result" => format!("result {}", l["request_id"].as_str().unwrap()),
+            "request" => format!("request {}", l["request_id"].as_str().unwrap()),
+            e => e.to_string(),
+        })
+        .collect();
+    (results, order)
+}
+
+/// A `result` queued while the disk is full says what came of a command
+/// whose request record is durable: it is held, not dropped, and written
+/// first when the trail recovers; past the bound, the count is recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_queued_while_the_trail_is_closed_are_written_first_on_recovery() {
+    let d = tempfile::tempdir().unwrap();
+    let mut cfg = config(d.path());
+    cfg.held = 3;
+    let fs = FaultFs::default();
+    let w = AuditWriter::open(cfg.clone(), Arc::new(fs.clone())).unwrap();
+    w.request(request(1)).await.unwrap();
+    fs.set(Faults {
+        write: Some(ENOSPC),
+        ..Faults::default()
+    });
+    assert!(matches!(
+        w.request(request(2)).await,
+        Err(AuditError::Unavailable(_))
+    ));
+    for id in ["r1", "x2", "x3", "x4", "x5"] {
+        w.append_queued(result_event(id))
+            .unwrap_or_else(|e| panic!("{id} refused while the trail is closed: {e}"));
+    }
+    wait_for("two results past the bound counted", || {
+        w.stats().held_dropped == 2
+    })
+    .await;
+    fs.set(Faults::default());
+    wait_for("recovered", || w.is_available()).await;
+    w.request(request(9)).await.unwrap();
+    w.shutdown("t").await.unwrap();
+    let (results, order) = results_and_recovery(&cfg.path);
+    assert_eq!(results, ["r1", "x2", "x3"], "held in order, none twice");
+    let at = order.iter().position(|e| e == "audit_recovered").unwrap();
+    assert_eq!(
+        order[at..at + 6],
+        [
+            "audit_recovered",
+            "result r1",
+            "result x2",
+            "result x3",
+            "audit_dropped",
+            "request r9"
+        ],
+        "{order:?}"
+    );
+    let dropped = lines(&cfg.path)
+        .into_iter()
+        .find(|l| l["event"] == "audit_dropped")
+        .unwrap();
+    assert_eq!(dropped["dropped"], 2);
+    assert_eq!(w.stats().held_dropped, 2);
+    verify(std::slice::from_ref(&cfg.path), &[key(1)], None).unwrap();
+}
+
+/// A result in the very batch whose write or fsync fails is held too; when
+/// its line reached the file anyway (the fsync failed after the write), the
+/// recovered trail has it once, not twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_in_the_failing_batch_is_written_exactly_once() {
+    for (name, faults, before_recovery) in [
+        (
+            "write fails",
+            Faults {
+                write: Some(EIO),
+                ..Faults::default()
+            },
+            false,
+        ),
+        (
+            "fsync fails",
+            Faults {
+                sync: Some(EIO),
+                ..Faults::default()
+            },
+            true,
+        ),
+    ] {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = config(d.path());
+        let fs = FaultFs::default();
+        let w = AuditWriter::open(cfg.clone(), Arc::new(fs.clone())).unwrap();
+        w.request(request(1)).await.unwrap();
+        fs.set(faults);
+        // Nobody else writes: the ticker commits it alone, and that fails.
+        w.append_queued(result_event("r1")).unwrap();
+        wait_for("the trail closed", || !w.is_available()).await;
+        fs.set(Faults::default());
+        wait_for("recovered", || w.is_available()).await;
+        w.shutdown("t").await.unwrap();
+        let (results, order) = results_and_recovery(&cfg.path);
+        assert_eq!(results, ["r1"], "{name}: {order:?}");
+        let at = |e: &str| order.iter().position(|x| x == e).unwrap();
+        assert_eq!(
+            at("result r1") < at("audit_recovered"),
+            before_recovery,
+            "{name}: {order:?}"
+        );
+        verify(std::slice::from_ref(&cfg.path), &[key(1)], None).unwrap();
+    }
+}
+
+/// A disk that hangs instead of failing: the trail stays open, but the
+/// health check says why requests wait, and recovers when the disk does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_fsync_that_does_not_return_makes_the_writer_unhealthy() {
+    let d = tempfile::tempdir().unwrap();
+    let mut cfg = config(d.path());
+    cfg.stall_after = Duration::from_millis(100);
+    let fs = FaultFs::default();
+    let w = AuditWriter::open(cfg.clone(), Arc::new(fs.clone())).unwrap();
+    assert_eq!(w.health(), Ok(()));
+    assert_eq!(w.stalled_for(), None);
+    let (held, syncs_held) = fs.hold_syncs_until_one_waits(&w, 1).await;
+    // Below the threshold: a slow fsync is not a stall.
+    assert_eq!(w.health(), Ok(()));
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let why = w.health().unwrap_err();
+    assert!(why.starts_with("audit fsync stalled for "), "{why}");
+    let ms: u64 = why["audit fsync stalled for ".len()..]
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(ms >= 100, "{why}");
+    assert!(w.is_available(), "stalled, not failed");
+    drop(syncs_held);
+    held.await.unwrap();
+    assert_eq!(w.stalled_for(), None);
+    assert_eq!(w.health(), Ok(()));
+    w.shutdown("t").await.unwrap();
 }
 
 /// A 100,000-record trail, written once and shared by the tamper tests.

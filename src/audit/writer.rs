@@ -13,12 +13,13 @@
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::export::{Exporter, SyslogTarget};
 use super::fs::{write_all, TrailFile, TrailFs, WriterLock};
 use super::group::{Entry, Group, Turn, Waiter, Waiting, What};
+use super::held::{Held, HeldRecord};
 use super::line::{self, AuditKey, LineHash, GENESIS};
 use super::{members, AuditError, Event, Receipt, RequestRecord};
 
@@ -77,10 +78,17 @@ pub struct WriterConfig {
     pub syslog: Option<SyslogTarget>,
     /// Records that may wait for the writer before callers get `Overloaded`.
     pub queue: usize,
+    /// Records nobody waits for (`result`, ...) kept while the trail is
+    /// closed, written first when it recovers; past this they are counted
+    /// and the count recorded.
+    pub held: usize,
     /// Records the syslog exporter may hold before it drops (and counts).
     pub export_queue: usize,
     /// First delay before retrying after a failure (doubles up to 5 s).
     pub retry: Duration,
+    /// A write or fsync in progress longer than this makes the writer
+    /// unhealthy ([`AuditWriter::health`]).
+    pub stall_after: Duration,
 }
 
 impl WriterConfig {
@@ -95,8 +103,10 @@ impl WriterConfig {
             anchor_path: None,
             syslog: None,
             queue: 65_536,
+            held: 65_536,
             export_queue: 8_192,
             retry: Duration::from_millis(200),
+            stall_after: Duration::from_secs(2),
         }
     }
 }
@@ -114,6 +124,9 @@ pub struct WriterStats {
     pub failures: u64,
     /// Records the syslog exporter dropped.
     pub export_dropped: u64,
+    /// Records nobody waited for that did not fit while the trail was
+    /// closed (see [`WriterConfig::held`]).
+    pub held_dropped: u64,
 }
 
 #[derive(Default)]
@@ -123,6 +136,26 @@ struct Shared {
     batches: AtomicU64,
     syncs: AtomicU64,
     failures: AtomicU64,
+    held_dropped: AtomicU64,
+    /// Since when the trail's writes and fsyncs have been at work, while
+    /// they are: a disk that stops answering shows here, not in an error.
+    busy_since: Mutex<Option<Instant>>,
+}
+
+/// Marks the trail at work while it lives (also through a panic).
+struct Busy<'a>(&'a Mutex<Option<Instant>>);
+
+impl<'a> Busy<'a> {
+    fn start(m: &'a Mutex<Option<Instant>>) -> Busy<'a> {
+        *m.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        Busy(m)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
 }
 
 /// The handle callers hold; cheap to clone.
@@ -131,6 +164,7 @@ pub struct AuditWriter {
     group: Arc<Group>,
     shared: Arc<Shared>,
     exporter_dropped: Arc<AtomicU64>,
+    stall_after: Duration,
 }
 
 impl std::fmt::Debug for AuditWriter {
@@ -161,7 +195,7 @@ impl AuditWriter {
             .as_ref()
             .map(|e| e.dropped.clone())
             .unwrap_or_default();
-        let queue = cfg.queue;
+        let (queue, stall_after) = (cfg.queue, cfg.stall_after);
         let mut state = State::new(cfg, fs, exporter, shared.clone(), lock);
         let repair = state.reopen().map_err(|reason| AuditError::Startup {
             path: state.cfg.path.display().to_string(),
@@ -176,7 +210,7 @@ impl AuditWriter {
             repair.into_iter().map(|r| ("audit_repair", r)).collect();
         first.push(("startup", startup));
         state
-            .commit_internal(first, true)
+            .commit_internal(&first, true)
             .map_err(|reason| AuditError::Startup {
                 path: state.cfg.path.display().to_string(),
                 reason,
@@ -190,6 +224,7 @@ impl AuditWriter {
             group,
             shared,
             exporter_dropped,
+            stall_after,
         })
     }
 
@@ -217,13 +252,10 @@ impl AuditWriter {
     /// Queues a record without waiting for it to be written: it goes into
     /// the next group commit, or is written by the ticker when none has
     /// come within `LINGER` (1 ms). For records whose durability nothing
-    /// waits on, such as `result`; never for `request`.
+    /// waits on, such as `result`; never for `request`. While the trail is
+    /// closed such records are held (up to [`WriterConfig::held`]) and
+    /// written first when it recovers.
     pub fn append_queued(&self, e: Event) -> Result<(), AuditError> {
-        if !self.is_available() {
-            return Err(AuditError::Unavailable(
-                "the trail is closed until it recovers".into(),
-            ));
-        }
         let what = What::Record {
             event: e.name(),
             fields: e.fields(),
@@ -257,6 +289,35 @@ impl AuditWriter {
             .map(|_| ())
     }
 
+    /// How long the write or fsync in progress has been at it (None when
+    /// the trail is idle): a disk that hangs instead of failing leaves the
+    /// trail available while every request waits, which only this shows.
+    pub fn stalled_for(&self) -> Option<Duration> {
+        let since = *self
+            .shared
+            .busy_since
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        since.map(|t| t.elapsed())
+    }
+
+    /// For the gateway's health check: why requests cannot be recorded now,
+    /// if they cannot. The trail is closed, or a write or fsync has been in
+    /// progress for longer than [`WriterConfig::stall_after`] (requests
+    /// then wait until their deadline: a balancer should send elsewhere).
+    pub fn health(&self) -> Result<(), String> {
+        if !self.is_available() {
+            return Err("the audit trail is unavailable".into());
+        }
+        match self.stalled_for() {
+            Some(d) if d >= self.stall_after => Err(format!(
+                "audit fsync stalled for {} ms (a write or fsync of the trail has not returned)",
+                d.as_millis()
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// False while the writer refuses records (the gateway's health check).
     pub fn is_available(&self) -> bool {
         self.shared.available.load(Relaxed)
@@ -270,6 +331,7 @@ impl AuditWriter {
             syncs: self.shared.syncs.load(Relaxed),
             failures: self.shared.failures.load(Relaxed),
             export_dropped: self.exporter_dropped.load(Relaxed),
+            held_dropped: self.shared.held_dropped.load(Relaxed),
         }
     }
 }
@@ -296,6 +358,8 @@ pub(super) struct State {
     unsynced: Option<Instant>,
     exporter: Option<Exporter>,
     dropped_reported: u64,
+    /// Records nobody waits for, kept while the trail is closed.
+    held: Held,
     shared: Arc<Shared>,
     /// The trail's writer lock: held until the shutdown record is durable.
     lock: Option<WriterLock>,
@@ -346,6 +410,7 @@ impl State {
         shared: Arc<Shared>,
         lock: WriterLock,
     ) -> State {
+        let cfg_held = cfg.held;
         State {
             lock: Some(lock),
             retry_delay: cfg.retry,
@@ -362,13 +427,23 @@ impl State {
             unsynced: None,
             exporter,
             dropped_reported: 0,
+            held: Held::new(cfg_held),
             shared,
         }
     }
 
+    /// One leader's turn: what fell due by time, then the batch; true when
+    /// shut down. Marked at work throughout (see [`AuditWriter::stalled_for`]).
+    pub(super) fn work(&mut self, batch: Vec<Entry>) -> bool {
+        let shared = self.shared.clone();
+        let _busy = Busy::start(&shared.busy_since);
+        self.maintain();
+        self.handle(batch)
+    }
+
     /// What falls due by time, done by whoever leads next: a recovery
     /// attempt once its back-off has passed, the interval fsync.
-    pub(super) fn maintain(&mut self) {
+    fn maintain(&mut self) {
         if self.failed.is_some() && Instant::now() >= self.next_retry {
             self.recover();
         }
@@ -425,11 +500,17 @@ impl State {
                 }
                 What::Shutdown(reason) => {
                     self.commit(std::mem::take(&mut records));
+                    // One last attempt, so that what is held is not lost
+                    // merely because the disk came back after the last retry.
+                    self.recover();
                     let r = self.guarded(|s| {
                         let fields = members(serde_json::json!({ "reason": reason }).to_string());
-                        s.commit_internal(vec![("shutdown", fields)], true)?;
+                        s.commit_internal(&[("shutdown", fields)], true)?;
                         s.checkpoint("shutdown")
                     });
+                    if !self.held.is_empty() {
+                        tracing::error!(path = %self.cfg.path.display(), "shut down with the trail closed: records held since it failed (results among them) were never written");
+                    }
                     self.shared.available.store(false, Relaxed);
                     // Nothing is written after this: the trail is closed
                     // for good, and the syslog exporter's thread ends.
@@ -462,42 +543,40 @@ impl State {
         })
     }
 
-    /// Writes caller records as one batch and answers each.
+    /// Writes caller records as one batch and answers each. With the trail
+    /// closed, or when this write fails, callers waiting are refused (they
+    /// send nothing) and records nobody waits for are held.
     fn commit(&mut self, records: Vec<(&'static str, String, Option<Waiter>)>) {
         if records.is_empty() {
             return;
         }
         if let Some(f) = &self.failed {
-            for (_, _, waiter) in records {
-                answer(waiter, Err(AuditError::Unavailable(f.text.clone())));
+            let refused = AuditError::Unavailable(f.text.clone());
+            for (event, fields, waiter) in records {
+                match waiter {
+                    Some(w) => answer(Some(w), Err(refused.clone())),
+                    None => self.hold(None, event, fields),
+                }
             }
             return;
         }
         // Drops by the exporter are themselves audited, first in the batch.
         let mut lines: Vec<(&'static str, String)> = Vec::with_capacity(records.len() + 1);
-        let dropped = self
-            .exporter
-            .as_ref()
-            .map_or(0, |e| e.dropped.load(Relaxed));
-        if dropped > self.dropped_reported {
-            let fields = format!(
-                "\"sink\":\"syslog\",\"dropped\":{},\"dropped_total\":{dropped}",
-                dropped - self.dropped_reported
-            );
-            lines.push(("export_dropped", fields));
-            self.dropped_reported = dropped;
+        let mut waiters = Vec::with_capacity(records.len() + 1);
+        if let Some(l) = self.export_dropped_line() {
+            lines.push(l);
+            waiters.push(None);
         }
-        let first_caller = lines.len();
-        let mut replies = Vec::with_capacity(records.len());
-        for (event, fields, reply) in records {
+        for (event, fields, waiter) in records {
             lines.push((event, fields));
-            replies.push(reply);
+            waiters.push(waiter);
         }
         let sync = self.cfg.durability == Durability::Always;
-        match self.write_lines(lines, sync) {
+        let first = self.next_seq;
+        match self.write_lines(&lines, sync) {
             Ok(seqs) => {
-                for (seq, waiter) in seqs[first_caller..].iter().zip(replies) {
-                    answer(waiter, Ok(*seq));
+                for (seq, waiter) in seqs.into_iter().zip(waiters) {
+                    answer(waiter, Ok(seq));
                 }
                 if let Err(e) = self.after_commit() {
                     self.fail(e);
@@ -505,9 +584,40 @@ impl State {
             }
             Err(e) => {
                 self.fail(e.clone());
-                for waiter in replies {
-                    answer(waiter, Err(AuditError::Unavailable(e.clone())));
+                let refused = AuditError::Unavailable(e);
+                for ((seq, (event, fields)), waiter) in (first..).zip(lines).zip(waiters) {
+                    match waiter {
+                        Some(w) => answer(Some(w), Err(refused.clone())),
+                        None => self.hold(Some(seq), event, fields),
+                    }
                 }
+            }
+        }
+    }
+
+    /// The `export_dropped` line, when the exporter dropped records since
+    /// the last one.
+    fn export_dropped_line(&mut self) -> Option<(&'static str, String)> {
+        let dropped = self
+            .exporter
+            .as_ref()
+            .map_or(0, |e| e.dropped.load(Relaxed));
+        if dropped <= self.dropped_reported {
+            return None;
+        }
+        let fields = format!(
+            "\"sink\":\"syslog\",\"dropped\":{},\"dropped_total\":{dropped}",
+            dropped - self.dropped_reported
+        );
+        self.dropped_reported = dropped;
+        Some(("export_dropped", fields))
+    }
+
+    /// Keeps a record nobody waits for until the trail recovers.
+    fn hold(&mut self, seq: Option<u64>, event: &'static str, fields: String) {
+        if !self.held.push(HeldRecord { seq, event, fields }) {
+            if self.shared.held_dropped.fetch_add(1, Relaxed) == 0 {
+                tracing::error!(limit = self.cfg.held, "audit trail closed too long: records nobody waits for are now dropped (counted, and the count recorded on recovery)");
             }
         }
     }
@@ -528,11 +638,7 @@ impl State {
     }
 
     /// Writes the writer's own records; `sync` forces durability.
-    fn commit_internal(
-        &mut self,
-        lines: Vec<(&'static str, String)>,
-        sync: bool,
-    ) -> Result<(), String> {
+    fn commit_internal(&mut self, lines: &[(&'static str, String)], sync: bool) -> Result<(), String> {
         self.write_lines(lines, sync || self.cfg.durability == Durability::Always)
             .map(|_| ())
     }
@@ -540,7 +646,7 @@ impl State {
     /// Formats, chains, writes and (when asked) syncs lines; returns their seqs.
     fn write_lines(
         &mut self,
-        lines: Vec<(&'static str, String)>,
+        lines: &[(&'static str, String)],
         sync: bool,
     ) -> Result<Vec<u64>, String> {
         let file = self.file.as_mut().ok_or("no trail file open")?;
@@ -548,7 +654,7 @@ impl State {
         let mut buf = String::with_capacity(lines.len() * 400);
         let mut seqs = Vec::with_capacity(lines.len());
         let (mut seq, mut prev) = (self.next_seq, self.prev);
-        for (event, fields) in &lines {
+        for (event, fields) in lines {
             let l = line::build(seq, &ts, event, &self.cfg.key, fields, &prev);
             prev = line::hash_line(l.as_bytes());
             buf.push_str(&l);
@@ -590,7 +696,7 @@ impl State {
     /// A durable checkpoint line, then its (seq, hash) in the anchor file.
     fn checkpoint(&mut self, reason: &str) -> Result<(), String> {
         let fields = format!("\"reason\":\"{reason}\"");
-        self.commit_internal(vec![("checkpoint", fields)], true)?;
+        self.commit_internal(&[("checkpoint", fields)], true)?;
         self.since_checkpoint = 0;
         let (seq, hash) = (self.next_seq - 1, self.prev);
         if let Some(anchor) = self.anchor.as_mut() {
@@ -650,15 +756,9 @@ impl State {
             failure.cause,
             failure.attempts + 1
         );
-        let result = self.reopen().and_then(|repair| {
-            let mut lines: Vec<(&'static str, String)> =
-                repair.into_iter().map(|r| ("audit_repair", r)).collect();
-            lines.push((
-                "audit_recovered",
-                members(serde_json::json!({ "after": after }).to_string()),
-            ));
-            self.commit_internal(lines, true)
-        });
+        let result = self
+            .reopen()
+            .and_then(|repair| self.write_recovery(repair, &after));
         match result {
             Ok(()) => {
                 tracing::warn!(path = %self.cfg.path.display(), "audit trail recovered");
@@ -667,6 +767,45 @@ impl State {
             }
             Err(e) => self.close(failure.retry_failed(&e)),
         }
+    }
+
+    /// The recovery batch, durable in one write: what was cut from the
+    /// tail, `audit_recovered`, then the records held while the trail was
+    /// closed and an `audit_dropped` record with how many did not fit.
+    fn write_recovery(&mut self, repair: Option<String>, after: &str) -> Result<(), String> {
+        let mut lines: Vec<(&'static str, String)> =
+            repair.into_iter().map(|r| ("audit_repair", r)).collect();
+        lines.push((
+            "audit_recovered",
+            members(serde_json::json!({ "after": after }).to_string()),
+        ));
+        let (held, dropped) = self.held.take(self.next_seq);
+        let first_held = lines.len();
+        lines.extend(held.into_iter().map(|r| (r.event, r.fields)));
+        let held_end = lines.len();
+        if dropped > 0 {
+            let why = format!("records nobody waited for, beyond the {} held while the trail was closed", self.cfg.held);
+            lines.push((
+                "audit_dropped",
+                members(serde_json::json!({ "dropped": dropped, "reason": why }).to_string()),
+            ));
+        }
+        let first = self.next_seq;
+        let r = self.commit_internal(&lines, true);
+        if r.is_err() {
+            // Held again, with the seqs they had: after a failed fsync they
+            // may be on disk, which the next attempt reads.
+            let back = (first + first_held as u64..)
+                .zip(lines.drain(first_held..held_end))
+                .map(|(seq, (event, fields))| HeldRecord {
+                    seq: Some(seq),
+                    event,
+                    fields,
+                })
+                .collect();
+            self.held.restore(back, dropped);
+        }
+        r
     }
 
     /// Opens the active file and the anchor, finds where the chain stands
@@ -900,7 +1039,7 @@ mod tests {
             WriterLock::none(),
         );
         s.reopen().unwrap();
-        s.commit_internal(vec![("startup", String::new())], true)
+        s.commit_internal(&[("startup", String::new())], true)
             .unwrap();
         // The disk fills up, then the trail cannot even be reopened.
         fs.set(Faults {
