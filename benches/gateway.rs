@@ -240,7 +240,10 @@ async fn drive(sends: &[Send], run_for: Duration) -> u64 {
         t.await.expect("a throughput client failed");
     }
     let refused = refused.load(Relaxed);
-    assert_eq!(refused, 0, "{refused} throughput requests were not answered 200");
+    assert_eq!(
+        refused, 0,
+        "{refused} throughput requests were not answered 200"
+    );
     done.load(Relaxed)
 }
 
@@ -255,11 +258,14 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 /// of a `request` record to a file in the gateway's trail directory (same
 /// file system, same disk), each made durable the way the writer does it.
 ///
-/// One sample is taken right after each gateway request, on the thread
-/// the gateway's answer just woke, because that is what the gateway's own
-/// fdatasync looks like: a thread woken by the network syncs once. A loop
-/// syncing back to back measures something else on a loaded machine: the
-/// scheduler wakes such a thread a tick late (about 4 ms instead of 0.2).
+/// Samples are taken in the same run as the requests they are compared
+/// with, in blocks between them (see [`latency_in_blocks`]), each right
+/// after an answer woke the probing thread: the gateway's own fdatasync is
+/// made by a thread that was asleep until a request came, and a loop
+/// syncing back to back (or a thread that sleeps between syncs) measures
+/// something else on a loaded machine: the scheduler often wakes such a
+/// thread a tick late (about 4 ms instead of 0.2). Not after every timed
+/// request: the probe's fsync and the gateway's would meet on the disk.
 struct FsyncProbe {
     file: std::fs::File,
     path: PathBuf,
@@ -341,6 +347,19 @@ fn ipmitool(sim: &Sim, i: usize) -> Command {
     c
 }
 
+/// A fresh work directory under `target/` and the clients' runtime.
+fn setup(tag: &str) -> (PathBuf, tokio::runtime::Runtime) {
+    let work = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("target/bench-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    (work, rt)
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let _ = rlimit::increase_nofile_limit(u64::MAX);
@@ -354,14 +373,7 @@ fn main() {
     let tput_secs = if quick { 3 } else { 10 };
     let big_n = if quick { 2000 } else { 10_000 };
     let idle_n = if quick { 200 } else { 1000 };
-    let work = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join(format!("target/bench-gateway-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&work);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let (work, rt) = setup("gateway");
     let mut figures: Vec<String> = Vec::new();
     let mut fig = |name: String, v: f64, unit: &str| {
         println!("  {name:<28} {v:>12.3} {unit}");
@@ -486,23 +498,13 @@ fn main() {
         ))
         .await
         .unwrap();
-        let mut direct = Vec::new();
-        for _ in 0..lat_n {
-            let t = Instant::now();
-            c.execute(&GetChassisStatus).await.unwrap();
-            direct.push(t.elapsed().as_secs_f64() * 1e6);
+        let targets = [Target::Direct(c), Target::Gateway(h2(&gw).await)];
+        let mut v = latency_in_blocks(&targets, lat_n, &mut probe).await;
+        if let [Target::Direct(c), _] = targets {
+            c.close().await;
         }
-        c.close().await;
-        let send = h2(&gw).await;
-        assert_eq!(get(&send, "/v1/bmcs/node02/power").await, 200);
-        let mut through = Vec::new();
-        for _ in 0..lat_n {
-            let t = Instant::now();
-            get(&send, "/v1/bmcs/node02/power").await;
-            through.push(t.elapsed().as_secs_f64() * 1e6);
-            probe.sample();
-        }
-        (direct, through)
+        let through = v.pop().unwrap();
+        (v.pop().unwrap(), through)
     });
     let mut fsyncs = std::mem::take(&mut probe.samples);
     drop(probe);
@@ -525,6 +527,30 @@ fn main() {
         "overhead_minus_fsync_p50_us".into(),
         gp50 - dp50 - fp50,
         "us",
+    );
+    // Hand-offs between threads: each time one of the gateway's threads
+    // sleeps until another wakes it (an fdatasync alone is about 3 on
+    // ext4: the journal thread commits).
+    let n = 200;
+    let s0 = thread_switches(&gw.pid());
+    rt.block_on(async {
+        let send = h2(&gw).await;
+        for _ in 0..n {
+            get(&send, "/v1/bmcs/node02/power").await;
+        }
+    });
+    let voluntary = |m: &std::collections::BTreeMap<String, (u64, u64)>| -> u64 {
+        m.values().map(|(v, _)| v).sum()
+    };
+    let switches = voluntary(&thread_switches(&gw.pid())).saturating_sub(voluntary(&s0));
+    println!(
+        "  by thread: {}",
+        switches_per(&s0, &thread_switches(&gw.pid()), n)
+    );
+    fig(
+        "gateway_switches_per_req".into(),
+        switches as f64 / n as f64,
+        "1",
     );
     // Where the overhead goes: the same through a gateway whose audit
     // acknowledges after write(2) and syncs every 10 ms.
@@ -667,61 +693,97 @@ fn main() {
     }
 }
 
-/// Request by request through `a` then `b` (which goes first alternates),
-/// with one fdatasync probe sample per pair; latencies in microseconds.
-async fn latency_in_turns(
-    a: &Gateway,
-    b: &Gateway,
-    n: usize,
-) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
-    let (sa, sb) = (h2(a).await, h2(b).await);
-    for s in [&sa, &sb] {
-        assert_eq!(get(s, "/v1/bmcs/node02/power").await, 200);
-    }
-    let mut probe = FsyncProbe::new(&a.dir);
-    let (mut la, mut lb) = (Vec::new(), Vec::new());
-    for i in 0..n {
-        for first in [i % 2 == 0, i % 2 != 0] {
-            let (s, v) = if first {
-                (&sa, &mut la)
-            } else {
-                (&sb, &mut lb)
-            };
-            let t = Instant::now();
-            assert_eq!(get(s, "/v1/bmcs/node02/power").await, 200);
-            v.push(t.elapsed().as_secs_f64() * 1e6);
+/// Where a latency sample goes: our RMCP+ client straight to a BMC, or a
+/// gateway over one warm HTTP/2 connection (both to the same BMC).
+enum Target {
+    Direct(BmcClient),
+    Gateway(Send),
+}
+
+impl Target {
+    async fn once(&self) {
+        match self {
+            Target::Direct(c) => {
+                c.execute(&GetChassisStatus).await.unwrap();
+            }
+            Target::Gateway(s) => {
+                assert_eq!(get(s, "/v1/bmcs/node02/power").await, 200);
+            }
         }
-        probe.sample();
     }
-    (la, lb, std::mem::take(&mut probe.samples))
+}
+
+/// `n` sequential requests to each target, in blocks (10 to each in turn,
+/// then 5 fdatasync probe samples, each after an untimed request), so that
+/// whatever else loads the machine falls on all of them alike; latencies
+/// in microseconds, per target.
+async fn latency_in_blocks(targets: &[Target], n: usize, probe: &mut FsyncProbe) -> Vec<Vec<f64>> {
+    const BLOCK: usize = 10;
+    for t in targets {
+        t.once().await;
+    }
+    let mut v = vec![Vec::with_capacity(n); targets.len()];
+    for _ in 0..n.div_ceil(BLOCK) {
+        for (t, lat) in targets.iter().zip(v.iter_mut()) {
+            for _ in 0..BLOCK {
+                let start = Instant::now();
+                t.once().await;
+                lat.push(start.elapsed().as_secs_f64() * 1e6);
+            }
+        }
+        for i in 0..BLOCK / 2 {
+            targets[i % targets.len()].once().await;
+            probe.sample();
+        }
+    }
+    v
 }
 
 /// See the module doc: `--compare PATH`.
 fn compare(other: &str, quick: bool) {
     let (lat_n, slices) = if quick { (500, 4) } else { (3000, 10) };
-    let work = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join(format!("target/bench-compare-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&work);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let (work, rt) = setup("compare");
     let sim = Sim::start(100, 8);
     let a = Gateway::start_bin(&bin(), &work.join("a"), &sim, 100, "always");
     let b = Gateway::start_bin(other, &work.join("b"), &sim, 100, "always");
     println!("a: {}\nb: {other}", bin());
+    let idle0 = [proc_usage(&a.pid()).0, proc_usage(&b.pid()).0];
+    std::thread::sleep(Duration::from_secs(2));
+    for (i, (name, g)) in [("a", &a), ("b", &b)].into_iter().enumerate() {
+        let ms = (proc_usage(&g.pid()).0 - idle0[i]) * 1e3 / 2.0;
+        println!("{name}: idle CPU {ms:.1} ms/s");
+    }
     let before = [thread_switches(&a.pid()), thread_switches(&b.pid())];
-    let (mut la, mut lb, mut fs) = rt.block_on(latency_in_turns(&a, &b, lat_n));
+    let mut probe = FsyncProbe::new(&a.dir);
+    let cpu0 = [proc_usage(&a.pid()).0, proc_usage(&b.pid()).0];
+    let (mut la, mut lb) = rt.block_on(async {
+        let targets = [Target::Gateway(h2(&a).await), Target::Gateway(h2(&b).await)];
+        let mut v = latency_in_blocks(&targets, lat_n, &mut probe).await;
+        let lb = v.pop().unwrap();
+        (v.pop().unwrap(), lb)
+    });
+    let cpu = [
+        proc_usage(&a.pid()).0 - cpu0[0],
+        proc_usage(&b.pid()).0 - cpu0[1],
+    ];
+    let mut fs = std::mem::take(&mut probe.samples);
+    drop(probe);
     for (i, (name, g)) in [("a", &a), ("b", &b)].into_iter().enumerate() {
         let per = switches_per(&before[i], &thread_switches(&g.pid()), lat_n);
         println!("{name}: context switches per request by thread: {per}");
+        println!(
+            "{name}: gateway_cpu_us_per_req (sequential) {:.1}",
+            cpu[i] / lat_n as f64 * 1e6
+        );
     }
     let fp50 = pct(&mut fs, 0.5);
     println!("audit_fsync_p50_us {fp50:.1}");
     for (name, v) in [("a", &mut la), ("b", &mut lb)] {
         let (p50, p99) = (pct(v, 0.5), pct(v, 0.99));
-        println!("{name}: gateway_p50_us {p50:.1} gateway_p99_us {p99:.1} minus_fsync_p50_us {:.1}", p50 - fp50);
+        println!(
+            "{name}: gateway_p50_us {p50:.1} gateway_p99_us {p99:.1} minus_fsync_p50_us {:.1}",
+            p50 - fp50
+        );
     }
     let per = rt.block_on(async {
         let mut sends: [Vec<Send>; 2] = [Vec::new(), Vec::new()];
@@ -730,7 +792,11 @@ fn compare(other: &str, quick: bool) {
                 sends[i].push(h2(g).await);
             }
             for n in 0..100 {
-                get(&sends[i][0], &format!("/v1/bmcs/{}/power", demo::bmc_name(n))).await;
+                get(
+                    &sends[i][0],
+                    &format!("/v1/bmcs/{}/power", demo::bmc_name(n)),
+                )
+                .await;
             }
         }
         // (requests, seconds, gateway CPU seconds) per gateway.

@@ -3,9 +3,11 @@
 //! *leader*: it takes everything queued so far, writes and fdatasyncs it
 //! as one batch on its own thread, answers every caller in the batch, and
 //! hands the turn to the first caller still waiting, whose batch is
-//! whatever queued up meanwhile. A lone request therefore costs its own
-//! write and fdatasync and no thread wake-up at all; under load, records
-//! waiting at the same moment still share one fdatasync.
+//! whatever queued up meanwhile. A lone request therefore waits for its
+//! own write and fdatasync and for no other thread (the runtime moves the
+//! leader's worker to another thread meanwhile, off the request's path:
+//! [`lead_async`]); under load, records waiting at the same moment still
+//! share one fdatasync.
 //!
 //! A small background thread (the ticker) does only what falls due by
 //! time: the fdatasync of interval mode, recovery retries, and records
@@ -281,42 +283,27 @@ impl Drop for CloseOnPanic<'_> {
 ///
 /// `block_in_place` keeps the write and the fdatasync on this thread (no
 /// hand-off to another thread and back on the request's path) while the
-/// worker's other tasks move to another thread. Two cases go to the
-/// blocking pool instead: a current-thread runtime, which cannot block in
-/// place, and a thread whose caller's last commit ended less than
-/// [`BACK_TO_BACK`] ago, a loop feeding the writer rather than a request.
-/// Measured on a loaded 2-core VM, a thread that does nothing but commit
-/// is woken a scheduler tick late after each fdatasync (about 4 ms instead
-/// of 0.2 ms; not so under SCHED_FIFO, so it is the scheduler, not the
-/// disk), while a pool thread that only syncs is woken at once.
+/// worker's queued tasks move to another thread, so that a 200 µs fsync
+/// does not hold up the requests that happened to be queued behind the
+/// leader on its worker. Measured through the gateway on a loaded 2-core
+/// VM (BENCHMARKS.md), against fsyncing inline on the worker: about 4.5
+/// more context switches per request (the worker's core changes thread),
+/// throughput and latency within the run-to-run noise, a p99 no worse. A
+/// current-thread runtime cannot block in place: its callers lead on the
+/// blocking pool.
 pub(super) async fn lead_async(group: &Arc<Group>) {
-    let flavor = Handle::try_current().map(|h| h.runtime_flavor());
-    let in_place = matches!(flavor, Ok(RuntimeFlavor::MultiThread))
-        && LAST_LED.get().is_none_or(|t| t.elapsed() >= BACK_TO_BACK);
-    if in_place {
-        tokio::task::block_in_place(|| group.lead());
-        LAST_LED.set(Some(Instant::now()));
-    } else if flavor.is_ok() {
-        let g = group.clone();
-        if let Err(e) = tokio::task::spawn_blocking(move || g.lead()).await {
-            if e.is_panic() {
-                std::panic::resume_unwind(e.into_panic());
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(|| group.lead()),
+        Ok(_) => {
+            let g = group.clone();
+            if let Err(e) = tokio::task::spawn_blocking(move || g.lead()).await {
+                if e.is_panic() {
+                    std::panic::resume_unwind(e.into_panic());
+                }
             }
         }
-        LAST_LED.set(Some(Instant::now()));
-    } else {
-        group.lead();
+        Err(_) => group.lead(),
     }
-}
-
-/// Commits closer together than this, from one thread, are a loop (see
-/// [`lead_async`]); a request's next commit comes after at least a network
-/// round trip.
-const BACK_TO_BACK: Duration = Duration::from_micros(50);
-
-thread_local! {
-    /// When a commit led from this thread last ended.
-    static LAST_LED: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
 }
 
 /// A caller waiting for its entry. If it goes away holding the turn (its

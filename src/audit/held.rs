@@ -37,15 +37,15 @@ impl Held {
         }
     }
 
-    /// Keeps a record, or counts it when the limit is reached; false when
-    /// it was counted.
-    pub(super) fn push(&mut self, r: HeldRecord) -> bool {
+    /// Keeps a record, or counts it when the limit is reached: then the
+    /// count since the last [`Held::take`] is the error.
+    pub(super) fn push(&mut self, r: HeldRecord) -> Result<(), u64> {
         if self.records.len() < self.cap {
             self.records.push_back(r);
-            true
+            Ok(())
         } else {
             self.dropped += 1;
-            false
+            Err(self.dropped)
         }
     }
 
@@ -99,11 +99,11 @@ mod tests {
     fn bounded_in_order_and_what_is_on_disk_is_left_out() {
         let mut h = Held::new(3);
         assert!(h.is_empty());
-        assert!(h.push(rec(Some(10), 0)));
-        assert!(h.push(rec(Some(11), 1)));
-        assert!(h.push(rec(None, 2)));
-        assert!(!h.push(rec(None, 3)), "past the bound: counted");
-        assert!(!h.push(rec(None, 4)));
+        assert_eq!(h.push(rec(Some(10), 0)), Ok(()));
+        assert_eq!(h.push(rec(Some(11), 1)), Ok(()));
+        assert_eq!(h.push(rec(None, 2)), Ok(()));
+        assert_eq!(h.push(rec(None, 3)), Err(1), "past the bound: counted");
+        assert_eq!(h.push(rec(None, 4)), Err(2));
         // The chain continues at 11: line 10 reached the disk, 11 did not.
         let (got, dropped) = h.take(11);
         assert_eq!(fields(&got), ["\"i\":1", "\"i\":2"]);
@@ -114,12 +114,12 @@ mod tests {
     #[test]
     fn a_failed_recovery_puts_everything_back_first() {
         let mut h = Held::new(3);
-        h.push(rec(None, 0));
-        h.push(rec(None, 1));
+        let _ = h.push(rec(None, 0));
+        let _ = h.push(rec(None, 1));
         let (got, dropped) = h.take(1);
         // Held while the recovery batch was being written.
-        h.push(rec(None, 2));
-        h.push(rec(None, 3));
+        let _ = h.push(rec(None, 2));
+        let _ = h.push(rec(None, 3));
         h.restore(got, dropped);
         let (got, dropped) = h.take(1);
         assert_eq!(fields(&got), ["\"i\":0", "\"i\":1", "\"i\":2"]);

@@ -717,7 +717,12 @@ struct SyncsHeld(FaultFs);
 
 impl Drop for SyncsHeld {
     fn drop(&mut self) {
-        self.0 .0.lock().unwrap_or_else(|e| e.into_inner()).faults.hold_sync = false;
+        self.0
+             .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .faults
+            .hold_sync = false;
     }
 }
 

@@ -6,9 +6,11 @@
 //!
 //! Fail closed: after any write, fsync, rename or anchor error the writer
 //! drops the file descriptor (it never writes to one whose fsync failed),
-//! answers every record with [`AuditError::Unavailable`], and retries with
-//! backoff to reopen the trail, repair its tail and write a durable
-//! `audit_recovered` record; only then does it accept records again.
+//! answers every record someone waits for with [`AuditError::Unavailable`]
+//! (that caller sends nothing), holds the records nobody waits for
+//! (bounded, [`super::held`]), and retries with backoff to reopen the
+//! trail, repair its tail and write a durable `audit_recovered` record
+//! followed by what it held; only then does it accept records again.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -615,8 +617,9 @@ impl State {
 
     /// Keeps a record nobody waits for until the trail recovers.
     fn hold(&mut self, seq: Option<u64>, event: &'static str, fields: String) {
-        if !self.held.push(HeldRecord { seq, event, fields }) {
-            if self.shared.held_dropped.fetch_add(1, Relaxed) == 0 {
+        if let Err(n) = self.held.push(HeldRecord { seq, event, fields }) {
+            self.shared.held_dropped.fetch_add(1, Relaxed);
+            if n == 1 {
                 tracing::error!(limit = self.cfg.held, "audit trail closed too long: records nobody waits for are now dropped (counted, and the count recorded on recovery)");
             }
         }
@@ -638,7 +641,11 @@ impl State {
     }
 
     /// Writes the writer's own records; `sync` forces durability.
-    fn commit_internal(&mut self, lines: &[(&'static str, String)], sync: bool) -> Result<(), String> {
+    fn commit_internal(
+        &mut self,
+        lines: &[(&'static str, String)],
+        sync: bool,
+    ) -> Result<(), String> {
         self.write_lines(lines, sync || self.cfg.durability == Durability::Always)
             .map(|_| ())
     }
@@ -784,7 +791,10 @@ impl State {
         lines.extend(held.into_iter().map(|r| (r.event, r.fields)));
         let held_end = lines.len();
         if dropped > 0 {
-            let why = format!("records nobody waited for, beyond the {} held while the trail was closed", self.cfg.held);
+            let why = format!(
+                "records nobody waited for, beyond the {} held while the trail was closed",
+                self.cfg.held
+            );
             lines.push((
                 "audit_dropped",
                 members(serde_json::json!({ "dropped": dropped, "reason": why }).to_string()),
