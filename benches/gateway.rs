@@ -16,11 +16,12 @@
 //! of `ipmigw` (the simulator stays this build's), so that two builds can
 //! be compared in one session, run after run on the same machine.
 //!
-//! `-- --compare PATH` measures only warm latency and throughput, for this
-//! build's gateway (or `IPMIGW_BENCH_BIN`'s) as `a` and the one at PATH as
-//! `b`, both running at once and measured in turns (latency request by
-//! request, throughput in one-second slices), so that whatever else loads
-//! the machine falls on both alike.
+//! `-- --compare PATH [--fsync MODE]` measures only warm latency and
+//! throughput, for this build's gateway (or `IPMIGW_BENCH_BIN`'s) as `a`
+//! and the one at PATH as `b`, both running at once and measured in turns
+//! (latency in blocks of requests, throughput in one-second slices), so
+//! that whatever else loads the machine falls on both alike; MODE is the
+//! audit `fsync` setting of both (`always` unless given).
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -744,9 +745,13 @@ fn compare(other: &str, quick: bool) {
     let (lat_n, slices) = if quick { (500, 4) } else { (3000, 10) };
     let (work, rt) = setup("compare");
     let sim = Sim::start(100, 8);
-    let a = Gateway::start_bin(&bin(), &work.join("a"), &sim, 100, "always");
-    let b = Gateway::start_bin(other, &work.join("b"), &sim, 100, "always");
-    println!("a: {}\nb: {other}", bin());
+    let fsync = std::env::args()
+        .skip_while(|a| a != "--fsync")
+        .nth(1)
+        .unwrap_or_else(|| "always".into());
+    let a = Gateway::start_bin(&bin(), &work.join("a"), &sim, 100, &fsync);
+    let b = Gateway::start_bin(other, &work.join("b"), &sim, 100, &fsync);
+    println!("a: {}\nb: {other}\naudit fsync = {fsync}", bin());
     let idle0 = [proc_usage(&a.pid()).0, proc_usage(&b.pid()).0];
     std::thread::sleep(Duration::from_secs(2));
     for (i, (name, g)) in [("a", &a), ("b", &b)].into_iter().enumerate() {

@@ -91,6 +91,10 @@ pub(super) struct Group {
     ticker: Arc<Ticker>,
     /// Entries that may wait before callers get `Overloaded`.
     cap: usize,
+    /// Every commit ends with an fdatasync (`fsync = "always"`): leading
+    /// blocks for a device flush, not just for a write(2) to the page
+    /// cache (see [`lead_async`]).
+    syncs_each_commit: bool,
 }
 
 /// For the queue and the ticker's alarm, whose state stays consistent
@@ -104,6 +108,7 @@ impl Group {
     /// Takes over an opened trail and starts the ticker.
     pub(super) fn start(trail: State, cap: usize) -> Result<Arc<Group>, String> {
         let ticker = Arc::new(Ticker::default());
+        let syncs_each_commit = trail.syncs_each_commit();
         let group = Arc::new(Group {
             queue: Mutex::new(Queue {
                 entries: VecDeque::new(),
@@ -113,6 +118,7 @@ impl Group {
             trail: Mutex::new(trail),
             ticker: ticker.clone(),
             cap: cap.max(1),
+            syncs_each_commit,
         });
         let weak = Arc::downgrade(&group);
         std::thread::Builder::new()
@@ -279,21 +285,28 @@ impl Drop for CloseOnPanic<'_> {
     }
 }
 
-/// Leads from async code without blocking the runtime's other tasks.
+/// Leads from async code without holding up the runtime's other tasks
+/// for a device flush.
 ///
-/// `block_in_place` keeps the write and the fdatasync on this thread (no
-/// hand-off to another thread and back on the request's path) while the
-/// worker's queued tasks move to another thread, so that a 200 µs fsync
-/// does not hold up the requests that happened to be queued behind the
-/// leader on its worker. Measured through the gateway on a loaded 2-core
-/// VM (BENCHMARKS.md), against fsyncing inline on the worker: about 4.5
-/// more context switches per request (the worker's core changes thread),
-/// throughput and latency within the run-to-run noise, a p99 no worse. A
-/// current-thread runtime cannot block in place: its callers lead on the
-/// blocking pool.
+/// With `fsync = "always"`, `block_in_place` keeps the write and the
+/// fdatasync on this thread (no hand-off to another thread and back on the
+/// request's path) while the worker's queued tasks move to another thread,
+/// so that a 200 µs flush does not hold up the requests queued behind the
+/// leader on its worker. In interval mode a commit is a write(2) to the
+/// page cache, led inline like any small file write: moving the worker to
+/// another thread would cost more than the write (measured through the
+/// gateway on a loaded 2-core VM, BENCHMARKS.md: about 4.5 more context
+/// switches per request and some 25 µs at p50; with an fdatasync in every
+/// commit the same difference was within the run-to-run noise, and p99 no
+/// worse). Such a leader may occasionally make the interval's fdatasync or
+/// a checkpoint's when they fall due during its turn. A current-thread
+/// runtime cannot block in place: its callers lead on the blocking pool.
 pub(super) async fn lead_async(group: &Arc<Group>) {
     match Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(|| group.lead()),
+        Ok(RuntimeFlavor::MultiThread) if group.syncs_each_commit => {
+            tokio::task::block_in_place(|| group.lead())
+        }
+        Ok(RuntimeFlavor::MultiThread) => group.lead(),
         Ok(_) => {
             let g = group.clone();
             if let Err(e) = tokio::task::spawn_blocking(move || g.lead()).await {

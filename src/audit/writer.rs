@@ -473,6 +473,11 @@ impl State {
         }
     }
 
+    /// Whether every commit ends with an fdatasync.
+    pub(super) fn syncs_each_commit(&self) -> bool {
+        self.cfg.durability == Durability::Always
+    }
+
     fn interval(&self) -> Duration {
         match self.cfg.durability {
             Durability::Interval(d) => d,
