@@ -416,7 +416,7 @@ fn login_name(
 }
 
 /// The passwd name of this process's real uid, read without libc (the
-/// crate forbids unsafe code): the uid from /proc, the name from /etc/passwd.
+/// crate makes no raw libc calls): the uid from /proc, the name from /etc/passwd.
 fn uid_name() -> Option<String> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
