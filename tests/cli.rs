@@ -291,36 +291,20 @@ async fn policy_explain_decides_raw_requests_as_the_gateway_does() {
         );
         assert_eq!(code, if gateway_allowed { 0 } else { 3 }, "{said}{why}");
     }
+    // alice on node01, asked by `how`.
+    let explain_alice = |how: &[&str]| {
+        let config = config.to_str().unwrap();
+        let mut args = vec!["policy", "explain", "--config", config];
+        args.extend(["--user", "alice", "--target", "node01"]);
+        args.extend(how);
+        ipmigw_bin(&args)
+    };
     // By its raw name, and what the gateway calls it.
-    let (code, said, _) = ipmigw_bin(&[
-        "policy",
-        "explain",
-        "--config",
-        config.to_str().unwrap(),
-        "--user",
-        "alice",
-        "--target",
-        "node01",
-        "--command",
-        "raw.0x06.0x01",
-    ]);
+    let (code, said, _) = explain_alice(&["--command", "raw.0x06.0x01"]);
     assert_eq!(code, 0, "{said}");
     assert!(said.starts_with("command: mc.info\nallow\n"), "{said}");
     // A session command is refused whatever the policy says.
-    let (code, said, _) = ipmigw_bin(&[
-        "policy",
-        "explain",
-        "--config",
-        config.to_str().unwrap(),
-        "--user",
-        "alice",
-        "--target",
-        "node01",
-        "--netfn",
-        "6",
-        "--cmd",
-        "0x3c",
-    ]);
+    let (code, said, _) = explain_alice(&["--netfn", "6", "--cmd", "0x3c"]);
     assert_eq!(code, 3, "{said}");
     assert!(said.contains("session-management"), "{said}");
     env.stop().await;
