@@ -971,10 +971,12 @@ impl Endpoint {
             self.stats.unknown_session += 1;
             return (None, None);
         };
-        let Some(req) = self.stats.checked_request(a, p) else {
+        let Some(req) = self
+            .stats
+            .checked_request(a, p, (&mut session.last_activity, now))
+        else {
             return (None, None);
         };
-        session.last_activity = now;
         let mut close = None;
         let (cc, data) = match CommandId::new(req.netfn, req.cmd) {
             _ if privilege::required(req.netfn, req.cmd, &req.data)
@@ -1166,8 +1168,14 @@ fn session_info(max_sessions: usize, active_count: usize, a: &Active) -> Vec<u8>
 
 impl EndpointStats {
     /// A packet in an active session, checked (integrity, sequence window)
-    /// and parsed; `None`, counted by why, when it fails a check.
-    fn checked_request(&mut self, a: &mut Active, p: &RmcpPlusPacket<'_>) -> Option<Request> {
+    /// and parsed; `None`, counted by why, when it fails a check. A packet
+    /// that passes the checks is activity (`touch`), parsed or not.
+    fn checked_request(
+        &mut self,
+        a: &mut Active,
+        p: &RmcpPlusPacket<'_>,
+        touch: (&mut Instant, Instant),
+    ) -> Option<Request> {
         let Ok(verified) = open(&a.keys, p) else {
             self.bad_integrity += 1;
             return None;
@@ -1176,6 +1184,7 @@ impl EndpointStats {
             self.out_of_window += 1;
             return None;
         }
+        *touch.0 = touch.1;
         a.rakp_replay = None;
         let Ok(req) = Request::parse(verified.plaintext()) else {
             self.malformed += 1;
