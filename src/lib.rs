@@ -58,6 +58,8 @@
 //!   retries, keepalive, re-login; multi-step reads (SDR, SEL, FRU).
 //! - [`ops`]: the operations users name (power, sensors, boot, raw, ...),
 //!   their HTTP and CLI codec, errors with status and exit codes.
+//! - [`scan`]: BMC security posture (`ipmigw scan`): probes, findings,
+//!   table/JSON/SARIF reports; audited through [`audit`].
 //! - [`sim`]: a simulated BMC (RMCP+ server side) for tests, demos and
 //!   benchmarks.
 //! - [`gateway`]: the server: front door, API, jobs, BMC pool, reload,
@@ -76,5 +78,6 @@ pub mod ipmi;
 pub mod ops;
 pub mod pki;
 pub mod policy;
+pub mod scan;
 pub mod secret;
 pub mod sim;

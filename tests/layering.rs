@@ -19,6 +19,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("bmc", &["ipmi", "secret"]),
     ("ops", &["bmc", "ipmi"]),
     ("sim", &["ipmi", "secret"]),
+    ("scan", &["audit", "bmc", "ipmi", "secret"]),
     (
         "gateway",
         &[
@@ -28,7 +29,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "cli",
         &[
-            "audit", "bmc", "config", "gateway", "ipmi", "ops", "pki", "policy", "secret", "sim",
+            "audit", "bmc", "config", "gateway", "ipmi", "ops", "pki", "policy", "scan", "secret",
+            "sim",
         ],
     ),
 ];

@@ -383,6 +383,24 @@ pub struct DenialSummary {
     pub last: String,
 }
 
+/// `scan`: one probe of a posture scan (`ipmigw scan`). A BMC's plan is
+/// recorded before its first packet, then each probe with its outcome, so
+/// that scan traffic an IDS flags is on the trail as ours. Never a hash or
+/// a password.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScanRecord {
+    /// BMC name as given.
+    pub bmc: String,
+    /// Its address.
+    pub address: String,
+    /// What was sent (or `plan: ...` before the first packet).
+    pub probe: String,
+    /// Datagrams sent for it.
+    pub sent: u32,
+    /// How it ended.
+    pub outcome: String,
+}
+
 /// Events callers record (the writer adds `startup`, `audit_repair`,
 /// `audit_recovered`, `audit_dropped`, `checkpoint` and `export_dropped`
 /// itself).
@@ -398,6 +416,8 @@ pub enum Event {
     BmcSession(BmcSessionRecord),
     /// Refusals counted, not recorded one by one.
     DenialSummary(DenialSummary),
+    /// A posture scan's probe.
+    Scan(ScanRecord),
     /// Configuration reloaded (or a reload refused).
     ConfigReload {
         /// SHA-256 over the policy files, in order.
@@ -417,6 +437,7 @@ impl Event {
             Event::Tls(_) => "tls",
             Event::BmcSession(_) => "bmc_session",
             Event::DenialSummary(_) => "denial_summary",
+            Event::Scan(_) => "scan",
             Event::ConfigReload { .. } => "config_reload",
         }
     }
@@ -428,6 +449,7 @@ impl Event {
             Event::Tls(r) => serde_json::to_string(r),
             Event::BmcSession(r) => serde_json::to_string(r),
             Event::DenialSummary(r) => serde_json::to_string(r),
+            Event::Scan(r) => serde_json::to_string(r),
             Event::ConfigReload {
                 policy_sha256,
                 ok,

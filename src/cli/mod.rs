@@ -13,6 +13,7 @@ mod gateway;
 mod help;
 pub(crate) mod out;
 mod policy;
+mod scan;
 mod signals;
 mod sim;
 
@@ -39,6 +40,8 @@ enum Verb {
     Bmc(bmc::BmcArgs),
     /// Serve simulated BMCs (RMCP+ on UDP) until Ctrl-C or SIGTERM.
     Sim(sim::SimArgs),
+    /// Security posture of BMCs: what attackers look for (exit 5 on findings).
+    Scan(scan::ScanArgs),
     /// Validate the gateway config and its policy files; print what each user may do.
     CheckConfig(policy::CheckConfigArgs),
     /// Ask the policy: `policy explain` decides one request and names the rule.
@@ -160,6 +163,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             Verb::Client(verb) => client::run(before, verb).await,
             Verb::Bridge(b) => bridge::run(before.apply(b.gateway), b.args).await,
             Verb::Sim(args) => sim::run(args).await,
+            Verb::Scan(args) => scan::run(args).await,
             Verb::CheckConfig(args) => policy::check_config(args),
             Verb::Policy(args) => policy::run(args),
             Verb::Audit(args) => audit::run(args),

@@ -17,9 +17,20 @@ const MAX_COUNT: usize = 20_000;
 #[derive(Debug, Args)]
 pub struct SimArgs {
     /// First address; BMC i listens on PORT + i - 1 (port 0: each BMC on a
-    /// free port the system picks).
+    /// free port the system picks), or with --spread address on the i-th
+    /// address from this one, all on PORT.
     #[arg(long, default_value = "127.0.0.1:9623")]
     listen: SocketAddr,
+    /// How BMCs after the first are placed: on consecutive ports or on
+    /// consecutive addresses (one port, e.g. 623 for nmap's IPMI scripts).
+    #[arg(long, value_enum, default_value_t = SpreadArg::Port)]
+    spread: SpreadArg,
+    /// Make the BMCs weak on purpose, for scanners: any of cipher0,
+    /// anonymous, ipmi15-none, ipmi15-md5, default-creds, no-lockout
+    /// (comma-separated). Without no-lockout, 5 wrong logins in a row
+    /// start a back-off.
+    #[arg(long, value_delimiter = ',', value_name = "WEAKNESS,...")]
+    insecure: Vec<String>,
     /// Number of simulated BMCs.
     #[arg(long, default_value_t = 1)]
     count: usize,
@@ -58,6 +69,13 @@ pub struct SimArgs {
     /// Forget every session this often, seconds (a BMC reboot); 0 = never.
     #[arg(long, default_value_t = 0)]
     forget_sessions_every: u64,
+}
+
+/// `--spread`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum SpreadArg {
+    Port,
+    Address,
 }
 
 pub async fn run(a: SimArgs) -> Result<(), CliError> {
@@ -112,6 +130,11 @@ fn config(a: &SimArgs) -> Result<SimConfig, CliError> {
     if let Some(p) = &a.users {
         cfg.users = sim::load_users(p).map_err(CliError::usage)?;
     }
+    cfg.spread = match a.spread {
+        SpreadArg::Port => sim::Spread::Ports,
+        SpreadArg::Address => sim::Spread::Addresses,
+    };
+    sim::apply_insecure(&mut cfg, &a.insecure).map_err(CliError::usage)?;
     cfg.suites = a
         .cipher_suites
         .iter()

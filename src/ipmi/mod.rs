@@ -14,6 +14,7 @@
 pub mod cmd;
 pub mod crypto;
 pub mod fru;
+pub mod probe;
 pub mod sdr;
 pub mod sel;
 pub mod session;

@@ -15,6 +15,10 @@
 //! [`host::SimHost`] sits on the serial line (banner, `login:`, echo,
 //! `flood N`). SOL datagrams go to the address that activated the payload.
 //!
+//! Insecure profiles ([`INSECURE_PROFILES`], `ipmigw sim --insecure`) make
+//! the BMCs weak in named ways, so that every `ipmigw scan` finding has a
+//! BMC that shows it and one that does not.
+//!
 //! Never does: answer a packet the endpoint dropped, or block one BMC's task
 //! on another's.
 
@@ -34,7 +38,7 @@ use tokio::sync::{watch, Notify};
 use crate::ipmi::crypto::CipherSuite;
 use crate::ipmi::session::bmc::{
     BmcUser, Endpoint, EndpointConfig, EndpointStats, Lockout, SolActivity, SolSettings,
-    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_SESSIONS,
+    Weaknesses, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_SESSIONS,
 };
 use crate::ipmi::session::sol::LinkStats;
 use crate::ipmi::session::Privilege;
@@ -169,6 +173,82 @@ pub struct SimConfig {
     pub faults: Faults,
     /// Back-off after failed logins, per BMC.
     pub lockout: Option<Lockout>,
+    /// Weaknesses given on purpose (see [`apply_insecure`]).
+    pub weak: Weaknesses,
+    /// How BMCs after the first find their address.
+    pub spread: Spread,
+}
+
+/// Where BMC i (0-based) listens, from the first address.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Spread {
+    /// Same IP, port + i (port 0: each on a free port).
+    #[default]
+    Ports,
+    /// IP + i, the same port: nmap's IPMI scripts only probe port 623,
+    /// so a side-by-side test gives each BMC its own loopback address.
+    Addresses,
+}
+
+/// The names `--insecure` takes, each a weakness real BMCs ship with.
+pub const INSECURE_PROFILES: [&str; 6] = [
+    "cipher0",
+    "anonymous",
+    "ipmi15-none",
+    "ipmi15-md5",
+    "default-creds",
+    "no-lockout",
+];
+
+/// The vendor default account `default-creds` adds (Supermicro's).
+pub const DEFAULT_CREDS_USER: (&str, &str) = ("ADMIN", "ADMIN");
+
+/// The lockout a simulated BMC has unless `no-lockout` is asked for (see
+/// [`apply_insecure`]): 5 failures in a row, then back-offs up to a minute.
+pub const SIM_LOCKOUT: Lockout = Lockout {
+    after_failures: 5,
+    base: Duration::from_secs(1),
+    max: Duration::from_secs(60),
+};
+
+/// Makes `cfg` weak in exactly the named ways ([`INSECURE_PROFILES`]) and
+/// gives it [`SIM_LOCKOUT`] unless `no-lockout` is among them. An unknown
+/// name is an error that lists the valid ones.
+pub fn apply_insecure<S: AsRef<str>>(cfg: &mut SimConfig, names: &[S]) -> Result<(), String> {
+    cfg.lockout = Some(SIM_LOCKOUT);
+    let user = |name: &str, password: &str| SimUser {
+        name: name.into(),
+        password: password.into(),
+        privilege: "administrator".into(),
+        enabled: true,
+    };
+    for name in names {
+        match name.as_ref() {
+            "cipher0" => cfg.weak.suite_zero = true,
+            "anonymous" => {
+                cfg.weak.anonymous = true;
+                if !cfg.users.iter().any(|u| u.name.is_empty()) {
+                    cfg.users.insert(0, user("", ""));
+                }
+            }
+            "ipmi15-none" => cfg.weak.v15_auth_types |= 0x01,
+            "ipmi15-md5" => cfg.weak.v15_auth_types |= 0x04,
+            "default-creds" => {
+                let (n, p) = DEFAULT_CREDS_USER;
+                if !cfg.users.iter().any(|u| u.name == n) {
+                    cfg.users.push(user(n, p));
+                }
+            }
+            "no-lockout" => cfg.lockout = None,
+            other => {
+                return Err(format!(
+                    "--insecure {other:?}: expected any of {}",
+                    INSECURE_PROFILES.join(", ")
+                ))
+            }
+        }
+    }
+    Ok(())
 }
 
 impl SimConfig {
@@ -186,6 +266,8 @@ impl SimConfig {
             // Off: load and fault tests log in wrongly on purpose and many
             // lab BMCs have no lockout; imitating one is opt-in.
             lockout: None,
+            weak: Weaknesses::default(),
+            spread: Spread::Ports,
         }
     }
 }
@@ -244,23 +326,23 @@ impl Simulator {
         let mut bmcs = Vec::with_capacity(cfg.count);
         let mut tasks = Vec::with_capacity(cfg.count);
         for i in 0..cfg.count {
-            let mut addr = cfg.listen;
-            if addr.port() != 0 {
-                let port = u16::try_from(usize::from(addr.port()) + i)
-                    .map_err(|_| invalid(format!("BMC {i}: port beyond 65535")))?;
-                addr.set_port(port);
-            }
+            let addr = bmc_addr(cfg.listen, cfg.spread, i).map_err(invalid)?;
             let socket = UdpSocket::bind(addr).await.map_err(|e| {
                 std::io::Error::new(e.kind(), format!("simulated BMC {} on {addr}: {e}", i + 1))
             })?;
             let addr = socket.local_addr()?;
             let index = i as u32 + 1;
-            let model = SimBmc::new(index, catalog.clone(), summaries.clone(), now);
+            let mut model = SimBmc::new(index, catalog.clone(), summaries.clone(), now);
+            model.set_lockout(cfg.lockout.map(|l| {
+                let secs = u16::try_from(l.max.as_secs()).unwrap_or(u16::MAX);
+                (u8::try_from(l.after_failures).unwrap_or(u8::MAX), secs)
+            }));
             let mut ecfg = EndpointConfig::new(model.guid());
             ecfg.suites = cfg.suites.clone();
             ecfg.max_sessions = cfg.max_sessions;
             ecfg.idle_timeout = cfg.idle_timeout;
             ecfg.lockout = cfg.lockout;
+            ecfg.weak = cfg.weak;
             ecfg.sol = Some(SolSettings::new(addr.port()));
             let endpoint = Endpoint::new(
                 ecfg,
@@ -367,6 +449,34 @@ impl SimBmcHandle {
     pub fn sol_link_stats(&self) -> Option<LinkStats> {
         self.with(|s| s.endpoint.sol_link_stats())
     }
+}
+
+/// BMC `i`'s address (0-based) under `spread`.
+fn bmc_addr(first: SocketAddr, spread: Spread, i: usize) -> Result<SocketAddr, String> {
+    let mut addr = first;
+    match spread {
+        Spread::Ports if addr.port() == 0 => {}
+        Spread::Ports => {
+            let port = u16::try_from(usize::from(addr.port()) + i)
+                .map_err(|_| format!("BMC {}: port beyond 65535", i + 1))?;
+            addr.set_port(port);
+        }
+        Spread::Addresses => {
+            let beyond = || format!("BMC {}: address beyond the address space", i + 1);
+            let step = u32::try_from(i).map_err(|_| beyond())?;
+            addr.set_ip(match first.ip() {
+                std::net::IpAddr::V4(v4) => {
+                    let n = u32::from(v4).checked_add(step).ok_or_else(beyond)?;
+                    std::net::Ipv4Addr::from(n).into()
+                }
+                std::net::IpAddr::V6(v6) => {
+                    let n = u128::from(v6).checked_add(step.into()).ok_or_else(beyond)?;
+                    std::net::Ipv6Addr::from(n).into()
+                }
+            });
+        }
+    }
+    Ok(addr)
 }
 
 /// True for an RMCP+ RAKP message 2 or 4 (payload types 0x13, 0x15).

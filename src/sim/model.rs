@@ -250,6 +250,8 @@ pub struct SimBmc {
     sel_reservation: u16,
     sdr_reservation: u16,
     reboot_requested: bool,
+    /// Bad password threshold and lockout seconds (LAN parameter 26).
+    lockout: Option<(u8, u16)>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -329,6 +331,7 @@ impl SimBmc {
             sel_reservation: 0,
             sdr_reservation: 0,
             reboot_requested: false,
+            lockout: None,
         };
         bmc.tick(now);
         bmc
@@ -781,6 +784,20 @@ impl SimBmc {
         (CompletionCode::OK, out)
     }
 
+    /// User `uid`: user 1 is the null (empty-name) user, when there is
+    /// one; named users follow from user 2 on, in order.
+    fn user_by_id(&self, uid: u8) -> Option<&UserSummary> {
+        match uid {
+            0 => None,
+            1 => self.users.iter().find(|u| u.name.is_empty()),
+            _ => self
+                .users
+                .iter()
+                .filter(|u| !u.name.is_empty())
+                .nth(usize::from(uid) - 2),
+        }
+    }
+
     fn user_access(&self, d: &[u8]) -> (CompletionCode, Vec<u8>) {
         let Some(&uid) = d.get(1) else {
             return (CompletionCode::REQUEST_LENGTH_INVALID, vec![]);
@@ -791,12 +808,17 @@ impl SimBmc {
             return (CompletionCode::INVALID_DATA_FIELD, vec![]);
         }
         let enabled = self.users.iter().filter(|u| u.enabled).count() as u8;
-        // User 1 is the null user: no access.
-        let access = match self.users.get(usize::from(uid).wrapping_sub(2)) {
-            Some(u) if uid >= 2 => 0x10 | u.privilege.level(),
-            _ => 0x0F,
+        // Byte 4: IPMI messaging (bit 4) and the privilege limit; an absent
+        // user (the null user without the anonymous profile) has no access.
+        let (status, access) = match self.user_by_id(uid) {
+            Some(u) if u.enabled => (0x40, 0x10 | u.privilege.level()),
+            Some(u) => (0x80, u.privilege.level()),
+            None => (0x00, 0x0F),
         };
-        (CompletionCode::OK, vec![max, 0x40 | enabled, 0x01, access])
+        (
+            CompletionCode::OK,
+            vec![max, status | enabled, 0x01, access],
+        )
     }
 
     fn user_name(&self, d: &[u8]) -> (CompletionCode, Vec<u8>) {
@@ -804,11 +826,38 @@ impl SimBmc {
             return (CompletionCode::REQUEST_LENGTH_INVALID, vec![]);
         };
         let mut name = [0u8; 16];
-        if let Some(u) = self.users.get(usize::from(uid & 0x3F).wrapping_sub(2)) {
+        if let Some(u) = self.user_by_id(uid & 0x3F) {
             let n = u.name.as_bytes();
             name[..n.len().min(16)].copy_from_slice(&n[..n.len().min(16)]);
         }
         (CompletionCode::OK, name.to_vec())
+    }
+
+    /// Get LAN Configuration Parameters: only parameter 26, the bad
+    /// password threshold (IPMI v2.0 rev 1.1 §23.2), which is what the
+    /// lockout is; others are "not supported" (0x80).
+    fn lan_parameter(&self, d: &[u8]) -> (CompletionCode, Vec<u8>) {
+        let Some(&param) = d.get(1) else {
+            return TOO_SHORT;
+        };
+        if param != 26 {
+            return (CompletionCode(0x80), vec![]);
+        }
+        let (threshold, reset, lock) = match self.lockout {
+            // Intervals are in tens of seconds.
+            Some((n, secs)) => (n, 30u16, (secs / 10).max(1)),
+            None => (0, 0, 0),
+        };
+        let mut v = vec![0x11, 0x00, threshold];
+        v.extend_from_slice(&reset.to_le_bytes());
+        v.extend_from_slice(&lock.to_le_bytes());
+        ok(v)
+    }
+
+    /// Sets what the bad password threshold parameter reports: failures
+    /// before a lockout and its length in seconds; None: no lockout.
+    pub fn set_lockout(&mut self, lockout: Option<(u8, u16)>) {
+        self.lockout = lockout;
     }
 }
 
@@ -827,6 +876,9 @@ impl Application for SimBmc {
             NetFn::CHASSIS => self.chassis(now, cmd, d),
             NetFn::SENSOR_EVENT => self.sensor_event(cmd, d),
             NetFn::STORAGE => self.storage(cmd, d),
+            NetFn::TRANSPORT if cmd == id::GET_LAN_CONFIGURATION_PARAMETERS => {
+                self.lan_parameter(d)
+            }
             _ => (CompletionCode::INVALID_COMMAND, vec![]),
         }
     }

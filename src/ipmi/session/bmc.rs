@@ -16,11 +16,15 @@
 //! [`EndpointConfig::sol`] set it also holds one SOL payload (`bmc/sol.rs`):
 //! the payload commands and the holding session's SOL packets.
 //!
+//! [`Weaknesses`] make a test BMC vulnerable on purpose (suite 0 logins
+//! with any password, anonymous login, IPMI 1.5 auth types advertised), so
+//! that `ipmigw scan` has something true to find; all are off by default.
+//!
 //! Never does: answer a packet that failed its MAC, the window or the
 //! session lookup (such packets are counted and dropped, so nothing leaks),
-//! accept suite 0 or any suite not configured, send a RAKP 2 HMAC for a
-//! name that is not an enabled user's, or read a clock (`now` is passed
-//! in).
+//! accept suite 0 (unless [`Weaknesses::suite_zero`] asks for it) or any
+//! suite not configured, send a RAKP 2 HMAC for a name that is not an
+//! enabled user's, or read a clock (`now` is passed in).
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -98,7 +102,33 @@ pub struct EndpointConfig {
     /// commands and carries SOL packets for one payload instance; without,
     /// those commands go to the application like any other.
     pub sol: Option<SolSettings>,
+    /// Weaknesses given on purpose (test BMCs only); none by default.
+    pub weak: Weaknesses,
 }
+
+/// Ways a test BMC is insecure on purpose, as real BMCs are: what
+/// `ipmigw sim --insecure` turns on so that a scanner has something to find.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Weaknesses {
+    /// Cipher suite 0 (RAKP-none, no integrity, no confidentiality) is
+    /// accepted and its login takes any password for a known name
+    /// (CVE-2013-4782, as on ipmi_sim and many shipped BMCs).
+    pub suite_zero: bool,
+    /// An enabled user with the empty name logs in with RAKP 1's empty
+    /// name, and auth caps report anonymous login and null user names.
+    pub anonymous: bool,
+    /// IPMI 1.5 authentication types advertised by auth caps (bit 0 none,
+    /// 1 MD2, 2 MD5, 4 straight password); the channel then also reports
+    /// IPMI 1.5 connections. Only advertised: no 1.5 session is served.
+    pub v15_auth_types: u8,
+}
+
+/// Cipher suite 0's algorithms, as Open Session carries them.
+const SUITE_ZERO: AlgorithmTriple = AlgorithmTriple {
+    auth: 0,
+    integrity: 0,
+    confidentiality: 0,
+};
 
 impl EndpointConfig {
     /// Suites 17 and 3, 4 sessions, 60 s idle timeout, no Kg, no lockout.
@@ -113,6 +143,7 @@ impl EndpointConfig {
             lockout: None,
             repeat_window: None,
             sol: None,
+            weak: Weaknesses::default(),
         }
     }
 }
@@ -249,7 +280,11 @@ pub struct EndpointStats {
 
 struct Session {
     console_sid: u32,
+    /// The suite whose packet format the session uses; a suite-0 session
+    /// uses suite 1's (no integrity, no confidentiality).
     suite: CipherSuite,
+    /// Suite 0: no RAKP auth codes are made or checked.
+    zero: bool,
     /// Privilege asked for in Open Session (0 = highest available).
     open_privilege: u8,
     last_activity: Instant,
@@ -555,7 +590,7 @@ impl Endpoint {
             return None;
         };
         let (resp, refused) = match self.admit_open(now, &req) {
-            Ok((suite, level, bmc_sid)) => (
+            Ok((suite, zero, level, bmc_sid)) => (
                 OpenSessionResponse {
                     tag: req.tag,
                     status: RmcpPlusStatus::OK,
@@ -563,7 +598,7 @@ impl Endpoint {
                     accepted: Some(OpenSessionAccepted {
                         max_privilege: level.level(),
                         bmc_sid,
-                        algorithms: suite.algorithms(),
+                        algorithms: if zero { SUITE_ZERO } else { suite.algorithms() },
                     }),
                 },
                 false,
@@ -591,7 +626,7 @@ impl Endpoint {
         &mut self,
         now: Instant,
         req: &OpenSessionRequest,
-    ) -> Result<(CipherSuite, Privilege, u32), RmcpPlusStatus> {
+    ) -> Result<(CipherSuite, bool, Privilege, u32), RmcpPlusStatus> {
         // Refused rather than ignored: the tool stops at once with a status
         // that means "not now" (a busy BMC's), instead of retrying into
         // silence for many seconds and then reporting a wrong password to
@@ -600,9 +635,13 @@ impl Endpoint {
         if self.refused_by_lockout(now) {
             return Err(RmcpPlusStatus::INSUFFICIENT_RESOURCES);
         }
-        let suite = self.negotiate(req.algorithms).inspect_err(|_| {
-            self.stats.login_failures += 1;
-        })?;
+        let zero = self.cfg.weak.suite_zero && req.algorithms == SUITE_ZERO;
+        let suite = match zero {
+            true => CipherSuite::Suite1,
+            false => self.negotiate(req.algorithms).inspect_err(|_| {
+                self.stats.login_failures += 1;
+            })?,
+        };
         let level = match req.max_privilege {
             0 => Privilege::Administrator,
             v => match Privilege::from_level(v) {
@@ -613,8 +652,8 @@ impl Endpoint {
                 }
             },
         };
-        let bmc_sid = self.half_open_session(now, req, suite)?;
-        Ok((suite, level, bmc_sid))
+        let bmc_sid = self.half_open_session(now, req, (suite, zero))?;
+        Ok((suite, zero, level, bmc_sid))
     }
 
     /// The half-open session for this request: the one a retransmitted
@@ -624,7 +663,7 @@ impl Endpoint {
         &mut self,
         now: Instant,
         req: &OpenSessionRequest,
-        suite: CipherSuite,
+        (suite, zero): (CipherSuite, bool),
     ) -> Result<u32, RmcpPlusStatus> {
         let existing = self.sessions.iter().find(|(_, s)| {
             s.console_sid == req.console_sid && matches!(s.stage, Stage::ExpectRakp1)
@@ -643,6 +682,7 @@ impl Endpoint {
             Session {
                 console_sid: req.console_sid,
                 suite,
+                zero,
                 open_privilege: req.max_privilege,
                 last_activity: now,
                 stage: Stage::ExpectRakp1,
@@ -748,14 +788,20 @@ impl Endpoint {
             role: r1.role,
             username: &r1.username,
         };
-        let code = keys::rakp2_auth_code(suite.auth(), &self.users[user].password, &inputs);
+        // Suite 0 proves nothing: RAKP 2 carries no auth code.
+        let code = match session.zero {
+            true => Vec::new(),
+            false => keys::rakp2_auth_code(suite.auth(), &self.users[user].password, &inputs)
+                .expose()
+                .to_vec(),
+        };
         let r2 = Rakp2 {
             tag,
             status: RmcpPlusStatus::OK,
             console_sid,
             bmc_random,
             bmc_guid: self.cfg.guid,
-            auth_code: code.expose().to_vec(),
+            auth_code: code,
         };
         if let Some(s) = self.sessions.get_mut(&bmc_sid) {
             s.last_activity = now;
@@ -780,7 +826,7 @@ impl Endpoint {
         if session.open_privilege != 0 && requested.level() > session.open_privilege {
             return Err(RmcpPlusStatus::UNAUTHORIZED_ROLE);
         }
-        if r1.username.is_empty() {
+        if r1.username.is_empty() && !self.cfg.weak.anonymous {
             return Err(RmcpPlusStatus::UNAUTHORIZED_NAME);
         }
         let name_only = r1.role & ROLE_NAME_ONLY_LOOKUP != 0;
@@ -836,7 +882,7 @@ impl Endpoint {
                 return None;
             }
         };
-        let (console_sid, suite) = (session.console_sid, session.suite);
+        let (console_sid, suite, zero) = (session.console_sid, session.suite, session.zero);
         // A RAKP 2 sent before the back-off began buys no guess during it.
         if self.refused_by_lockout(now) {
             self.sessions.remove(&r3.bmc_sid);
@@ -864,13 +910,16 @@ impl Endpoint {
             role,
             username: &username,
         };
-        if !keys::verify_rakp3(suite.auth(), &u.password, &inputs, &r3.auth_code) {
+        if !zero && !keys::verify_rakp3(suite.auth(), &u.password, &inputs, &r3.auth_code) {
             self.sessions.remove(&r3.bmc_sid);
             self.failed_guess(now);
             return refuse(self, console_sid, RmcpPlusStatus::INVALID_INTEGRITY_CHECK);
         }
         let keys = SessionKeys::derive(suite, &u.password, self.cfg.kg.as_ref(), &inputs);
-        let icv = keys.rakp4_icv(&inputs);
+        let icv = match zero {
+            true => Vec::new(),
+            false => keys.rakp4_icv(&inputs),
+        };
         let max_privilege = Privilege::from_level(role & 0x0F)
             .unwrap_or(Privilege::User)
             .min(u.privilege);
@@ -1140,15 +1189,19 @@ fn auth_caps(cfg: &EndpointConfig, d: &[u8]) -> (CompletionCode, Vec<u8>) {
     if !matches!(chan & 0x0F, 0x0E | LAN_CHANNEL) {
         return (CompletionCode::INVALID_DATA_FIELD, vec![]);
     }
-    // IPMI 2.0 only: no 1.5 auth types, non-null user names only.
+    // IPMI 2.0 only (unless weakened): no 1.5 auth types, non-null user
+    // names only.
     let kg_set = cfg
         .kg
         .as_ref()
         .is_some_and(|k| k.expose().iter().any(|b| *b != 0));
-    let status = 0x04 | if kg_set { 0x20 } else { 0 };
+    let v15 = cfg.weak.v15_auth_types & 0x37;
+    let anonymous = if cfg.weak.anonymous { 0x03 } else { 0 };
+    let status = 0x04 | anonymous | if kg_set { 0x20 } else { 0 };
+    let connections = 0x02 | u8::from(v15 != 0);
     (
         CompletionCode::OK,
-        vec![LAN_CHANNEL, 0x80, status, 0x02, 0, 0, 0, 0],
+        vec![LAN_CHANNEL, 0x80 | v15, status, connections, 0, 0, 0, 0],
     )
 }
 
@@ -1203,12 +1256,14 @@ fn cipher_suites(cfg: &EndpointConfig, d: &[u8]) -> (CompletionCode, Vec<u8>) {
         return (CompletionCode::INVALID_DATA_FIELD, vec![]);
     }
     let mut stream = Vec::new();
+    let zero = cfg.weak.suite_zero.then_some((0u8, SUITE_ZERO));
+    let listed = cfg.suites.iter().map(|s| (s.id(), s.algorithms()));
+    let listed: Vec<(u8, AlgorithmTriple)> = listed.chain(zero).collect();
     if d[2] & 0x80 != 0 {
-        for s in &cfg.suites {
-            let a = s.algorithms();
+        for (id, a) in &listed {
             stream.extend_from_slice(&[
                 0xC0,
-                s.id(),
+                *id,
                 a.auth,
                 0x40 | a.integrity,
                 0x80 | a.confidentiality,
@@ -1216,8 +1271,7 @@ fn cipher_suites(cfg: &EndpointConfig, d: &[u8]) -> (CompletionCode, Vec<u8>) {
         }
     } else {
         let mut tags: Vec<u8> = Vec::new();
-        for s in &cfg.suites {
-            let a = s.algorithms();
+        for (_, a) in &listed {
             for t in [a.auth, 0x40 | a.integrity, 0x80 | a.confidentiality] {
                 if !tags.contains(&t) {
                     tags.push(t);

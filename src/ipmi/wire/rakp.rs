@@ -241,9 +241,16 @@ impl OpenSessionResponse {
         }
         out.extend_from_slice(&[a.map_or(0, |a| a.max_privilege), 0]);
         out.extend_from_slice(&self.console_sid.unwrap_or(0).to_le_bytes());
-        if let Some(a) = a {
-            out.extend_from_slice(&a.bmc_sid.to_le_bytes());
-            a.algorithms.emit(out);
+        match a {
+            Some(a) => {
+                out.extend_from_slice(&a.bmc_sid.to_le_bytes());
+                a.algorithms.emit(out);
+            }
+            // A refusal still carries the BMC session ID field (0: none).
+            // Scanners that read the table's fixed offsets (nmap's ipmi
+            // library unpacks through it) fail on a reply that stops at
+            // the console's ID, and no reader is hurt by the zero.
+            None => out.extend_from_slice(&[0; 4]),
         }
     }
 }
@@ -511,6 +518,19 @@ mod tests {
         err.emit(&mut short);
         assert_eq!(short, [1, 0x04]);
         assert_eq!(OpenSessionResponse::parse(&short).unwrap(), err);
+
+        // A refusal we make reaches the BMC session ID field (zero), as
+        // nmap's ipmi-cipher-zero script reads it (12 bytes at least).
+        let refusal = OpenSessionResponse {
+            tag: 7,
+            status: RmcpPlusStatus::NO_CIPHER_SUITE_MATCH,
+            console_sid: Some(0xA1B2C3D4),
+            accepted: None,
+        };
+        let mut r = Vec::new();
+        refusal.emit(&mut r);
+        assert_eq!(r, [7, 0x11, 0, 0, 0xD4, 0xC3, 0xB2, 0xA1, 0, 0, 0, 0]);
+        assert_eq!(OpenSessionResponse::parse(&r).unwrap(), refusal);
 
         let mut bad = out.clone();
         bad[12 + 3] = 9; // record length
