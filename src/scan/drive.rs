@@ -121,8 +121,9 @@ impl<'a> Link<'a> {
     }
 }
 
-/// Runs the unauthenticated checks; `None` when the BMC does not answer
-/// auth caps at all (with the round-trip time otherwise).
+/// Runs the unauthenticated checks but the RAKP name probe; `None` when
+/// the BMC does not answer auth caps at all (the round-trip time
+/// otherwise).
 pub async fn unauthenticated(link: &mut Link<'_>, obs: &mut Observations) -> Option<Duration> {
     let start = Instant::now();
     let caps = link
@@ -134,7 +135,6 @@ pub async fn unauthenticated(link: &mut Link<'_>, obs: &mut Observations) -> Opt
     obs.auth_caps = Some(caps);
     suites(link, obs).await;
     suite_zero(link, obs).await;
-    rakp_names(link, obs).await;
     Some(rtt)
 }
 
@@ -295,7 +295,10 @@ fn rakp_suite(suites: Option<&Vec<SuiteRecord>>) -> (u8, AlgorithmTriple) {
     }
 }
 
-async fn rakp_names(link: &mut Link<'_>, obs: &mut Observations) {
+/// The RAKP 2 exposure probe: a RAKP 1 for each well-known name. Unknown
+/// names count as failed logins on a BMC with a lockout, so this runs
+/// after every check that needs a login.
+pub async fn rakp_names(link: &mut Link<'_>, obs: &mut Observations) {
     let (id, algs) = rakp_suite(obs.suites.as_ref());
     obs.rakp_suite = Some(id);
     for name in link.settings.rakp_names.clone() {

@@ -345,3 +345,102 @@ fn suite_findings(suites: &[SuiteRecord], stream_hex: &str, out: &mut Vec<Findin
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caps(v15: u8, status: u8) -> AuthCaps {
+        AuthCaps {
+            channel: 1,
+            v15_auth_types: v15,
+            v20_extended: true,
+            kg_set: status & 0x20 != 0,
+            per_message_auth_off: status & 0x10 != 0,
+            user_level_auth_off: status & 0x08 != 0,
+            non_null_users: status & 0x04 != 0,
+            null_users: status & 0x02 != 0,
+            anonymous: status & 0x01 != 0,
+            v15_connections: v15 != 0,
+            v20_connections: true,
+            oem_id: 0,
+            raw: vec![0, 1, 0x80 | v15, status, 0x03, 0, 0, 0, 0],
+        }
+    }
+
+    fn ids(o: &Observations) -> Vec<&'static str> {
+        o.findings().iter().map(|f| f.id).collect()
+    }
+
+    /// The auth caps rules no simulator profile produces: each bit is one
+    /// finding, and the same bits cleared are none.
+    #[test]
+    fn every_auth_caps_bit_is_one_finding() {
+        let weak = Observations {
+            auth_caps: Some(caps(0x13, 0x1F)),
+            ..Observations::default()
+        };
+        let found = ids(&weak);
+        for id in [
+            "ipmi15-auth-none",
+            "ipmi15-auth-md2",
+            "ipmi15-auth-straight",
+            "per-message-auth-off",
+            "user-level-auth-off",
+            "anonymous-login",
+            "null-user",
+            "kg-default",
+        ] {
+            assert!(found.contains(&id), "{id} missing from {found:?}");
+        }
+        assert!(!found.contains(&"ipmi15-auth-md5"));
+        let clean = Observations {
+            auth_caps: Some(caps(0, 0x24)),
+            ..Observations::default()
+        };
+        assert!(ids(&clean).is_empty(), "{:?}", ids(&clean));
+        // Without IPMI 1.5, the 1.5-only bits mean nothing.
+        let v20 = Observations {
+            auth_caps: Some(caps(0, 0x3C)),
+            ..Observations::default()
+        };
+        assert!(ids(&v20).is_empty(), "{:?}", ids(&v20));
+    }
+
+    #[test]
+    fn weak_suites_and_severity_order() {
+        let rec = |id, auth, integrity, confidentiality| SuiteRecord {
+            id,
+            auth,
+            integrity,
+            confidentiality,
+        };
+        assert!(is_weak(&rec(1, 1, 0, 0)));
+        assert!(is_weak(&rec(4, 1, 1, 2)), "RC4");
+        assert!(!is_weak(&rec(17, 3, 4, 1)));
+        assert!(!is_weak(&rec(0, 0, 0, 0)), "suite 0 has its own rule");
+        let o = Observations {
+            suites: Some(vec![rec(17, 3, 4, 1), rec(0, 0, 0, 0), rec(2, 1, 1, 0)]),
+            suite0_status: Some(0),
+            suite0_proof: Some(Suite0Proof {
+                user: "admin".into(),
+                rakp: Some((0, 0)),
+                command_cc: Some(0xD4),
+                answer_hex: String::new(),
+            }),
+            ..Observations::default()
+        };
+        let found = ids(&o);
+        assert_eq!(
+            found,
+            ["cipher0-offered", "cipher0-open-session", "cipher-weak"]
+        );
+        assert!(
+            !found.contains(&"cipher0-login"),
+            "a refused command proves no login"
+        );
+        for r in RULES {
+            assert!(rule_of(r.id).is_some() && !r.fix.is_empty());
+        }
+    }
+}

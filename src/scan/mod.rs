@@ -165,13 +165,13 @@ fn plan(t: &Target, settings: &ScanSettings) -> String {
     if settings.probe.prove {
         steps.push("suite 0 login proof");
     }
-    steps.push("RAKP 1 for well-known names");
     if t.login.is_some() {
         steps.push("authenticated checks");
     }
     if settings.default_creds {
         steps.push("default credentials");
     }
+    steps.push("RAKP 1 for well-known names");
     format!("plan: {}", steps.join(", "))
 }
 
@@ -219,20 +219,13 @@ async fn probe_one(t: Target, settings: &ScanSettings, sent: &AtomicU64) -> BmcR
             return r;
         }
     };
-    let rtt = drive::unauthenticated(&mut link, &mut obs).await;
-    r.probes = std::mem::take(&mut link.log);
-    drop(link);
-    let Some(rtt) = rtt else {
+    let Some(rtt) = drive::unauthenticated(&mut link, &mut obs).await else {
+        r.probes = std::mem::take(&mut link.log);
         r.status = "unreachable".into();
         return r;
     };
     r.rtt_ms = Some(rtt.as_secs_f64() * 1000.0);
     if let Some((user, password)) = &t.login {
-        r.probes.push(ProbeLog {
-            probe: format!("login as {user} (authenticated checks)"),
-            sent: 0,
-            outcome: String::new(),
-        });
         let outcome = match login(t.addr, user, password.clone(), &settings.probe).await {
             Some(c) => {
                 obs.authenticated = Some(auth::run(&c, user).await);
@@ -241,13 +234,17 @@ async fn probe_one(t: Target, settings: &ScanSettings, sent: &AtomicU64) -> BmcR
             }
             None => "login failed",
         };
-        if let Some(p) = r.probes.last_mut() {
-            p.outcome = outcome.into();
-        }
+        link.log.push(ProbeLog {
+            probe: format!("login as {user} (authenticated checks)"),
+            sent: 0,
+            outcome: outcome.into(),
+        });
     }
     if settings.default_creds {
-        default_creds(&t, settings, &mut obs, &mut r.probes).await;
+        default_creds(&t, settings, &mut obs, &mut link.log).await;
     }
+    drive::rakp_names(&mut link, &mut obs).await;
+    r.probes = std::mem::take(&mut link.log);
     r.status = "ok".into();
     r.findings = obs.findings();
     r.observations = obs;

@@ -81,7 +81,7 @@ fn cipher_suite_records_with_and_without_suite_zero() {
         Some((0, 0, 0))
     );
     // OEM records skip their IANA number; junk ends the list.
-    let oem = [0xC1, 0x80, 0x57, 0x01, 0x00, 0x01, 0x41, 0x81, 0x05];
+    let oem = [0xC1, 0x80, 0x57, 0x01, 0x00, 0x01, 0x41, 0x81, 0xFF, 0xC0];
     assert_eq!(
         suite_records(&oem),
         [SuiteRecord {
