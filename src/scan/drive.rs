@@ -302,8 +302,17 @@ pub async fn rakp_names(link: &mut Link<'_>, obs: &mut Observations) {
     let (id, algs) = rakp_suite(obs.suites.as_ref());
     obs.rakp_suite = Some(id);
     for name in link.settings.rakp_names.clone() {
-        let Some(Ok(sid)) = open(link, &format!("open session suite {id}"), algs).await else {
-            continue;
+        let sid = match open(link, &format!("open session suite {id}"), algs).await {
+            Some(Ok(sid)) => sid,
+            Some(Err(status)) => {
+                // Often a lockout the scan's own failed logins started:
+                // said, so that a missing finding is not read as clean.
+                obs.notes.push(format!(
+                    "RAKP probe for {name}: Open Session refused with status {status:#04x}"
+                ));
+                continue;
+            }
+            None => continue,
         };
         let req = probe::rakp1_request(sid, [0xA5; 16], name.as_bytes());
         let r2 = link

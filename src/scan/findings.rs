@@ -177,6 +177,8 @@ pub struct Observations {
     pub default_creds: Vec<String>,
     /// Results of the authenticated checks.
     pub authenticated: Option<super::auth::AuthChecks>,
+    /// Probes that could not run as planned, and why.
+    pub notes: Vec<String>,
 }
 
 impl Observations {

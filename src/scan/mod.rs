@@ -232,7 +232,11 @@ async fn probe_one(t: Target, settings: &ScanSettings, sent: &AtomicU64) -> BmcR
                 c.close().await;
                 "logged in; read user table, LAN parameter 26, device ID"
             }
-            None => "login failed",
+            None => {
+                obs.notes
+                    .push(format!("login as {user} failed: no authenticated checks"));
+                "login failed"
+            }
         };
         link.log.push(ProbeLog {
             probe: format!("login as {user} (authenticated checks)"),

@@ -37,6 +37,9 @@ pub fn table(r: &ScanReport) -> String {
                 f.evidence
             ));
         }
+        for n in &b.observations.notes {
+            out.push_str(&format!("{name:<22} {:<9} {:<22} {n}\n", "-", "note"));
+        }
     }
     let counts: Vec<String> = [
         Severity::Critical,

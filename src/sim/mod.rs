@@ -175,6 +175,8 @@ pub struct SimConfig {
     pub lockout: Option<Lockout>,
     /// Weaknesses given on purpose (see [`apply_insecure`]).
     pub weak: Weaknesses,
+    /// The BMC key Kg, when one is set (auth caps then say so).
+    pub kg: Option<SecretBytes>,
     /// How BMCs after the first find their address.
     pub spread: Spread,
 }
@@ -267,6 +269,7 @@ impl SimConfig {
             // lab BMCs have no lockout; imitating one is opt-in.
             lockout: None,
             weak: Weaknesses::default(),
+            kg: None,
             spread: Spread::Ports,
         }
     }
@@ -343,6 +346,7 @@ impl Simulator {
             ecfg.idle_timeout = cfg.idle_timeout;
             ecfg.lockout = cfg.lockout;
             ecfg.weak = cfg.weak;
+            ecfg.kg = cfg.kg.clone();
             ecfg.sol = Some(SolSettings::new(addr.port()));
             let endpoint = Endpoint::new(
                 ecfg,

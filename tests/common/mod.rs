@@ -267,11 +267,15 @@ fn answers_within(port: u16, limit: Duration) -> bool {
     false
 }
 
+/// IPMI 1.5 auth types the LAN channel offers, as in ../shared/bmc-lab
+/// (where they are none md2 md5 straight): what a posture scan must find.
+const V15_AUTHS: &str = "  allowed_auths_callback none md2 md5 straight\n  allowed_auths_user none md2 md5 straight\n  allowed_auths_operator none md2 md5 straight\n  allowed_auths_admin none md2 md5 straight\n";
+
 /// The simulator's LAN config (users, the port) and its emulator script
 /// (sensors, SEL, FRU).
 fn write_sim_config(d: &Path, control: &Path, port: u16, extra_lan_conf: &str) {
     let mut lan = format!(
-            "name \"bmc\"\nset_working_mc 0x20\nstartlan 1\n  addr 127.0.0.1 {port}\n  priv_limit admin\n  guid a5a5a5a5000011112222{port:012x}\nendlan\nchassis_control \"{} {}\"\n",
+            "name \"bmc\"\nset_working_mc 0x20\nstartlan 1\n  addr 127.0.0.1 {port}\n  priv_limit admin\n{V15_AUTHS}  guid a5a5a5a5000011112222{port:012x}\nendlan\nchassis_control \"{} {}\"\n",
             control.display(),
             d.display()
         );

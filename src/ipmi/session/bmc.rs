@@ -121,6 +121,10 @@ pub struct Weaknesses {
     /// 1 MD2, 2 MD5, 4 straight password); the channel then also reports
     /// IPMI 1.5 connections. Only advertised: no 1.5 session is served.
     pub v15_auth_types: u8,
+    /// With `suite_zero`: a suite-0 session opens but every command in it
+    /// is refused (0xD4), as on BMCs that give suite 0 no privilege. What
+    /// a scanner that stops at Open Session wrongly calls vulnerable.
+    pub suite_zero_no_commands: bool,
 }
 
 /// Cipher suite 0's algorithms, as Open Session carries them.
@@ -1028,6 +1032,10 @@ impl Endpoint {
         };
         let mut close = None;
         let (cc, data) = match CommandId::new(req.netfn, req.cmd) {
+            _ if session.zero && self.cfg.weak.suite_zero_no_commands => {
+                self.stats.privilege_refused += 1;
+                (CompletionCode::INSUFFICIENT_PRIVILEGE, vec![])
+            }
             _ if privilege::required(req.netfn, req.cmd, &req.data)
                 .is_some_and(|p| a.privilege < p) =>
             {
