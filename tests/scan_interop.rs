@@ -221,7 +221,7 @@ fn nmap_and_scan_side_by_side_on_every_profile() {
             "ipmi15-md5" => assert!(n.user_auth.contains("md5") && has("ipmi15-auth-md5")),
             // nmap's two scripts cannot see these; the scan proves them by
             // logging in (vendor default) and reading LAN parameter 26.
-            "default-creds" => assert!(has("default-creds") && n.pass_auth.is_empty() == false),
+            "default-creds" => assert!(has("default-creds") && !n.cipher_zero_vulnerable),
             "no-lockout" => assert!(has("no-lockout")),
             // nmap reads the KG status bit backwards: IPMI v2.0 table 22-15
             // byte 3 bit 5 is 1 when Kg is set to a non-zero value, and
