@@ -19,10 +19,11 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("bmc", &["ipmi", "secret"]),
     ("ops", &["bmc", "ipmi"]),
     ("sim", &["ipmi", "secret"]),
+    ("metrics", &["ipmi"]),
     (
         "gateway",
         &[
-            "audit", "bmc", "config", "ipmi", "ops", "pki", "policy", "secret",
+            "audit", "bmc", "config", "ipmi", "metrics", "ops", "pki", "policy", "secret",
         ],
     ),
     (
