@@ -18,7 +18,6 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 /// The content type of the exposition (prometheus-client writes
@@ -100,8 +99,12 @@ impl GatewayMetrics {
             "Scrapes of /metrics/bmc by result",
             bmc_scrapes.clone(),
         );
-        let info = Info::new(vec![("version", env!("CARGO_PKG_VERSION").to_string())]);
-        registry.register("ipmigw_build", "Build information", info);
+        // A gauge of 1, not an OpenMetrics info: promtool's text parser
+        // (and older Prometheus) reject the info type.
+        let info = Family::<Labels, Gauge<i64>>::default();
+        info.get_or_create(&vec![("version", env!("CARGO_PKG_VERSION").to_string())])
+            .set(1);
+        registry.register("ipmigw_build_info", "Build information", info);
         GatewayMetrics {
             registry,
             requests,
