@@ -18,9 +18,10 @@ use hyper::{Request, Response, StatusCode};
 
 use super::{fail, not_found, refuse, route_refusal, run, Answer, Caller};
 use crate::gateway::Shared;
-use crate::metrics::bmc::{self as bmc_metrics, Scrape, Sensor};
+use crate::metrics::bmc::{self as bmc_metrics, Scrape};
 use crate::metrics::CONTENT_TYPE;
 use crate::ops::error::{ApiError, ErrorKind};
+use crate::ops::scrape::Collectors;
 use crate::ops::Op;
 use crate::policy::Request as PolicyRequest;
 
@@ -95,6 +96,37 @@ pub(super) async fn gateway(shared: &Shared, caller: &Caller<'_>, route: &str) -
     exposition(shared.metrics.render(shared.audit.is_available()))
 }
 
+/// The collectors `caller` may run on `target`: each one whose reads
+/// policy would allow (a scraper granted only sensor reads gets the sensor
+/// collector alone). This only chooses: the scrape's own decision, over
+/// every chosen name, is the one recorded.
+fn allowed_collectors(
+    shared: &Shared,
+    caller: &Caller<'_>,
+    target: &str,
+    budget: Duration,
+) -> Collectors {
+    let rt = shared.runtime();
+    let allows = |command: &str| {
+        rt.policy
+            .decide(&PolicyRequest {
+                user: caller.user(),
+                source: Some(caller.conn.source),
+                bmc: target,
+                command,
+                state_changing: false,
+            })
+            .is_allow()
+    };
+    Collectors {
+        ipmi: true,
+        bmc: allows("mc.info"),
+        chassis: allows("chassis.status"),
+        sel: allows("sel.read"),
+        budget_ms: budget.as_millis() as u64,
+    }
+}
+
 /// `GET /metrics/bmc?target=NAME`.
 pub(super) async fn bmc(
     shared: &std::sync::Arc<Shared>,
@@ -119,34 +151,49 @@ pub(super) async fn bmc(
         .timeout
         .unwrap_or(DEFAULT_SCRAPE_TIMEOUT)
         .saturating_sub(SCRAPE_MARGIN);
-    // On timeout the job goes on and writes its result record; only this
-    // answer stops waiting for it.
-    let answer =
-        tokio::time::timeout(budget, run(shared, caller, target, Op::Sensors, false)).await;
-    let sensors = match answer {
-        Ok(a) if a.status() == StatusCode::OK => Some(sensors_of(a).await),
+    let collectors = allowed_collectors(shared, caller, target, budget);
+    // The operation stops its collectors at the budget; this outer limit
+    // (a little later) only covers a wait for the pool or the audit trail.
+    let op = Op::Scrape(collectors);
+    let answer = tokio::time::timeout(
+        budget + SCRAPE_MARGIN / 2,
+        run(shared, caller, target, op, false),
+    )
+    .await;
+    let json = match answer {
+        Ok(a) if a.status() == StatusCode::OK => json_of(a).await,
         // Refusals (policy, rate limits, audit) are answers to the caller,
         // not facts about the BMC.
         Ok(a) if !matches!(a.status().as_u16(), 502 | 504) => return a,
-        _ => None,
+        _ => serde_json::Value::Null,
     };
-    shared
-        .metrics
-        .bmc_scrape(if sensors.is_some() { "ok" } else { "failed" });
-    exposition(bmc_metrics::render(&Scrape {
-        sensors,
-        duration_s: started.elapsed().as_secs_f64(),
-    }))
+    let scrape = Scrape::from_json(
+        &collectors.enabled(),
+        &json,
+        started.elapsed().as_secs_f64(),
+    );
+    let finished = scrape
+        .collectors
+        .iter()
+        .filter(|c| scrape_finished(&json, c))
+        .count();
+    shared.metrics.bmc_scrape(match finished {
+        0 => "failed",
+        n if n == scrape.collectors.len() => "ok",
+        _ => "partial",
+    });
+    exposition(bmc_metrics::render(&scrape))
 }
 
-/// The sensors of a sensor read's JSON answer.
-async fn sensors_of(answer: Answer) -> Vec<Sensor> {
+fn scrape_finished(json: &serde_json::Value, collector: &str) -> bool {
+    !json[collector].is_null()
+}
+
+/// The JSON of an operation's answer.
+async fn json_of(answer: Answer) -> serde_json::Value {
     let body = match answer.into_body().collect().await {
         Ok(b) => b.to_bytes(),
         Err(never) => match never {},
     };
-    let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-    v.as_array()
-        .map(|a| a.iter().filter_map(Sensor::from_json).collect())
-        .unwrap_or_default()
+    serde_json::from_slice(&body).unwrap_or_default()
 }
