@@ -20,6 +20,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("ops", &["bmc", "ipmi"]),
     ("sim", &["ipmi", "secret"]),
     ("metrics", &["ipmi"]),
+    ("alerts", &["secret"]),
     (
         "gateway",
         &[

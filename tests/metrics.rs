@@ -653,3 +653,128 @@ async fn the_grafana_dashboard_uses_only_names_we_export() {
     }
     env.stop().await;
 }
+
+/// One read of `node01`'s sensors through the gateway (policy, audit) as
+/// the alert book takes them.
+async fn poll_readings(env: &Env) -> Vec<ipmigw::alerts::Reading> {
+    let mut prom = env.user("prom").await;
+    let (status, _, body) = prom
+        .call("GET", "/v1/bmcs/node01/sensors", None)
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{}", text(&body));
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| ipmigw::alerts::Reading {
+            sensor: s["name"].as_str().unwrap().to_string(),
+            value: s["reading"].as_f64(),
+            status: s["status"].as_str().unwrap().to_string(),
+            thresholds: s["thresholds"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(k, t)| Some((k.clone(), t.as_f64()?)))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forced_sensor_fires_and_resolves_a_signed_webhook_alert() {
+    use ipmigw::alerts::webhook::{verify, Webhook, WebhookConfig};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let env = setup().await;
+    // The receiver: one request per connection, (signature, body) out.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, mut got) = tokio::sync::mpsc::channel::<(String, Vec<u8>)>(8);
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 16384];
+            let mut n = 0;
+            let (sig, body) = loop {
+                let m = s.read(&mut buf[n..]).await.unwrap_or(0);
+                n += m;
+                let t = String::from_utf8_lossy(&buf[..n]).to_string();
+                if let Some((h, b)) = t.split_once("\r\n\r\n") {
+                    let lower = h.to_ascii_lowercase();
+                    let field = |name: &str| {
+                        lower
+                            .lines()
+                            .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
+                    };
+                    let len: usize = field("content-length:")
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    if b.len() >= len || m == 0 {
+                        break (
+                            field("x-ipmigw-signature:").unwrap_or_default(),
+                            b.as_bytes().to_vec(),
+                        );
+                    }
+                }
+                if m == 0 {
+                    break (String::new(), Vec::new());
+                }
+            };
+            let _ = s
+                .write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n")
+                .await;
+            let _ = tx.send((sig, body)).await;
+        }
+    });
+    let hook = Webhook::start(WebhookConfig {
+        addr,
+        path: "/alerts".into(),
+        key: ipmigw::secret::SecretBytes::new(b"hook-key".to_vec()),
+        queue: 16,
+        attempts: 3,
+        backoff: std::time::Duration::from_millis(50),
+    });
+    let mut book = ipmigw::alerts::Book::new();
+    for a in book.observe("node01", &poll_readings(&env).await, 1) {
+        hook.send(&a);
+    }
+    // The simulator's knob: CPU1 Temp over its upper critical (95).
+    env.sim
+        .bmc(0)
+        .with_model(|m, now| assert!(m.force_sensor("CPU1 Temp", Some(97.0), now)));
+    for a in book.observe("node01", &poll_readings(&env).await, 2) {
+        hook.send(&a);
+    }
+    env.sim
+        .bmc(0)
+        .with_model(|m, now| m.force_sensor("CPU1 Temp", None, now));
+    for a in book.observe("node01", &poll_readings(&env).await, 3) {
+        hook.send(&a);
+    }
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let (sig, body) = tokio::time::timeout(std::time::Duration::from_secs(10), got.recv())
+            .await
+            .expect("the webhook received both alerts")
+            .unwrap();
+        assert!(verify(b"hook-key", &body, &sig), "signature {sig}");
+        assert!(
+            !verify(b"other-key", &body, &sig),
+            "a wrong key is detected"
+        );
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            (v["bmc"].as_str(), v["sensor"].as_str()),
+            (Some("node01"), Some("CPU1 Temp")),
+            "{v}"
+        );
+        seen.push(v);
+    }
+    assert_eq!(seen[0]["state"], "firing");
+    assert_eq!(seen[0]["severity"], "critical");
+    assert_eq!(seen[0]["threshold"], 95.0);
+    assert_eq!(seen[1]["state"], "resolved");
+    assert_eq!(seen[0]["fingerprint"], seen[1]["fingerprint"]);
+    env.stop().await;
+}
