@@ -38,6 +38,8 @@ use crate::ops::error::{ApiError, ErrorKind};
 use crate::ops::Op;
 use crate::policy::{Decision, Denial, DenyReason, Permit};
 
+mod scrape;
+
 /// Longest a request body may take to arrive.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -162,6 +164,8 @@ struct Caller<'a> {
     client_id: Option<String>,
     /// The request id the gateway gave it.
     id: String,
+    /// What a scrape of `/metrics/bmc` names and how long Prometheus waits.
+    scrape: scrape::ScrapeAsk,
 }
 
 impl Caller<'_> {
@@ -218,6 +222,7 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnInfo>, req: Request<Incom
         user: map_user(&rt.policy, &rt.tls.identity, &conn.cert).ok(),
         client_id: client_request_id(req.headers()),
         id,
+        scrape: scrape::ScrapeAsk::of(&req),
     };
     let max_body = rt.settings.limits.max_body_bytes;
     drop(rt);
@@ -338,6 +343,8 @@ async fn route_request(
             let bmcs = rt.policy.visible_bmcs(user, Some(source));
             respond(StatusCode::OK, json!({ "bmcs": bmcs }), &[])
         }
+        (&Method::GET, ["metrics"]) => scrape::gateway(shared, caller, &route).await,
+        (&Method::GET, ["metrics", "bmc"]) => scrape::bmc(shared, caller, &route).await,
         (_, ["v1", "bmcs", bmc, what]) => {
             let visible = shared.runtime().policy.is_visible(user, bmc, Some(source));
             if !visible {
@@ -394,6 +401,9 @@ fn route_refusal<'a>(
 /// refused faster than refusals are recorded one by one, 503 when the trail
 /// cannot take the record.
 async fn refuse(shared: &Shared, caller: &Caller<'_>, r: Refused<'_>) -> Answer {
+    let status = r.answer.status().as_u16();
+    shared.metrics.request(r.command, "deny", status, None);
+    shared.metrics.denial(r.reason);
     let kind = RefusalKind {
         identity: caller.identity().to_string(),
         source: caller.conn.source,
@@ -545,14 +555,24 @@ async fn run(
         deadline: tokio::time::Instant::now() + timeout,
         ticket: Ticket::new(),
     };
+    let started = Instant::now();
     shared.jobs.spawn(job.run(answer));
-    answered.await.unwrap_or_else(|_| {
+    let answer = answered.await.unwrap_or_else(|_| {
         let e = ApiError::new(
             ErrorKind::Internal,
             "the request's task ended without an answer",
         );
         fail(&e, Some(&caller.id))
-    })
+    });
+    let elapsed = started.elapsed().as_secs_f64();
+    let status = answer.status().as_u16();
+    shared.metrics.request(
+        asked.classified.name.as_str(),
+        "allow",
+        status,
+        Some(elapsed),
+    );
+    answer
 }
 
 /// Records a policy denial of `command` (one of the request's names) and

@@ -97,6 +97,8 @@ pub struct Shared {
     pub jobs: Arc<Jobs>,
     conns: front::ConnCounts,
     config_path: PathBuf,
+    /// The gateway's Prometheus metrics.
+    pub metrics: crate::metrics::GatewayMetrics,
 }
 
 /// Allowed requests in progress, each a task of its own; shutdown waits for
@@ -386,6 +388,7 @@ pub async fn start(config: &Path) -> Result<GatewayHandle, String> {
         next_id: AtomicU64::new(1),
         id_prefix: hex::encode(prefix),
         config_path: config.to_path_buf(),
+        metrics: crate::metrics::GatewayMetrics::new(),
     });
     let (stop, stop_rx) = watch::channel(false);
     tokio::spawn(flush_refusal_summaries(shared.clone(), stop_rx.clone()));

@@ -670,6 +670,8 @@ fn shipped_policies_grant_what_their_comments_say() {
         not_admin,
         [
             "chassis.bootopt.flags",
+            // The gateway's own metrics are granted to scrapers, not admins.
+            "metrics.read",
             "user.write",
             "lan.write",
             "channel.write",

@@ -130,6 +130,8 @@ pub const NAMED: &[(&str, bool)] = &[
     ("chassis.bootdev.set", true),
     ("chassis.bootopt.flags", true),
     ("sensor.read", false),
+    // Not an IPMI command: the gateway's own `/metrics`, granted like one.
+    ("metrics.read", false),
     ("sensor.write", true),
     ("sdr.read", false),
     ("sel.read", false),
