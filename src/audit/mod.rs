@@ -18,6 +18,7 @@ mod export;
 pub mod fs;
 pub mod line;
 pub mod query;
+pub mod recordings;
 pub mod settings;
 pub mod unfinished;
 pub mod verify;
@@ -404,6 +405,9 @@ pub enum Event {
         /// Why not.
         error: Option<String>,
     },
+    /// A console event (attach, detach, seat change, BMC-side change,
+    /// recording chunk): a JSON object whose `action` says which.
+    Console(serde_json::Value),
 }
 
 impl Event {
@@ -415,6 +419,7 @@ impl Event {
             Event::BmcSession(_) => "bmc_session",
             Event::DenialSummary(_) => "denial_summary",
             Event::ConfigReload { .. } => "config_reload",
+            Event::Console(_) => "console",
         }
     }
 
@@ -425,6 +430,7 @@ impl Event {
             Event::Tls(r) => serde_json::to_string(r),
             Event::BmcSession(r) => serde_json::to_string(r),
             Event::DenialSummary(r) => serde_json::to_string(r),
+            Event::Console(v) => serde_json::to_string(v),
             Event::ConfigReload {
                 policy_sha256,
                 ok,

@@ -74,6 +74,9 @@ kinds! {
     RateLimited = "rate_limited", 429, EXIT_DENIED;
     TooManyRefusals = "too_many_refusals", 429, EXIT_DENIED;
     TooManyConnections = "too_many_connections", 429, EXIT_DENIED;
+    ConsoleLimit = "console_limit", 429, EXIT_DENIED;
+    WriterSeatTaken = "writer_seat_taken", 409, EXIT_DENIED;
+    ConsoleUnavailable = "console_unavailable", 503, EXIT_BMC;
     Internal = "internal", 500, EXIT_CONNECTION;
     BmcError = "bmc_error", 502, EXIT_BMC;
     BmcLoginFailed = "bmc_login_failed", 502, EXIT_BMC;

@@ -145,6 +145,12 @@ pub const NAMED: &[(&str, bool)] = &[
     ("sol.activate", true),
     ("sol.config.read", false),
     ("sol.config.write", true),
+    // Console rights: decided by the gateway's console hub, never sent to
+    // a BMC as such.
+    ("console.read", false),
+    ("console.write", true),
+    ("console.force", true),
+    ("console.break", true),
     ("session.info", false),
     ("ipmb.send", true),
     ("i2c.write_read", true),
