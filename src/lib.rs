@@ -24,6 +24,8 @@
 //! gateway::job::Job::run(self, answer)
 //!   └ audit::AuditWriter::record_permit(RequestRecord, Permit)
 //!         -> Result<Recorded<Permit>, AuditError>     (durable first)
+//!       └ audit::group::Waiting::run: this task, as leader, writes and
+//!         fdatasyncs what is queued (group commit, no writer thread)
 //!   └ gateway::pool::Pool::run(&Recorded<Permit>, &Op, &Ticket)
 //!       └ ops::Op::run(&Gated) -> Answer
 //!           └ <Gated as bmc::Transact>::transact(RawRequest)

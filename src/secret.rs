@@ -78,7 +78,7 @@ pub fn read_private_file(path: &std::path::Path, what: &str) -> Result<SecretByt
     if !meta.is_file() {
         return Err(format!("{what} file {shown}: not a regular file"));
     }
-    // /proc/self is owned by the process's effective user: no unsafe geteuid().
+    // /proc/self is owned by the process's effective user: no raw geteuid() call.
     if let Ok(me) = std::fs::metadata("/proc/self") {
         if meta.uid() != me.uid() {
             return Err(format!(

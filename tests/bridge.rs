@@ -842,6 +842,47 @@ async fn a_boot_device_change_counts_once_and_a_refused_one_fails() {
     env.sim.stop().await;
 }
 
+/// Boot flags no role grants (CMOS clear, keyboard lock-out), refused by
+/// policy, fail the tool too: ipmitool exits 0 on any completion code for
+/// `chassis bootdev`, so the refused write goes unanswered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_dangerous_boot_flags_fail_the_tool() {
+    if tools().is_none() {
+        return;
+    }
+    let env = setup().await;
+    let (dir, gw_addr) = (env.dir.path().to_path_buf(), env.gw.local_addr());
+    let sim_port = env.sim.bmc(0).addr().port();
+    tokio::task::spawn_blocking(move || {
+        let bridge = Bridge::start(&dir, gw_addr, "alice", "node01");
+        let before = direct(sim_port, &["chassis", "bootparam", "get", "5"]);
+        for option in ["options=clear-cmos", "options=lockkbd"] {
+            let args = ["-N", "1", "-R", "2", "chassis", "bootdev", "disk", option];
+            let out = ipmitool(bridge.port, "alice", LOCAL_PASSWORD, "17", &args);
+            assert!(
+                !out.status.success(),
+                "{option}: exit 0 although refused: {}",
+                stderr(&out)
+            );
+        }
+        assert_eq!(
+            direct(sim_port, &["chassis", "bootparam", "get", "5"]),
+            before,
+            "the BMC's boot flags are unchanged"
+        );
+    })
+    .await
+    .unwrap();
+    let refused = audit(env.dir.path()).iter().any(|l| {
+        l["event"] == "request"
+            && l["decision"] == "deny"
+            && l["command"] == "chassis.bootopt.flags"
+    });
+    assert!(refused, "the refusal is audited as chassis.bootopt.flags");
+    env.gw.shutdown("test").await;
+    env.sim.stop().await;
+}
+
 /// A TCP port on loopback that was free a moment ago.
 fn free_tcp_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -67,6 +67,23 @@ async fn json_for_several_targets_is_one_document_or_json_lines() {
     let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
     assert_eq!(v["node02"]["error"]["code"], "denied", "{out}");
     assert_eq!(v["node02"]["error"]["exit"], 3, "{out}");
+    // A name given twice is one target: a power cycle runs once.
+    let (code, out, err) = as_user(&env, "alice", &["power", "cycle", "node03", "node03"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+    // --all with names is a usage error, not a silently dropped name.
+    let (code, _, err) = as_user(&env, "alice", &["power", "status", "--all", "nosuch"]).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("--all"), "{err}");
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chassis_bootdev_show_reads_the_boot_device() {
+    let env = Env::start(1, |_| {}).await;
+    let (code, out, err) = as_user(&env, "alice", &["chassis", "bootdev", "show", "node01"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("Boot device: "), "{out}");
     env.stop().await;
 }
 
@@ -274,36 +291,20 @@ async fn policy_explain_decides_raw_requests_as_the_gateway_does() {
         );
         assert_eq!(code, if gateway_allowed { 0 } else { 3 }, "{said}{why}");
     }
+    // alice on node01, asked by `how`.
+    let explain_alice = |how: &[&str]| {
+        let config = config.to_str().unwrap();
+        let mut args = vec!["policy", "explain", "--config", config];
+        args.extend(["--user", "alice", "--target", "node01"]);
+        args.extend(how);
+        ipmigw_bin(&args)
+    };
     // By its raw name, and what the gateway calls it.
-    let (code, said, _) = ipmigw_bin(&[
-        "policy",
-        "explain",
-        "--config",
-        config.to_str().unwrap(),
-        "--user",
-        "alice",
-        "--target",
-        "node01",
-        "--command",
-        "raw.0x06.0x01",
-    ]);
+    let (code, said, _) = explain_alice(&["--command", "raw.0x06.0x01"]);
     assert_eq!(code, 0, "{said}");
     assert!(said.starts_with("command: mc.info\nallow\n"), "{said}");
     // A session command is refused whatever the policy says.
-    let (code, said, _) = ipmigw_bin(&[
-        "policy",
-        "explain",
-        "--config",
-        config.to_str().unwrap(),
-        "--user",
-        "alice",
-        "--target",
-        "node01",
-        "--netfn",
-        "6",
-        "--cmd",
-        "0x3c",
-    ]);
+    let (code, said, _) = explain_alice(&["--netfn", "6", "--cmd", "0x3c"]);
     assert_eq!(code, 3, "{said}");
     assert!(said.contains("session-management"), "{said}");
     env.stop().await;

@@ -74,8 +74,10 @@ fn explain_prints_the_decision_and_rule_with_exit_codes() {
     assert_eq!(code, Some(3), "{out}");
     assert!(out.starts_with("deny\nrule: default deny\n"), "{out}");
 
-    let (code, out, _) = explain("alice", "node01", "sel.read", Some("::ffff:192.168.1.1"));
+    let (code, out, err) = explain("alice", "node01", "sel.read", Some("::ffff:192.168.1.1"));
     assert_eq!(code, Some(3), "{out}");
+    // stderr gives the same reason as stdout's `why`, not a vaguer one.
+    assert!(err.contains("source 192.168.1.1 is not in"), "{err}");
     assert!(
         out.starts_with("deny\nrule: ")
             && out.contains("site.example.toml:13 user \"alice\" source"),

@@ -193,3 +193,58 @@ pub fn clock_ticks() -> f64 {
         .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
         .unwrap_or(100.0)
 }
+
+/// Context switches of a process's threads so far, (voluntary,
+/// involuntary) summed by thread name, from /proc. A thread that sleeps
+/// until another wakes it counts one voluntary switch, so their count per
+/// request is the number of hand-offs between threads that request cost;
+/// involuntary ones are preemptions (how busy the machine is).
+pub fn thread_switches(pid: &str) -> std::collections::BTreeMap<String, (u64, u64)> {
+    let mut by_name = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return by_name;
+    };
+    for t in tasks.flatten() {
+        let status = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+        let field = |key: &str| -> u64 {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        let name = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Name:"))
+            .unwrap_or("?")
+            .trim()
+            .to_string();
+        let e: &mut (u64, u64) = by_name.entry(name).or_default();
+        e.0 += field("voluntary_ctxt_switches:");
+        e.1 += field("nonvoluntary_ctxt_switches:");
+    }
+    by_name
+}
+
+/// Switches per request between two [`thread_switches`] readings, by
+/// thread name: `tokio-rt-worker 3.02+0.10` is 3.02 voluntary and 0.10
+/// involuntary switches per request.
+pub fn switches_per(
+    before: &std::collections::BTreeMap<String, (u64, u64)>,
+    after: &std::collections::BTreeMap<String, (u64, u64)>,
+    requests: usize,
+) -> String {
+    let per = |d: u64| d as f64 / requests.max(1) as f64;
+    after
+        .iter()
+        .map(|(name, (v, nv))| {
+            let (v0, nv0) = before.get(name).copied().unwrap_or_default();
+            format!(
+                "{name} {:.2}+{:.2}",
+                per(v.saturating_sub(v0)),
+                per(nv.saturating_sub(nv0))
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}

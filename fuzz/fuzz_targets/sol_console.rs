@@ -11,8 +11,8 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let Some((&first, rest)) = data.split_first() else { return };
     let suite = if first & 1 == 0 { CipherSuite::Suite3 } else { CipherSuite::Suite17 };
-    let mut sol = sol_console(suite);
     let mut now = Instant::now();
+    let mut sol = sol_console(suite, now);
     let mut given = 0usize;
     // Packets separated by 0xFF 0xFE; the sequence number counts up.
     for (i, chunk) in rest.split(|b| *b == 0xFE).enumerate() {

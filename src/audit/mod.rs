@@ -16,6 +16,8 @@
 pub mod chain;
 mod export;
 pub mod fs;
+mod group;
+mod held;
 pub mod line;
 pub mod query;
 pub mod recordings;
@@ -383,7 +385,8 @@ pub struct DenialSummary {
 }
 
 /// Events callers record (the writer adds `startup`, `audit_repair`,
-/// `audit_recovered`, `checkpoint` and `export_dropped` itself).
+/// `audit_recovered`, `audit_dropped`, `checkpoint` and `export_dropped`
+/// itself).
 #[derive(Debug, Clone)]
 pub enum Event {
     /// A decision on a request (use [`AuditWriter::request`] for these).

@@ -573,6 +573,10 @@ pub(super) struct Faults {
     pub(super) sync: Option<i32>,
     /// errno for every open.
     pub(super) open: Option<i32>,
+    /// Every fsync waits until this is cleared (a slow disk).
+    pub(super) hold_sync: bool,
+    /// Every write panics (a bug in the code under the writer).
+    pub(super) panic: bool,
 }
 
 #[derive(Default)]
@@ -580,6 +584,10 @@ struct FaultState {
     faults: Faults,
     /// Writes through a descriptor after its fsync failed (must stay 0).
     writes_after_failed_sync: usize,
+    /// fsyncs waiting for `hold_sync` to clear.
+    held: usize,
+    /// The threads that wrote and synced, in order.
+    io_threads: Vec<std::thread::ThreadId>,
 }
 
 #[derive(Clone, Default)]
@@ -606,8 +614,10 @@ impl TrailFile for FaultFile {
             if self.sync_failed {
                 s.writes_after_failed_sync += 1;
             }
+            s.io_threads.push(std::thread::current().id());
             s.faults
         };
+        assert!(!f.panic, "a write that panics");
         if let Some(errno) = f.write {
             return Err(io::Error::from_raw_os_error(errno));
         }
@@ -622,10 +632,24 @@ impl TrailFile for FaultFile {
         self.inner.write(buf)
     }
     fn sync(&mut self) -> io::Result<()> {
-        if let Some(errno) = self.state.lock().unwrap().faults.sync {
+        let mut s = self.state.lock().unwrap();
+        s.io_threads.push(std::thread::current().id());
+        if s.faults.hold_sync {
+            s.held += 1;
+            // Bounded, should a test forget to let go.
+            let until = Instant::now() + Duration::from_secs(60);
+            while s.faults.hold_sync && Instant::now() < until {
+                drop(s);
+                std::thread::sleep(Duration::from_millis(1));
+                s = self.state.lock().unwrap();
+            }
+            s.held -= 1;
+        }
+        if let Some(errno) = s.faults.sync {
             self.sync_failed = true;
             return Err(io::Error::from_raw_os_error(errno));
         }
+        drop(s);
         self.inner.sync()
     }
     fn size(&self) -> io::Result<u64> {
@@ -660,6 +684,248 @@ impl TrailFs for FaultFs {
     fn exists(&self, path: &Path) -> bool {
         RealFs.exists(path)
     }
+}
+
+impl FaultFs {
+    /// Holds every fsync from now on; returns once one (of a request for
+    /// `request(i)`, now led by a task of its own) is being held, and a
+    /// guard that lets them go when dropped (also when a test fails: the
+    /// runtime would wait for the held thread forever).
+    async fn hold_syncs_until_one_waits(
+        &self,
+        w: &AuditWriter,
+        i: usize,
+    ) -> (tokio::task::JoinHandle<Receipt>, SyncsHeld) {
+        let guard = SyncsHeld(self.clone());
+        self.0.lock().unwrap().faults.hold_sync = true;
+        let w = w.clone();
+        let leader = tokio::spawn(async move { w.request(request(i)).await.unwrap() });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.0.lock().unwrap().held == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the leader never reached its fsync"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        (leader, guard)
+    }
+}
+
+/// Lets held fsyncs go when dropped.
+struct SyncsHeld(FaultFs);
+
+impl Drop for SyncsHeld {
+    fn drop(&mut self) {
+        self.0
+             .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .faults
+            .hold_sync = false;
+    }
+}
+
+fn result_event(id: &str) -> Event {
+    Event::Result(ResultRecord {
+        request_id: id.into(),
+        completion_code: Some(0),
+        response_len: 1,
+        latency_us: 100,
+        error: None,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_request_is_written_and_synced_on_its_callers_own_thread() {
+    let d = tempfile::tempdir().unwrap();
+    let fs = FaultFs::default();
+    let w = AuditWriter::open(config(d.path()), Arc::new(fs.clone())).unwrap();
+    for i in 0..20 {
+        fs.0.lock().unwrap().io_threads.clear();
+        let w = w.clone();
+        let caller = tokio::spawn(async move {
+            let caller = std::thread::current().id();
+            w.request(request(i)).await.unwrap();
+            caller
+        })
+        .await
+        .unwrap();
+        let io = fs.0.lock().unwrap().io_threads.clone();
+        assert_eq!(io.len(), 2, "one write, one fsync: {io:?}");
+        assert!(
+            io.iter().all(|t| *t == caller),
+            "round {i}: no hand-off to another thread: caller {caller:?}, I/O on {io:?}"
+        );
+    }
+    w.shutdown("t").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_nobody_waits_for_go_with_the_next_commit_or_alone_after_lingering() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = config(d.path());
+    let w = AuditWriter::open(cfg.clone(), Arc::new(RealFs)).unwrap();
+    // A gateway answering one request after another: the result of one is
+    // queued shortly before the next request.
+    let rounds = 20;
+    let before = w.stats().syncs;
+    for i in 0..rounds {
+        w.append_queued(result_event(&format!("r{i}"))).unwrap();
+        std::thread::sleep(Duration::from_micros(100));
+        w.request(request(i + 1)).await.unwrap();
+    }
+    let syncs = w.stats().syncs - before;
+    assert!(
+        syncs < rounds as u64 * 3 / 2,
+        "{syncs} fsyncs for {rounds} requests: results must ride with the next request"
+    );
+    // With no request after it, it still reaches the disk on its own.
+    w.append_queued(result_event("last")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while events(&cfg.path).last().map(String::as_str) != Some("result") {
+        assert!(
+            Instant::now() < deadline,
+            "a lingering record was never written"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    w.shutdown("t").await.unwrap();
+    let evs = events(&cfg.path);
+    let results = evs.iter().filter(|e| *e == "result").count();
+    assert_eq!(results, rounds + 1, "{evs:?}");
+    verify(std::slice::from_ref(&cfg.path), &[key(1)], None).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_gone_while_holding_the_turn_passes_it_on() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = config(d.path());
+    let fs = FaultFs::default();
+    let w = AuditWriter::open(cfg.clone(), Arc::new(fs.clone())).unwrap();
+    let (leader, syncs_held) = fs.hold_syncs_until_one_waits(&w, 1).await;
+    // Two followers queue behind the leader; the first will get the turn.
+    let mut gone = Box::pin(w.request(request(2)));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(5), &mut gone)
+            .await
+            .is_err(),
+        "queued behind the leader"
+    );
+    let w3 = w.clone();
+    let last = tokio::spawn(async move { w3.request(request(3)).await });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    drop(syncs_held);
+    leader.await.unwrap();
+    // The turn now waits in `gone`, which its caller drops unpolled.
+    drop(gone);
+    let r = tokio::time::timeout(Duration::from_secs(5), last)
+        .await
+        .expect("the turn was passed on: the queue did not stall")
+        .unwrap()
+        .unwrap();
+    w.shutdown("t").await.unwrap();
+    let ids: Vec<String> = lines(&cfg.path)
+        .iter()
+        .filter(|l| l["event"] == "request")
+        .map(|l| l["request_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        ids,
+        ["r1", "r2", "r3"],
+        "queue order, also for the caller gone"
+    );
+    assert_eq!(r.request_id(), "r3");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_queue_records_are_refused_as_overloaded_but_shutdown_waits() {
+    let d = tempfile::tempdir().unwrap();
+    let mut cfg = config(d.path());
+    cfg.queue = 2;
+    let fs = FaultFs::default();
+    let w = AuditWriter::open(cfg.clone(), Arc::new(fs.clone())).unwrap();
+    let (leader, syncs_held) = fs.hold_syncs_until_one_waits(&w, 1).await;
+    w.append_queued(result_event("a")).unwrap();
+    w.append_queued(result_event("b")).unwrap();
+    assert_eq!(
+        w.append_queued(result_event("c")),
+        Err(AuditError::Overloaded)
+    );
+    assert_eq!(w.request(request(2)).await, Err(AuditError::Overloaded));
+    let w2 = w.clone();
+    let shutdown = tokio::spawn(async move { w2.shutdown("t").await });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    drop(syncs_held);
+    assert_eq!(leader.await.unwrap().request_id(), "r1");
+    shutdown.await.unwrap().unwrap();
+    let evs = events(&cfg.path);
+    assert_eq!(
+        evs[evs.len() - 5..],
+        ["request", "result", "result", "shutdown", "checkpoint"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_while_writing_closes_the_trail_instead_of_stalling_it() {
+    let d = tempfile::tempdir().unwrap();
+    let fs = FaultFs::default();
+    let w = AuditWriter::open(config(d.path()), Arc::new(fs.clone())).unwrap();
+    fs.set(Faults {
+        panic: true,
+        ..Faults::default()
+    });
+    let w2 = w.clone();
+    let leader = tokio::spawn(async move { w2.request(request(1)).await }).await;
+    assert!(leader.is_err(), "the leader's task panicked: {leader:?}");
+    fs.set(Faults::default());
+    let next = tokio::time::timeout(Duration::from_secs(5), w.request(request(2)))
+        .await
+        .expect("later callers are answered, not left waiting for a turn");
+    assert_eq!(next, Err(AuditError::Closed));
+    assert!(!w.is_available(), "the health check says so");
+}
+
+/// Outside a multi-threaded runtime nobody can block a worker in place:
+/// a current-thread runtime's callers commit through the blocking pool,
+/// plain threads on their own thread, and all share one queue and chain.
+#[tokio::test]
+async fn current_thread_runtimes_and_plain_threads_write_one_chain() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = config(d.path());
+    let w = AuditWriter::open(cfg.clone(), Arc::new(RealFs)).unwrap();
+    let threads: Vec<_> = (0..3)
+        .map(|t| {
+            let w = w.clone();
+            std::thread::spawn(move || {
+                (0..10)
+                    .map(|i| {
+                        w.append_blocking(result_event(&format!("b{t}-{i}")))
+                            .unwrap()
+                    })
+                    .collect::<Vec<u64>>()
+            })
+        })
+        .collect();
+    let tasks: Vec<_> = (0..10)
+        .map(|i| {
+            let w = w.clone();
+            tokio::spawn(async move { w.request(request(i)).await.unwrap().seq() })
+        })
+        .collect();
+    let mut seqs = Vec::new();
+    for t in tasks {
+        seqs.push(t.await.unwrap());
+    }
+    for t in threads {
+        seqs.extend(t.join().unwrap());
+    }
+    w.shutdown("t").await.unwrap();
+    seqs.sort_unstable();
+    seqs.dedup();
+    assert_eq!(seqs.len(), 40, "every record its own seq");
+    let r = verify(std::slice::from_ref(&cfg.path), &[key(1)], None).unwrap();
+    assert_eq!(r.records, 43, "startup, 40 records, shutdown, checkpoint");
 }
 
 pub(super) const EIO: i32 = 5;
@@ -762,6 +1028,170 @@ async fn every_fault_closes_the_trail_until_a_recovery_record_is_durable() {
         assert!(r.torn_tail.is_none(), "{name}");
         assert!(w.stats().failures >= 1);
     }
+}
+
+/// Waits (bounded) until `cond` holds.
+async fn wait_for(what: &str, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// The `request_id`s of the `result` records, in trail order, and where
+/// `audit_recovered` is among all lines.
+fn results_and_recovery(path: &Path) -> (Vec<String>, Vec<String>) {
+    let ls = lines(path);
+    let results = ls
+        .iter()
+        .filter(|l| l["event"] == "result")
+        .map(|l| l["request_id"].as_str().unwrap().to_string())
+        .collect();
+    let order = ls
+        .iter()
+        .filter(|l| l["event"] != "checkpoint")
+        .map(|l| match l["event"].as_str().unwrap() {
+            "result" => format!("result {}", l["request_id"].as_str().unwrap()),
+            "request" => format!("request {}", l["request_id"].as_str().unwrap()),
+            e => e.to_string(),
+        })
+        .collect();
+    (results, order)
+}
+
+/// A `result` queued while the disk is full says what came of a command
+/// whose request record is durable: it is held, not dropped, and written
+/// first when the trail recovers; past the bound, the count is recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_queued_while_the_trail_is_closed_are_written_first_on_recovery() {
+    let d = tempfile::tempdir().unwrap();
+    let mut cfg = config(d.path());
+    cfg.held = 3;
+    let fs = FaultFs::default();
+    let w = AuditWriter::open(cfg.clone(), Arc::new(fs.clone())).unwrap();
+    w.request(request(1)).await.unwrap();
+    fs.set(Faults {
+        write: Some(ENOSPC),
+        ..Faults::default()
+    });
+    assert!(matches!(
+        w.request(request(2)).await,
+        Err(AuditError::Unavailable(_))
+    ));
+    for id in ["r1", "x2", "x3", "x4", "x5"] {
+        w.append_queued(result_event(id))
+            .unwrap_or_else(|e| panic!("{id} refused while the trail is closed: {e}"));
+    }
+    wait_for("two results past the bound counted", || {
+        w.stats().held_dropped == 2
+    })
+    .await;
+    fs.set(Faults::default());
+    wait_for("recovered", || w.is_available()).await;
+    w.request(request(9)).await.unwrap();
+    w.shutdown("t").await.unwrap();
+    let (results, order) = results_and_recovery(&cfg.path);
+    assert_eq!(results, ["r1", "x2", "x3"], "held in order, none twice");
+    let at = order.iter().position(|e| e == "audit_recovered").unwrap();
+    assert_eq!(
+        order[at..at + 6],
+        [
+            "audit_recovered",
+            "result r1",
+            "result x2",
+            "result x3",
+            "audit_dropped",
+            "request r9"
+        ],
+        "{order:?}"
+    );
+    let dropped = lines(&cfg.path)
+        .into_iter()
+        .find(|l| l["event"] == "audit_dropped")
+        .unwrap();
+    assert_eq!(dropped["dropped"], 2);
+    assert_eq!(w.stats().held_dropped, 2);
+    verify(std::slice::from_ref(&cfg.path), &[key(1)], None).unwrap();
+}
+
+/// A result in the very batch whose write or fsync fails is held too; when
+/// its line reached the file anyway (the fsync failed after the write), the
+/// recovered trail has it once, not twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_in_the_failing_batch_is_written_exactly_once() {
+    for (name, faults, before_recovery) in [
+        (
+            "write fails",
+            Faults {
+                write: Some(EIO),
+                ..Faults::default()
+            },
+            false,
+        ),
+        (
+            "fsync fails",
+            Faults {
+                sync: Some(EIO),
+                ..Faults::default()
+            },
+            true,
+        ),
+    ] {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = config(d.path());
+        let fs = FaultFs::default();
+        let w = AuditWriter::open(cfg.clone(), Arc::new(fs.clone())).unwrap();
+        w.request(request(1)).await.unwrap();
+        fs.set(faults);
+        // Nobody else writes: the ticker commits it alone, and that fails.
+        w.append_queued(result_event("r1")).unwrap();
+        wait_for("the trail closed", || !w.is_available()).await;
+        fs.set(Faults::default());
+        wait_for("recovered", || w.is_available()).await;
+        w.shutdown("t").await.unwrap();
+        let (results, order) = results_and_recovery(&cfg.path);
+        assert_eq!(results, ["r1"], "{name}: {order:?}");
+        let at = |e: &str| order.iter().position(|x| x == e).unwrap();
+        assert_eq!(
+            at("result r1") < at("audit_recovered"),
+            before_recovery,
+            "{name}: {order:?}"
+        );
+        verify(std::slice::from_ref(&cfg.path), &[key(1)], None).unwrap();
+    }
+}
+
+/// A disk that hangs instead of failing: the trail stays open, but the
+/// health check says why requests wait, and recovers when the disk does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_fsync_that_does_not_return_makes_the_writer_unhealthy() {
+    let d = tempfile::tempdir().unwrap();
+    let mut cfg = config(d.path());
+    cfg.stall_after = Duration::from_millis(100);
+    let fs = FaultFs::default();
+    let w = AuditWriter::open(cfg.clone(), Arc::new(fs.clone())).unwrap();
+    assert_eq!(w.health(), Ok(()));
+    assert_eq!(w.stalled_for(), None);
+    let (held, syncs_held) = fs.hold_syncs_until_one_waits(&w, 1).await;
+    // Below the threshold: a slow fsync is not a stall.
+    assert_eq!(w.health(), Ok(()));
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let why = w.health().unwrap_err();
+    assert!(why.starts_with("audit fsync stalled for "), "{why}");
+    let ms: u64 = why["audit fsync stalled for ".len()..]
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(ms >= 100, "{why}");
+    assert!(w.is_available(), "stalled, not failed");
+    drop(syncs_held);
+    held.await.unwrap();
+    assert_eq!(w.stalled_for(), None);
+    assert_eq!(w.health(), Ok(()));
+    w.shutdown("t").await.unwrap();
 }
 
 /// A 100,000-record trail, written once and shared by the tamper tests.

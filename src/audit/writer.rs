@@ -1,24 +1,27 @@
-//! The audit writer: one thread owns the trail file. Callers hand it records
-//! over a bounded channel and wait for the answer; every record waiting at
-//! the same moment goes into one write and one fsync (group commit).
+//! The audit writer: appends records to the trail, write-ahead. Callers
+//! queue records (bounded) and wait for the answer; every record waiting at
+//! the same moment goes into one write and one fsync (group commit), made
+//! by one of the waiting callers as leader ([`super::group`]), not by a
+//! thread callers would have to wake and wait for.
 //!
 //! Fail closed: after any write, fsync, rename or anchor error the writer
 //! drops the file descriptor (it never writes to one whose fsync failed),
-//! answers every record with [`AuditError::Unavailable`], and retries with
-//! backoff to reopen the trail, repair its tail and write a durable
-//! `audit_recovered` record; only then does it accept records again.
+//! answers every record someone waits for with [`AuditError::Unavailable`]
+//! (that caller sends nothing), holds the records nobody waits for
+//! (bounded, [`super::held`]), and retries with backoff to reopen the
+//! trail, repair its tail and write a durable `audit_recovered` record
+//! followed by what it held; only then does it accept records again.
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-use tokio::sync::oneshot;
 
 use super::export::{Exporter, SyslogTarget};
 use super::fs::{write_all, TrailFile, TrailFs, WriterLock};
+use super::group::{Entry, Group, Turn, Waiter, Waiting, What};
+use super::held::{Held, HeldRecord};
 use super::line::{self, AuditKey, LineHash, GENESIS};
 use super::{members, AuditError, Event, Receipt, RequestRecord};
 
@@ -77,10 +80,17 @@ pub struct WriterConfig {
     pub syslog: Option<SyslogTarget>,
     /// Records that may wait for the writer before callers get `Overloaded`.
     pub queue: usize,
+    /// Records nobody waits for (`result`, ...) kept while the trail is
+    /// closed, written first when it recovers; past this they are counted
+    /// and the count recorded.
+    pub held: usize,
     /// Records the syslog exporter may hold before it drops (and counts).
     pub export_queue: usize,
     /// First delay before retrying after a failure (doubles up to 5 s).
     pub retry: Duration,
+    /// A write or fsync in progress longer than this makes the writer
+    /// unhealthy ([`AuditWriter::health`]).
+    pub stall_after: Duration,
 }
 
 impl WriterConfig {
@@ -95,8 +105,10 @@ impl WriterConfig {
             anchor_path: None,
             syslog: None,
             queue: 65_536,
+            held: 65_536,
             export_queue: 8_192,
             retry: Duration::from_millis(200),
+            stall_after: Duration::from_secs(2),
         }
     }
 }
@@ -114,6 +126,9 @@ pub struct WriterStats {
     pub failures: u64,
     /// Records the syslog exporter dropped.
     pub export_dropped: u64,
+    /// Records nobody waited for that did not fit while the trail was
+    /// closed (see [`WriterConfig::held`]).
+    pub held_dropped: u64,
 }
 
 #[derive(Default)]
@@ -123,26 +138,35 @@ struct Shared {
     batches: AtomicU64,
     syncs: AtomicU64,
     failures: AtomicU64,
+    held_dropped: AtomicU64,
+    /// Since when the trail's writes and fsyncs have been at work, while
+    /// they are: a disk that stops answering shows here, not in an error.
+    busy_since: Mutex<Option<Instant>>,
 }
 
-type Reply<T> = oneshot::Sender<Result<T, AuditError>>;
+/// Marks the trail at work while it lives (also through a panic).
+struct Busy<'a>(&'a Mutex<Option<Instant>>);
 
-enum Msg {
-    Record {
-        event: &'static str,
-        fields: String,
-        reply: Option<Reply<u64>>,
-    },
-    Rotate(Reply<()>),
-    Shutdown(String, Reply<()>),
+impl<'a> Busy<'a> {
+    fn start(m: &'a Mutex<Option<Instant>>) -> Busy<'a> {
+        *m.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        Busy(m)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
 }
 
 /// The handle callers hold; cheap to clone.
 #[derive(Clone)]
 pub struct AuditWriter {
-    tx: SyncSender<Msg>,
+    group: Arc<Group>,
     shared: Arc<Shared>,
     exporter_dropped: Arc<AtomicU64>,
+    stall_after: Duration,
 }
 
 impl std::fmt::Debug for AuditWriter {
@@ -155,7 +179,8 @@ impl std::fmt::Debug for AuditWriter {
 
 impl AuditWriter {
     /// Opens the trail (repairing a torn tail and continuing the chain),
-    /// writes a durable `startup` record, and starts the writer thread.
+    /// writes a durable `startup` record, and starts the ticker thread
+    /// (interval fsync, recovery retries, lingering records).
     pub fn open(cfg: WriterConfig, fs: Arc<dyn TrailFs>) -> Result<AuditWriter, AuditError> {
         let lock = fs
             .lock_writer(&cfg.path, cfg.anchor_path.as_deref())
@@ -172,7 +197,7 @@ impl AuditWriter {
             .as_ref()
             .map(|e| e.dropped.clone())
             .unwrap_or_default();
-        let (tx, rx) = mpsc::sync_channel(cfg.queue.max(1));
+        let (queue, stall_after) = (cfg.queue, cfg.stall_after);
         let mut state = State::new(cfg, fs, exporter, shared.clone(), lock);
         let repair = state.reopen().map_err(|reason| AuditError::Startup {
             path: state.cfg.path.display().to_string(),
@@ -187,41 +212,26 @@ impl AuditWriter {
             repair.into_iter().map(|r| ("audit_repair", r)).collect();
         first.push(("startup", startup));
         state
-            .commit_internal(first, true)
+            .commit_internal(&first, true)
             .map_err(|reason| AuditError::Startup {
                 path: state.cfg.path.display().to_string(),
                 reason,
             })?;
         shared.available.store(true, Relaxed);
-        std::thread::Builder::new()
-            .name("audit-writer".into())
-            .spawn(move || state.run(rx))
-            .map_err(|e| AuditError::Startup {
-                path: String::new(),
-                reason: format!("cannot start the writer thread: {e}"),
-            })?;
+        let group = Group::start(state, queue).map_err(|reason| AuditError::Startup {
+            path: String::new(),
+            reason,
+        })?;
         Ok(AuditWriter {
-            tx,
+            group,
             shared,
             exporter_dropped,
-        })
-    }
-
-    fn submit(&self, msg: Msg) -> Result<(), AuditError> {
-        self.tx.try_send(msg).map_err(|e| match e {
-            TrySendError::Full(_) => AuditError::Overloaded,
-            TrySendError::Disconnected(_) => AuditError::Closed,
+            stall_after,
         })
     }
 
     async fn record(&self, event: &'static str, fields: String) -> Result<u64, AuditError> {
-        let (reply, rx) = oneshot::channel();
-        self.submit(Msg::Record {
-            event,
-            fields,
-            reply: Some(reply),
-        })?;
-        rx.await.unwrap_or(Err(AuditError::Closed))
+        Waiting::run(&self.group, What::Record { event, fields }, true).await
     }
 
     /// Records a request decision; returns once the record is durable (or
@@ -241,48 +251,73 @@ impl AuditWriter {
         self.record(e.name(), e.fields()).await
     }
 
-    /// Queues a record without waiting for it to be written (it goes into
-    /// the next group commit). For records whose durability nothing waits
-    /// on, such as `result`; never for `request`.
+    /// Queues a record without waiting for it to be written: it goes into
+    /// the next group commit, or is written by the ticker when none has
+    /// come within `LINGER` (1 ms). For records whose durability nothing
+    /// waits on, such as `result`; never for `request`. While the trail is
+    /// closed such records are held (up to [`WriterConfig::held`]) and
+    /// written first when it recovers.
     pub fn append_queued(&self, e: Event) -> Result<(), AuditError> {
-        if !self.is_available() {
-            return Err(AuditError::Unavailable(
-                "the trail is closed until it recovers".into(),
-            ));
-        }
-        self.submit(Msg::Record {
+        let what = What::Record {
             event: e.name(),
             fields: e.fields(),
-            reply: None,
-        })
+        };
+        self.group.enqueue(Entry::new(what, None), true).map(|_| ())
     }
 
     /// Blocking form of [`AuditWriter::append`], for threads outside tokio.
     pub fn append_blocking(&self, e: Event) -> Result<u64, AuditError> {
-        let (reply, rx) = oneshot::channel();
-        self.submit(Msg::Record {
+        let what = What::Record {
             event: e.name(),
             fields: e.fields(),
-            reply: Some(reply),
-        })?;
-        rx.blocking_recv().unwrap_or(Err(AuditError::Closed))
+        };
+        Waiting::run_blocking(&self.group, what)
     }
 
     /// Closes the active file and starts the next one (SIGHUP); the chain
     /// and the sequence continue.
     pub async fn rotate(&self) -> Result<(), AuditError> {
-        let (reply, rx) = oneshot::channel();
-        self.submit(Msg::Rotate(reply))?;
-        rx.await.unwrap_or(Err(AuditError::Closed))
+        Waiting::run(&self.group, What::Rotate, true)
+            .await
+            .map(|_| ())
     }
 
-    /// Writes `shutdown` and a final checkpoint, syncs, and stops the writer.
+    /// Writes `shutdown` and a final checkpoint, syncs, and stops the
+    /// writer. Never refused as overloaded: it waits its turn behind
+    /// whatever is queued.
     pub async fn shutdown(&self, reason: &str) -> Result<(), AuditError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Msg::Shutdown(reason.to_string(), reply))
-            .map_err(|_| AuditError::Closed)?;
-        rx.await.unwrap_or(Err(AuditError::Closed))
+        Waiting::run(&self.group, What::Shutdown(reason.to_string()), false)
+            .await
+            .map(|_| ())
+    }
+
+    /// How long the write or fsync in progress has been at it (None when
+    /// the trail is idle): a disk that hangs instead of failing leaves the
+    /// trail available while every request waits, which only this shows.
+    pub fn stalled_for(&self) -> Option<Duration> {
+        let since = *self
+            .shared
+            .busy_since
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        since.map(|t| t.elapsed())
+    }
+
+    /// For the gateway's health check: why requests cannot be recorded now,
+    /// if they cannot. The trail is closed, or a write or fsync has been in
+    /// progress for longer than [`WriterConfig::stall_after`] (requests
+    /// then wait until their deadline: a balancer should send elsewhere).
+    pub fn health(&self) -> Result<(), String> {
+        if !self.is_available() {
+            return Err("the audit trail is unavailable".into());
+        }
+        match self.stalled_for() {
+            Some(d) if d >= self.stall_after => Err(format!(
+                "audit fsync stalled for {} ms (a write or fsync of the trail has not returned)",
+                d.as_millis()
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// False while the writer refuses records (the gateway's health check).
@@ -298,16 +333,17 @@ impl AuditWriter {
             syncs: self.shared.syncs.load(Relaxed),
             failures: self.shared.failures.load(Relaxed),
             export_dropped: self.exporter_dropped.load(Relaxed),
+            held_dropped: self.shared.held_dropped.load(Relaxed),
         }
     }
 }
 
-/// Most records in one write.
-const MAX_BATCH: usize = 4096;
 /// Longest wait between recovery attempts.
 const MAX_RETRY: Duration = Duration::from_secs(5);
 
-struct State {
+/// The trail as the leader sees it: the open file, where the chain
+/// stands, and why it is closed if it is.
+pub(super) struct State {
     cfg: WriterConfig,
     fs: Arc<dyn TrailFs>,
     file: Option<Box<dyn TrailFile>>,
@@ -324,6 +360,8 @@ struct State {
     unsynced: Option<Instant>,
     exporter: Option<Exporter>,
     dropped_reported: u64,
+    /// Records nobody waits for, kept while the trail is closed.
+    held: Held,
     shared: Arc<Shared>,
     /// The trail's writer lock: held until the shutdown record is durable.
     lock: Option<WriterLock>,
@@ -374,6 +412,7 @@ impl State {
         shared: Arc<Shared>,
         lock: WriterLock,
     ) -> State {
+        let cfg_held = cfg.held;
         State {
             lock: Some(lock),
             retry_delay: cfg.retry,
@@ -390,49 +429,53 @@ impl State {
             unsynced: None,
             exporter,
             dropped_reported: 0,
+            held: Held::new(cfg_held),
             shared,
         }
     }
 
-    fn run(mut self, rx: mpsc::Receiver<Msg>) {
-        let mut pending: Vec<Msg> = Vec::new();
-        loop {
-            let wait = self
-                .next_deadline()
-                .map(|d| d.saturating_duration_since(Instant::now()));
-            let first = match wait {
-                None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-                Some(w) => rx.recv_timeout(w),
-            };
-            match first {
-                Ok(m) => pending.push(m),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => {
-                    let _ = self.sync_now();
-                    return;
-                }
-            }
-            while pending.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(m) => pending.push(m),
-                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-                }
-            }
-            if self.failed.is_some() && Instant::now() >= self.next_retry {
-                self.recover();
-            }
-            if self
-                .unsynced
-                .is_some_and(|t| t.elapsed() >= self.interval())
-            {
-                if let Err(e) = self.sync_now() {
-                    self.fail(e);
-                }
-            }
-            if self.handle(std::mem::take(&mut pending)) {
-                return;
+    /// One leader's turn: what fell due by time, then the batch; true when
+    /// shut down. Marked at work throughout (see [`AuditWriter::stalled_for`]).
+    pub(super) fn work(&mut self, batch: Vec<Entry>) -> bool {
+        let shared = self.shared.clone();
+        let _busy = Busy::start(&shared.busy_since);
+        self.maintain();
+        self.handle(batch)
+    }
+
+    /// What falls due by time, done by whoever leads next: a recovery
+    /// attempt once its back-off has passed, the interval fsync.
+    fn maintain(&mut self) {
+        if self.failed.is_some() && Instant::now() >= self.next_retry {
+            self.recover();
+        }
+        if self
+            .unsynced
+            .is_some_and(|t| t.elapsed() >= self.interval())
+        {
+            if let Err(e) = self.sync_now() {
+                self.fail(e);
             }
         }
+    }
+
+    /// For good (shutdown, or a panic in this code): the health check
+    /// reports the trail unavailable.
+    pub(super) fn refuse_all(&self) {
+        self.shared.available.store(false, Relaxed);
+    }
+
+    /// Interval mode, when the last handle goes: what was written is made
+    /// durable.
+    pub(super) fn sync_if_unsynced(&mut self) {
+        if self.unsynced.is_some() {
+            let _ = self.sync_now();
+        }
+    }
+
+    /// Whether every commit ends with an fdatasync.
+    pub(super) fn syncs_each_commit(&self) -> bool {
+        self.cfg.durability == Durability::Always
     }
 
     fn interval(&self) -> Duration {
@@ -442,39 +485,49 @@ impl State {
         }
     }
 
-    fn next_deadline(&self) -> Option<Instant> {
+    /// When the ticker must look again: the next recovery attempt, the
+    /// interval fsync.
+    pub(super) fn next_deadline(&self) -> Option<Instant> {
         if self.failed.is_some() {
             return Some(self.next_retry);
         }
         self.unsynced.map(|t| t + self.interval())
     }
 
-    /// Handles one batch of messages in order; true when shut down.
-    fn handle(&mut self, batch: Vec<Msg>) -> bool {
-        let mut records: Vec<(&'static str, String, Option<Reply<u64>>)> = Vec::new();
-        for msg in batch {
-            match msg {
-                Msg::Record {
-                    event,
-                    fields,
-                    reply,
-                } => records.push((event, fields, reply)),
-                Msg::Rotate(reply) => {
+    /// Handles one batch of entries in order; true when shut down (the
+    /// entries after the shutdown are dropped: their callers hear `Closed`).
+    pub(super) fn handle(&mut self, batch: Vec<Entry>) -> bool {
+        let mut records: Vec<(&'static str, String, Option<Waiter>)> = Vec::new();
+        for Entry { what, waiter, .. } in batch {
+            match what {
+                What::Record { event, fields } => records.push((event, fields, waiter)),
+                What::Rotate => {
                     self.commit(std::mem::take(&mut records));
-                    let _ = reply.send(self.guarded(|s| s.rotate()));
+                    answer(waiter, self.guarded(|s| s.rotate()).map(|_| 0));
                 }
-                Msg::Shutdown(reason, reply) => {
+                What::Shutdown(reason) => {
                     self.commit(std::mem::take(&mut records));
+                    // One last attempt, so that what is held is not lost
+                    // merely because the disk came back after the last retry.
+                    self.recover();
                     let r = self.guarded(|s| {
                         let fields = members(serde_json::json!({ "reason": reason }).to_string());
-                        s.commit_internal(vec![("shutdown", fields)], true)?;
+                        s.commit_internal(&[("shutdown", fields)], true)?;
                         s.checkpoint("shutdown")
                     });
+                    if !self.held.is_empty() {
+                        tracing::error!(path = %self.cfg.path.display(), "shut down with the trail closed: records held since it failed (results among them) were never written");
+                    }
                     self.shared.available.store(false, Relaxed);
+                    // Nothing is written after this: the trail is closed
+                    // for good, and the syslog exporter's thread ends.
+                    self.file = None;
+                    self.anchor = None;
+                    self.exporter = None;
                     // Released before the caller hears back, so that a
                     // successor started right after finds the trail free.
                     self.lock = None;
-                    let _ = reply.send(r);
+                    answer(waiter, r.map(|_| 0));
                     return true;
                 }
             }
@@ -497,46 +550,40 @@ impl State {
         })
     }
 
-    /// Writes caller records as one batch and answers each.
-    fn commit(&mut self, records: Vec<(&'static str, String, Option<Reply<u64>>)>) {
+    /// Writes caller records as one batch and answers each. With the trail
+    /// closed, or when this write fails, callers waiting are refused (they
+    /// send nothing) and records nobody waits for are held.
+    fn commit(&mut self, records: Vec<(&'static str, String, Option<Waiter>)>) {
         if records.is_empty() {
             return;
         }
         if let Some(f) = &self.failed {
-            for (_, _, reply) in records {
-                if let Some(r) = reply {
-                    let _ = r.send(Err(AuditError::Unavailable(f.text.clone())));
+            let refused = AuditError::Unavailable(f.text.clone());
+            for (event, fields, waiter) in records {
+                match waiter {
+                    Some(w) => answer(Some(w), Err(refused.clone())),
+                    None => self.hold(None, event, fields),
                 }
             }
             return;
         }
         // Drops by the exporter are themselves audited, first in the batch.
         let mut lines: Vec<(&'static str, String)> = Vec::with_capacity(records.len() + 1);
-        let dropped = self
-            .exporter
-            .as_ref()
-            .map_or(0, |e| e.dropped.load(Relaxed));
-        if dropped > self.dropped_reported {
-            let fields = format!(
-                "\"sink\":\"syslog\",\"dropped\":{},\"dropped_total\":{dropped}",
-                dropped - self.dropped_reported
-            );
-            lines.push(("export_dropped", fields));
-            self.dropped_reported = dropped;
+        let mut waiters = Vec::with_capacity(records.len() + 1);
+        if let Some(l) = self.export_dropped_line() {
+            lines.push(l);
+            waiters.push(None);
         }
-        let first_caller = lines.len();
-        let mut replies = Vec::with_capacity(records.len());
-        for (event, fields, reply) in records {
+        for (event, fields, waiter) in records {
             lines.push((event, fields));
-            replies.push(reply);
+            waiters.push(waiter);
         }
         let sync = self.cfg.durability == Durability::Always;
-        match self.write_lines(lines, sync) {
+        let first = self.next_seq;
+        match self.write_lines(&lines, sync) {
             Ok(seqs) => {
-                for (seq, reply) in seqs[first_caller..].iter().zip(replies) {
-                    if let Some(r) = reply {
-                        let _ = r.send(Ok(*seq));
-                    }
+                for (seq, waiter) in seqs.into_iter().zip(waiters) {
+                    answer(waiter, Ok(seq));
                 }
                 if let Err(e) = self.after_commit() {
                     self.fail(e);
@@ -544,9 +591,41 @@ impl State {
             }
             Err(e) => {
                 self.fail(e.clone());
-                for r in replies.into_iter().flatten() {
-                    let _ = r.send(Err(AuditError::Unavailable(e.clone())));
+                let refused = AuditError::Unavailable(e);
+                for ((seq, (event, fields)), waiter) in (first..).zip(lines).zip(waiters) {
+                    match waiter {
+                        Some(w) => answer(Some(w), Err(refused.clone())),
+                        None => self.hold(Some(seq), event, fields),
+                    }
                 }
+            }
+        }
+    }
+
+    /// The `export_dropped` line, when the exporter dropped records since
+    /// the last one.
+    fn export_dropped_line(&mut self) -> Option<(&'static str, String)> {
+        let dropped = self
+            .exporter
+            .as_ref()
+            .map_or(0, |e| e.dropped.load(Relaxed));
+        if dropped <= self.dropped_reported {
+            return None;
+        }
+        let fields = format!(
+            "\"sink\":\"syslog\",\"dropped\":{},\"dropped_total\":{dropped}",
+            dropped - self.dropped_reported
+        );
+        self.dropped_reported = dropped;
+        Some(("export_dropped", fields))
+    }
+
+    /// Keeps a record nobody waits for until the trail recovers.
+    fn hold(&mut self, seq: Option<u64>, event: &'static str, fields: String) {
+        if let Err(n) = self.held.push(HeldRecord { seq, event, fields }) {
+            self.shared.held_dropped.fetch_add(1, Relaxed);
+            if n == 1 {
+                tracing::error!(limit = self.cfg.held, "audit trail closed too long: records nobody waits for are now dropped (counted, and the count recorded on recovery)");
             }
         }
     }
@@ -569,7 +648,7 @@ impl State {
     /// Writes the writer's own records; `sync` forces durability.
     fn commit_internal(
         &mut self,
-        lines: Vec<(&'static str, String)>,
+        lines: &[(&'static str, String)],
         sync: bool,
     ) -> Result<(), String> {
         self.write_lines(lines, sync || self.cfg.durability == Durability::Always)
@@ -579,7 +658,7 @@ impl State {
     /// Formats, chains, writes and (when asked) syncs lines; returns their seqs.
     fn write_lines(
         &mut self,
-        lines: Vec<(&'static str, String)>,
+        lines: &[(&'static str, String)],
         sync: bool,
     ) -> Result<Vec<u64>, String> {
         let file = self.file.as_mut().ok_or("no trail file open")?;
@@ -587,7 +666,7 @@ impl State {
         let mut buf = String::with_capacity(lines.len() * 400);
         let mut seqs = Vec::with_capacity(lines.len());
         let (mut seq, mut prev) = (self.next_seq, self.prev);
-        for (event, fields) in &lines {
+        for (event, fields) in lines {
             let l = line::build(seq, &ts, event, &self.cfg.key, fields, &prev);
             prev = line::hash_line(l.as_bytes());
             buf.push_str(&l);
@@ -629,7 +708,7 @@ impl State {
     /// A durable checkpoint line, then its (seq, hash) in the anchor file.
     fn checkpoint(&mut self, reason: &str) -> Result<(), String> {
         let fields = format!("\"reason\":\"{reason}\"");
-        self.commit_internal(vec![("checkpoint", fields)], true)?;
+        self.commit_internal(&[("checkpoint", fields)], true)?;
         self.since_checkpoint = 0;
         let (seq, hash) = (self.next_seq - 1, self.prev);
         if let Some(anchor) = self.anchor.as_mut() {
@@ -689,15 +768,9 @@ impl State {
             failure.cause,
             failure.attempts + 1
         );
-        let result = self.reopen().and_then(|repair| {
-            let mut lines: Vec<(&'static str, String)> =
-                repair.into_iter().map(|r| ("audit_repair", r)).collect();
-            lines.push((
-                "audit_recovered",
-                members(serde_json::json!({ "after": after }).to_string()),
-            ));
-            self.commit_internal(lines, true)
-        });
+        let result = self
+            .reopen()
+            .and_then(|repair| self.write_recovery(repair, &after));
         match result {
             Ok(()) => {
                 tracing::warn!(path = %self.cfg.path.display(), "audit trail recovered");
@@ -706,6 +779,48 @@ impl State {
             }
             Err(e) => self.close(failure.retry_failed(&e)),
         }
+    }
+
+    /// The recovery batch, durable in one write: what was cut from the
+    /// tail, `audit_recovered`, then the records held while the trail was
+    /// closed and an `audit_dropped` record with how many did not fit.
+    fn write_recovery(&mut self, repair: Option<String>, after: &str) -> Result<(), String> {
+        let mut lines: Vec<(&'static str, String)> =
+            repair.into_iter().map(|r| ("audit_repair", r)).collect();
+        lines.push((
+            "audit_recovered",
+            members(serde_json::json!({ "after": after }).to_string()),
+        ));
+        let (held, dropped) = self.held.take(self.next_seq);
+        let first_held = lines.len();
+        lines.extend(held.into_iter().map(|r| (r.event, r.fields)));
+        let held_end = lines.len();
+        if dropped > 0 {
+            let why = format!(
+                "records nobody waited for, beyond the {} held while the trail was closed",
+                self.cfg.held
+            );
+            lines.push((
+                "audit_dropped",
+                members(serde_json::json!({ "dropped": dropped, "reason": why }).to_string()),
+            ));
+        }
+        let first = self.next_seq;
+        let r = self.commit_internal(&lines, true);
+        if r.is_err() {
+            // Held again, with the seqs they had: after a failed fsync they
+            // may be on disk, which the next attempt reads.
+            let back = (first + first_held as u64..)
+                .zip(lines.drain(first_held..held_end))
+                .map(|(seq, (event, fields))| HeldRecord {
+                    seq: Some(seq),
+                    event,
+                    fields,
+                })
+                .collect();
+            self.held.restore(back, dropped);
+        }
+        r
     }
 
     /// Opens the active file and the anchor, finds where the chain stands
@@ -774,6 +889,14 @@ impl State {
                 newest.display()
             )),
         }
+    }
+}
+
+/// Tells a waiting caller how its entry went (a caller gone meanwhile is
+/// told nothing).
+fn answer(waiter: Option<Waiter>, r: Result<u64, AuditError>) {
+    if let Some(w) = waiter {
+        let _ = w.send(Turn::Done(r));
     }
 }
 
@@ -931,7 +1054,7 @@ mod tests {
             WriterLock::none(),
         );
         s.reopen().unwrap();
-        s.commit_internal(vec![("startup", String::new())], true)
+        s.commit_internal(&[("startup", String::new())], true)
             .unwrap();
         // The disk fills up, then the trail cannot even be reopened.
         fs.set(Faults {

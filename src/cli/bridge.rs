@@ -293,8 +293,13 @@ fn local_answer(req: &Request) -> Option<(CompletionCode, Vec<u8>)> {
 /// ignores completion codes (it prints "failed" and exits 0, and scripts
 /// go on to reboot into the wrong device); only a missing answer makes it
 /// exit 1. freeipmi reports the timeout too.
+/// Any boot-flags write counts, also one with flags no role grants
+/// (`chassis.bootopt.flags`: CMOS clear, lock-outs): refused, it must not
+/// look like success either.
 fn withheld_unless_answered(req: &Request) -> bool {
     boot_step(req.netfn, req.cmd, &req.data) == Some(BootStep::Flags)
+        || (CommandId::new(req.netfn, req.cmd) == id::SET_SYSTEM_BOOT_OPTIONS
+            && req.data.first().is_some_and(|p| p & 0x7F == 5))
 }
 
 /// Shortest --password-file password taken without --allow-weak-password:
@@ -411,7 +416,7 @@ fn login_name(
 }
 
 /// The passwd name of this process's real uid, read without libc (the
-/// crate forbids unsafe code): the uid from /proc, the name from /etc/passwd.
+/// crate makes no raw libc calls): the uid from /proc, the name from /etc/passwd.
 fn uid_name() -> Option<String> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
@@ -881,20 +886,26 @@ mod tests {
         }
     }
 
-    /// Only the boot-flags write of a boot-device change goes unanswered
-    /// when it does not reach the BMC.
+    /// Only boot-flags writes go unanswered when they do not reach the
+    /// BMC: a boot-device change, and one with flags no role grants (CMOS
+    /// clear, keyboard lock-out).
     #[test]
     fn only_the_boot_flags_write_is_withheld() {
-        assert!(withheld_unless_answered(&request(
-            0x00,
-            0x08,
-            &[5, 0x80, 4, 0, 0, 0]
-        )));
+        for data in [
+            &[5, 0x80, 4, 0, 0, 0][..],
+            &[5, 0x80, 0x84, 0, 0, 0],
+            &[5, 0x80, 0x04, 0x40, 0, 0],
+            &[0x85, 0x80, 0x04, 0, 0, 0],
+        ] {
+            assert!(
+                withheld_unless_answered(&request(0x00, 0x08, data)),
+                "{data:02x?}"
+            );
+        }
         for (netfn, cmd, data) in [
             (0x00, 0x08, &[0, 1][..]),
             (0x00, 0x08, &[4, 1, 1]),
             (0x00, 0x08, &[0, 0]),
-            (0x00, 0x08, &[5, 0x80, 0x84, 0, 0, 0]),
             (0x00, 0x02, &[0]),
             (0x00, 0x09, &[5, 0, 0]),
         ] {

@@ -623,8 +623,21 @@ async fn resolve_targets(g: &Gateway, t: &Targets) -> Result<Vec<String>, CliErr
             "no TARGET: name one or more BMCs, a glob such as 'node0*', or --all",
         ));
     }
+    if t.all && !t.targets.is_empty() {
+        return Err(CliError::usage(format!(
+            "--all and TARGETs ({}) together: give one or the other",
+            t.targets.join(" ")
+        )));
+    }
     if !t.all && !t.targets.iter().any(|x| x.contains('*')) {
-        return Ok(t.targets.clone());
+        // A name given twice is one target: a state change runs once.
+        let mut names: Vec<String> = Vec::new();
+        for n in &t.targets {
+            if !names.contains(n) {
+                names.push(n.clone());
+            }
+        }
+        return Ok(names);
     }
     let visible = g.visible().await?;
     if t.all {

@@ -204,7 +204,7 @@ fn explain(a: ExplainArgs) -> Result<(), CliError> {
     out!("{}", explanation(&policy, &decision, a.source.is_none()));
     match decision {
         Ok(_) => Ok(()),
-        Err(d) => Err(denied(format!("{} not allowed", d.1))),
+        Err(d) => Err(denied(d.0.detail.clone())),
     }
 }
 

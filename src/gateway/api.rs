@@ -288,15 +288,12 @@ fn refused_caller(caller: &Caller<'_>, method: &Method) -> Option<ApiError> {
     })
 }
 
+/// 503 while requests cannot be recorded: the trail is closed, or its
+/// disk has stopped answering (so that a balancer sends elsewhere).
 fn health(shared: &Shared, id: &str) -> Answer {
-    if shared.audit.is_available() {
-        respond(StatusCode::OK, json!({"status": "ok"}), &[])
-    } else {
-        let e = ApiError::new(
-            ErrorKind::AuditUnavailable,
-            "the audit trail is unavailable",
-        );
-        fail(&e, Some(id))
+    match shared.audit.health() {
+        Ok(()) => respond(StatusCode::OK, json!({"status": "ok"}), &[]),
+        Err(why) => fail(&ApiError::new(ErrorKind::AuditUnavailable, why), Some(id)),
     }
 }
 

@@ -111,10 +111,10 @@ pub enum ChassisVerb<Many: Args> {
         at: Many,
     },
     /// Sets the boot device: chassis bootdev DEV [--persistent] [--efi]
-    /// (without DEV, shows it).
+    /// TARGET...; `chassis bootdev show TARGET...` shows it.
     Bootdev {
-        /// The device.
-        #[arg(value_parser = ["pxe", "disk", "safe", "diag", "cdrom", "bios", "floppy", "none"])]
+        /// The device, or `show`.
+        #[arg(value_parser = ["pxe", "disk", "safe", "diag", "cdrom", "bios", "floppy", "none", "show"])]
         device: Option<String>,
         /// Keep the setting for every boot, not just the next.
         #[arg(long)]
@@ -164,6 +164,9 @@ impl<Many: Args, One: Args> OpVerb<Many, One> {
             OpVerb::Chassis { verb } => match verb {
                 ChassisVerb::Status { .. } => Op::ChassisStatus,
                 ChassisVerb::Bootdev { device: None, .. } => Op::BootGet,
+                ChassisVerb::Bootdev {
+                    device: Some(d), ..
+                } if d == "show" => Op::BootGet,
                 ChassisVerb::Bootdev {
                     device: Some(device),
                     persistent,

@@ -554,99 +554,101 @@ impl Endpoint {
             self.stats.malformed += 1;
             return None;
         };
-        let refuse = |status| OpenSessionResponse {
-            tag: req.tag,
-            status,
-            console_sid: Some(req.console_sid),
-            accepted: None,
+        let (resp, refused) = match self.admit_open(now, &req) {
+            Ok((suite, level, bmc_sid)) => (
+                OpenSessionResponse {
+                    tag: req.tag,
+                    status: RmcpPlusStatus::OK,
+                    console_sid: Some(req.console_sid),
+                    accepted: Some(OpenSessionAccepted {
+                        max_privilege: level.level(),
+                        bmc_sid,
+                        algorithms: suite.algorithms(),
+                    }),
+                },
+                false,
+            ),
+            Err(status) => (
+                OpenSessionResponse {
+                    tag: req.tag,
+                    status,
+                    console_sid: Some(req.console_sid),
+                    accepted: None,
+                },
+                true,
+            ),
         };
+        Some(setup_reply(
+            PayloadKind::OPEN_SESSION_RESPONSE,
+            |o| resp.emit(o),
+            refused,
+        ))
+    }
+
+    /// Decides an Open Session request: the suite, the privilege granted
+    /// and the session it opens, or the status it is refused with.
+    fn admit_open(
+        &mut self,
+        now: Instant,
+        req: &OpenSessionRequest,
+    ) -> Result<(CipherSuite, Privilege, u32), RmcpPlusStatus> {
         // Refused rather than ignored: the tool stops at once with a status
         // that means "not now" (a busy BMC's), instead of retrying into
         // silence for many seconds and then reporting a wrong password to
         // the one who typed the right one. The answer costs no crypto and
         // tells a guesser nothing it would not learn from the silence.
         if self.refused_by_lockout(now) {
-            return Some(setup_reply(
-                PayloadKind::OPEN_SESSION_RESPONSE,
-                |o| refuse(RmcpPlusStatus::INSUFFICIENT_RESOURCES).emit(o),
-                true,
-            ));
+            return Err(RmcpPlusStatus::INSUFFICIENT_RESOURCES);
         }
-        let suite = match self.negotiate(req.algorithms) {
-            Ok(s) => s,
-            Err(status) => {
-                self.stats.login_failures += 1;
-                return Some(setup_reply(
-                    PayloadKind::OPEN_SESSION_RESPONSE,
-                    |o| refuse(status).emit(o),
-                    true,
-                ));
-            }
-        };
+        let suite = self.negotiate(req.algorithms).inspect_err(|_| {
+            self.stats.login_failures += 1;
+        })?;
         let level = match req.max_privilege {
             0 => Privilege::Administrator,
             v => match Privilege::from_level(v) {
                 Some(p) if p <= Privilege::Administrator => p,
                 _ => {
                     self.stats.login_failures += 1;
-                    return Some(setup_reply(
-                        PayloadKind::OPEN_SESSION_RESPONSE,
-                        |o| refuse(RmcpPlusStatus::INVALID_ROLE).emit(o),
-                        true,
-                    ));
+                    return Err(RmcpPlusStatus::INVALID_ROLE);
                 }
             },
         };
-        // A retransmitted request (same console SID, still half-open) gets
-        // the same session back instead of taking another slot.
-        let existing = self
-            .sessions
-            .iter()
-            .find(|(_, s)| {
-                s.console_sid == req.console_sid && matches!(s.stage, Stage::ExpectRakp1)
-            })
-            .map(|(id, _)| *id);
-        let bmc_sid = match existing {
-            Some(id) => id,
-            None => {
-                self.handle_timeout(now);
-                if self.sessions.len() >= self.cfg.max_sessions {
-                    self.stats.sessions_full += 1;
-                    return Some(setup_reply(
-                        PayloadKind::OPEN_SESSION_RESPONSE,
-                        |o| refuse(RmcpPlusStatus::INSUFFICIENT_RESOURCES).emit(o),
-                        true,
-                    ));
-                }
-                let id = self.new_session_id();
-                self.sessions.insert(
-                    id,
-                    Session {
-                        console_sid: req.console_sid,
-                        suite,
-                        open_privilege: req.max_privilege,
-                        last_activity: now,
-                        stage: Stage::ExpectRakp1,
-                    },
-                );
-                id
-            }
-        };
-        let resp = OpenSessionResponse {
-            tag: req.tag,
-            status: RmcpPlusStatus::OK,
-            console_sid: Some(req.console_sid),
-            accepted: Some(OpenSessionAccepted {
-                max_privilege: level.level(),
-                bmc_sid,
-                algorithms: suite.algorithms(),
-            }),
-        };
-        Some(setup_reply(
-            PayloadKind::OPEN_SESSION_RESPONSE,
-            |o| resp.emit(o),
-            false,
-        ))
+        let bmc_sid = self.half_open_session(now, req, suite)?;
+        Ok((suite, level, bmc_sid))
+    }
+
+    /// The half-open session for this request: the one a retransmitted
+    /// request (same console SID, still half-open) already got, instead of
+    /// taking another slot, or a new one while slots are free.
+    fn half_open_session(
+        &mut self,
+        now: Instant,
+        req: &OpenSessionRequest,
+        suite: CipherSuite,
+    ) -> Result<u32, RmcpPlusStatus> {
+        let existing = self.sessions.iter().find(|(_, s)| {
+            s.console_sid == req.console_sid && matches!(s.stage, Stage::ExpectRakp1)
+        });
+        if let Some((id, _)) = existing {
+            return Ok(*id);
+        }
+        self.handle_timeout(now);
+        if self.sessions.len() >= self.cfg.max_sessions {
+            self.stats.sessions_full += 1;
+            return Err(RmcpPlusStatus::INSUFFICIENT_RESOURCES);
+        }
+        let id = self.new_session_id();
+        self.sessions.insert(
+            id,
+            Session {
+                console_sid: req.console_sid,
+                suite,
+                open_privilege: req.max_privilege,
+                last_activity: now,
+                stage: Stage::ExpectRakp1,
+            },
+        );
+        Ok(id)
     }
 
     /// Picks the proposed suite if configured; otherwise says which part of
@@ -926,6 +928,33 @@ impl Endpoint {
         out
     }
 
+    /// Close Session for the session id in `data`: its own session, any
+    /// as ADMINISTRATOR, or another session of the same user (a client
+    /// closing what it left open before a crash). Also says which to close.
+    fn close_request(
+        &self,
+        bmc_sid: u32,
+        a: &Active,
+        data: &[u8],
+    ) -> ((CompletionCode, Vec<u8>), Option<u32>) {
+        let Some(id) = data.get(..4) else {
+            return ((CompletionCode::REQUEST_LENGTH_INVALID, vec![]), None);
+        };
+        let id = u32::from_le_bytes([id[0], id[1], id[2], id[3]]);
+        let owner = self.sessions.get(&id).and_then(|s| match &s.stage {
+            Stage::Active(o) => Some(o.user),
+            _ => None,
+        });
+        let allowed = id == bmc_sid
+            || (id != 0 && a.privilege >= Privilege::Administrator)
+            || owner == Some(a.user);
+        if allowed {
+            ((CompletionCode::OK, vec![]), Some(id))
+        } else {
+            ((CompletionCode(0x87), vec![]), None)
+        }
+    }
+
     /// One command in `session`: answered here unless it is the
     /// application's; also says which session to close.
     fn session_command(
@@ -942,21 +971,12 @@ impl Endpoint {
             self.stats.unknown_session += 1;
             return (None, None);
         };
-        let Ok(verified) = open(&a.keys, p) else {
-            self.stats.bad_integrity += 1;
+        let Some(req) = self
+            .stats
+            .checked_request(a, p, (&mut session.last_activity, now))
+        else {
             return (None, None);
         };
-        if a.window.accept(verified.header().seq).is_err() {
-            self.stats.out_of_window += 1;
-            return (None, None);
-        }
-        session.last_activity = now;
-        a.rakp_replay = None;
-        let Ok(req) = Request::parse(verified.plaintext()) else {
-            self.stats.malformed += 1;
-            return (None, None);
-        };
-        self.stats.commands += 1;
         let mut close = None;
         let (cc, data) = match CommandId::new(req.netfn, req.cmd) {
             _ if privilege::required(req.netfn, req.cmd, &req.data)
@@ -966,38 +986,14 @@ impl Endpoint {
                 (CompletionCode::INSUFFICIENT_PRIVILEGE, vec![])
             }
             id::SET_SESSION_PRIVILEGE_LEVEL => set_privilege(a, &req.data),
-            id::CLOSE_SESSION => match req.data.get(..4) {
-                Some(id) => {
-                    let id = u32::from_le_bytes([id[0], id[1], id[2], id[3]]);
-                    // Its own session, any as ADMINISTRATOR, or another
-                    // session of the same user (a client closing what it
-                    // left open before a crash).
-                    let owner = self.sessions.get(&id).and_then(|s| match &s.stage {
-                        Stage::Active(o) => Some(o.user),
-                        _ => None,
-                    });
-                    let allowed = id == bmc_sid
-                        || (id != 0 && a.privilege >= Privilege::Administrator)
-                        || owner == Some(a.user);
-                    if allowed {
-                        close = Some(id);
-                        (CompletionCode::OK, vec![])
-                    } else {
-                        (CompletionCode(0x87), vec![])
-                    }
-                }
-                None => (CompletionCode::REQUEST_LENGTH_INVALID, vec![]),
-            },
+            id::CLOSE_SESSION => {
+                let (answer, id) = self.close_request(bmc_sid, a, &req.data);
+                close = id;
+                answer
+            }
             id::GET_SESSION_INFO => (
                 CompletionCode::OK,
-                vec![
-                    1,
-                    max_sessions as u8,
-                    active_count as u8,
-                    a.user as u8 + 1,
-                    a.privilege.level(),
-                    0x10 | LAN_CHANNEL,
-                ],
+                session_info(max_sessions, active_count, a),
             ),
             id::GET_CHANNEL_AUTHENTICATION_CAPABILITIES => auth_caps(&self.cfg, &req.data),
             id::GET_CHANNEL_CIPHER_SUITES => cipher_suites(&self.cfg, &req.data),
@@ -1158,6 +1154,47 @@ fn auth_caps(cfg: &EndpointConfig, d: &[u8]) -> (CompletionCode, Vec<u8>) {
 
 /// Get Channel Cipher Suites: the configured suites as 16-byte chunks of
 /// the record stream (reference §3.1).
+/// Get Session Info's answer about the asking session.
+fn session_info(max_sessions: usize, active_count: usize, a: &Active) -> Vec<u8> {
+    vec![
+        1,
+        max_sessions as u8,
+        active_count as u8,
+        a.user as u8 + 1,
+        a.privilege.level(),
+        0x10 | LAN_CHANNEL,
+    ]
+}
+
+impl EndpointStats {
+    /// A packet in an active session, checked (integrity, sequence window)
+    /// and parsed; `None`, counted by why, when it fails a check. A packet
+    /// that passes the checks is activity (`touch`), parsed or not.
+    fn checked_request(
+        &mut self,
+        a: &mut Active,
+        p: &RmcpPlusPacket<'_>,
+        touch: (&mut Instant, Instant),
+    ) -> Option<Request> {
+        let Ok(verified) = open(&a.keys, p) else {
+            self.bad_integrity += 1;
+            return None;
+        };
+        if a.window.accept(verified.header().seq).is_err() {
+            self.out_of_window += 1;
+            return None;
+        }
+        *touch.0 = touch.1;
+        a.rakp_replay = None;
+        let Ok(req) = Request::parse(verified.plaintext()) else {
+            self.malformed += 1;
+            return None;
+        };
+        self.commands += 1;
+        Some(req)
+    }
+}
+
 fn cipher_suites(cfg: &EndpointConfig, d: &[u8]) -> (CompletionCode, Vec<u8>) {
     if d.len() < 3 {
         return (CompletionCode::REQUEST_LENGTH_INVALID, vec![]);

@@ -1041,9 +1041,10 @@ pub mod fuzzing {
         s
     }
 
-    /// A SOL engine on a fuzz session, already active (its Activate
+    /// A SOL engine on a fuzz session, started at `now` (the harness's
+    /// clock: this module reads none) and already active (its Activate
     /// Payload answered with port [`SOL_PORT`]).
-    pub fn sol_console(suite: CipherSuite) -> sol::SolConsole {
+    pub fn sol_console(suite: CipherSuite, now: std::time::Instant) -> sol::SolConsole {
         use crate::ipmi::cmd::sol::ActivatedPayload;
         let mut session = active_session(suite);
         session.cancel_pending();
@@ -1053,7 +1054,6 @@ pub mod fuzzing {
             count: 2,
             interval: std::time::Duration::from_millis(100),
         });
-        let now = std::time::Instant::now();
         let mut sol = sol::SolConsole::start(Box::new(session), cfg, now);
         let answer = ActivatedPayload {
             aux: [0; 4],
@@ -1074,7 +1074,7 @@ pub mod fuzzing {
     /// The port the fuzz SOL engine's session talks to.
     pub const SOL_PORT: u16 = 623;
 
-    /// Seals a SOL payload as the BMC would, for `sol_console(suite)`.
+    /// Seals a SOL payload as the BMC would, for `sol_console(suite, now)`.
     pub fn seal_sol(suite: CipherSuite, seq: u32, plaintext: &[u8]) -> Vec<u8> {
         integrity::seal(
             &keys(suite),

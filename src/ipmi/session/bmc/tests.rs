@@ -5,6 +5,7 @@
 use rand::{rngs::StdRng, SeedableRng};
 
 use super::*;
+use crate::ipmi::session::testpeer::t0;
 
 const GUID: [u8; 16] = [0x42; 16];
 const NAME: &[u8] = b"alice";
@@ -161,7 +162,7 @@ const BUSY: Result<(), RmcpPlusStatus> = Err(RmcpPlusStatus::INSUFFICIENT_RESOUR
 
 #[test]
 fn the_configured_name_gets_an_hmac_and_any_other_name_only_a_refusal() {
-    let t = Instant::now();
+    let t = t0();
     let mut ep = endpoint(None);
     let sid = open(&mut ep, t).unwrap();
     let (r2, raw) = rakp1(&mut ep, t, sid, NAME);
@@ -203,7 +204,7 @@ fn backoff_starts_at_the_threshold_doubles_and_stops_at_the_cap() {
 
 #[test]
 fn after_three_failures_even_the_right_password_waits_out_the_backoff() {
-    let t0 = Instant::now();
+    let t0 = t0();
     let mut ep = endpoint(Some(LOCKOUT));
     wrong_password(&mut ep, t0);
     assert_eq!(
@@ -232,7 +233,7 @@ fn after_three_failures_even_the_right_password_waits_out_the_backoff() {
 
 #[test]
 fn each_further_failure_doubles_the_wait_up_to_the_cap() {
-    let mut t = Instant::now();
+    let mut t = t0();
     let mut ep = endpoint(Some(LOCKOUT));
     wrong_password(&mut ep, t);
     wrong_password(&mut ep, t);
@@ -253,7 +254,7 @@ fn each_further_failure_doubles_the_wait_up_to_the_cap() {
 
 #[test]
 fn a_successful_login_resets_the_count_and_the_backoff() {
-    let mut t = Instant::now();
+    let mut t = t0();
     let mut ep = endpoint(Some(LOCKOUT));
     for _ in 0..4 {
         wrong_password(&mut ep, t);
@@ -274,7 +275,7 @@ fn a_successful_login_resets_the_count_and_the_backoff() {
 
 #[test]
 fn a_console_reporting_a_bad_rakp2_counts_as_a_failure() {
-    let t = Instant::now();
+    let t = t0();
     let mut ep = endpoint(Some(LOCKOUT));
     for _ in 0..3 {
         let sid = open(&mut ep, t).unwrap();
@@ -294,7 +295,7 @@ fn a_console_reporting_a_bad_rakp2_counts_as_a_failure() {
 
 #[test]
 fn sessions_opened_before_the_backoff_get_no_rakp2_and_no_rakp4_during_it() {
-    let t = Instant::now();
+    let t = t0();
     let mut ep = endpoint(Some(LOCKOUT));
     let early = open_as(&mut ep, t, CONSOLE_SID + 1).unwrap();
     let primed = open(&mut ep, t).unwrap();
@@ -332,7 +333,7 @@ fn sessions_opened_before_the_backoff_get_no_rakp2_and_no_rakp4_during_it() {
 
 #[test]
 fn without_a_lockout_failures_never_refuse_a_login() {
-    let t = Instant::now();
+    let t = t0();
     let mut ep = endpoint(None);
     for _ in 0..20 {
         wrong_password(&mut ep, t);
@@ -344,7 +345,7 @@ fn without_a_lockout_failures_never_refuse_a_login() {
 
 #[test]
 fn a_known_name_with_the_wrong_role_is_not_a_guess() {
-    let t = Instant::now();
+    let t = t0();
     let mut ep = endpoint(Some(LOCKOUT));
     for _ in 0..5 {
         let sid = open(&mut ep, t).unwrap();
@@ -369,7 +370,7 @@ fn a_known_name_with_the_wrong_role_is_not_a_guess() {
 
 #[test]
 fn an_unanswered_rakp2_counts_as_a_failure_when_its_session_expires() {
-    let t = Instant::now();
+    let t = t0();
     let mut ep = endpoint(Some(LOCKOUT));
     // Three tools with a wrong password: each checks RAKP 2 and gives up.
     for console_sid in 1..=3 {
@@ -391,7 +392,7 @@ fn an_unanswered_rakp2_counts_as_a_failure_when_its_session_expires() {
 
 #[test]
 fn a_half_open_session_without_rakp1_is_not_a_failure() {
-    let t = Instant::now();
+    let t = t0();
     let mut ep = endpoint(Some(LOCKOUT));
     for console_sid in 1..=DEFAULT_MAX_SESSIONS as u32 {
         open_as(&mut ep, t, console_sid).unwrap();
@@ -419,7 +420,7 @@ fn sessionless_guid(ep: &mut Endpoint, now: Instant) -> Option<Vec<u8>> {
 /// managed system's, so it leaves the session-less one unanswered.
 #[test]
 fn a_forwarding_endpoint_keeps_its_own_guid_to_itself() {
-    let now = Instant::now();
+    let now = t0();
     let mut ep = endpoint(None);
     assert_eq!(sessionless_guid(&mut ep, now), Some(GUID.to_vec()));
     let mut cfg = EndpointConfig::new(GUID);
