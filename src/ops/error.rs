@@ -194,9 +194,14 @@ mod tests {
         for k in ErrorKind::ALL {
             let want = match k.status() {
                 403 | 429 => EXIT_DENIED,
+                // Someone else holds the console's writer seat: a refusal
+                // to act, as a denial is, not a usage mistake.
+                409 if *k == ErrorKind::WriterSeatTaken => EXIT_DENIED,
                 400..=499 => EXIT_USAGE,
                 502 | 504 => EXIT_BMC,
                 _ if *k == ErrorKind::BmcBusy => EXIT_BMC,
+                // The BMC side of the console cannot be opened.
+                _ if *k == ErrorKind::ConsoleUnavailable => EXIT_BMC,
                 _ => EXIT_CONNECTION,
             };
             assert_eq!(k.exit_code(), want, "{k:?}");
