@@ -20,6 +20,7 @@ mod group;
 mod held;
 pub mod line;
 pub mod query;
+pub mod recordings;
 pub mod settings;
 pub mod unfinished;
 pub mod verify;
@@ -407,6 +408,9 @@ pub enum Event {
         /// Why not.
         error: Option<String>,
     },
+    /// A console event (attach, detach, seat change, BMC-side change,
+    /// recording chunk): a JSON object whose `action` says which.
+    Console(serde_json::Value),
 }
 
 impl Event {
@@ -418,6 +422,7 @@ impl Event {
             Event::BmcSession(_) => "bmc_session",
             Event::DenialSummary(_) => "denial_summary",
             Event::ConfigReload { .. } => "config_reload",
+            Event::Console(_) => "console",
         }
     }
 
@@ -428,6 +433,7 @@ impl Event {
             Event::Tls(r) => serde_json::to_string(r),
             Event::BmcSession(r) => serde_json::to_string(r),
             Event::DenialSummary(r) => serde_json::to_string(r),
+            Event::Console(v) => serde_json::to_string(v),
             Event::ConfigReload {
                 policy_sha256,
                 ok,

@@ -601,7 +601,7 @@ async fn serve(
     };
     let idle = Duration::from_millis(limits.idle_timeout_ms.max(1));
     let builder = http_builder(limits, idle);
-    let conn = builder.serve_connection(TokioIo::new(v.tls), svc);
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(v.tls), svc);
     tokio::pin!(conn);
     let mut generation = shared.generation.subscribe();
     let mut idle_check = tokio::time::interval((idle / 4).clamp(IDLE_CHECK_MIN, IDLE_CHECK_MAX));

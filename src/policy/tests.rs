@@ -635,7 +635,8 @@ fn shipped_policies_grant_what_their_comments_say() {
             "sensor.read",
             "sdr.read",
             "sel.read",
-            "fru.read"
+            "fru.read",
+            "console.read"
         ]
     );
     let mut extra: Vec<&str> = operator
@@ -654,7 +655,11 @@ fn shipped_policies_grant_what_their_comments_say() {
             "chassis.power.off",
             "chassis.power.on",
             "chassis.power.reset",
-            "chassis.power.soft"
+            "chassis.power.soft",
+            "console.break",
+            "console.write",
+            "sol.activate",
+            "sol.config.read"
         ]
     );
     assert!(
