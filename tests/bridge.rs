@@ -1127,7 +1127,9 @@ async fn a_viewers_sol_activate_is_refused_and_nothing_is_activated() {
         let out = sol("activate");
         assert!(!out.status.success());
         assert!(
-            stderr(&out).to_lowercase().contains("insufficient privilege"),
+            stderr(&out)
+                .to_lowercase()
+                .contains("insufficient privilege"),
             "{}",
             stderr(&out)
         );

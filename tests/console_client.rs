@@ -68,7 +68,10 @@ impl Term {
         let ok = Command::new("tmux")
             .args(["-L", &socket, "-f", conf.to_str().unwrap()])
             .args(["new-session", "-d", "-x", "120", "-y", "40"])
-            .arg(format!("bash --noprofile --norc {}", dir.join("run.sh").display()))
+            .arg(format!(
+                "bash --noprofile --norc {}",
+                dir.join("run.sh").display()
+            ))
             .status()
             .unwrap();
         assert!(ok.success(), "tmux new-session");
@@ -120,7 +123,11 @@ impl Term {
                     return t.trim().parse().unwrap();
                 }
             }
-            assert!(Instant::now() < end, "the command did not end:\n{}", self.screen());
+            assert!(
+                Instant::now() < end,
+                "the command did not end:\n{}",
+                self.screen()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -162,7 +169,11 @@ fn as_user(env: &Env, user: &str) -> Vec<(&'static str, String)> {
 
 fn path_with_ipmigw() -> String {
     let bin = Path::new(env!("CARGO_BIN_EXE_ipmigw")).parent().unwrap();
-    format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default())
+    format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
 }
 
 /// Every `flood` line of `n` appears once, in order.
@@ -232,7 +243,10 @@ async fn ipmigw_console_in_a_terminal() {
     .await
     .unwrap();
     let typed = String::from_utf8_lossy(&env.sim.bmcs()[0].host_input()).into_owned();
-    assert!(typed.contains("root") && typed.contains("flood 1000"), "{typed:?}");
+    assert!(
+        typed.contains("root") && typed.contains("flood 1000"),
+        "{typed:?}"
+    );
     assert!(!typed.contains("intruder"), "the viewer typed: {typed:?}");
     assert!(!typed.contains('~'), "escapes are not sent: {typed:?}");
     env.stop().await;
@@ -316,7 +330,10 @@ async fn ipmitool_sol_activate_through_the_bridge_in_a_terminal() {
         })
         .await
         .unwrap();
-        assert!(env.sim.bmcs()[0].sol_active(), "the gateway holds the payload");
+        assert!(
+            env.sim.bmcs()[0].sol_active(),
+            "the gateway holds the payload"
+        );
         tokio::task::spawn_blocking(move || {
             t.enter();
             t.type_text("~.");
@@ -337,4 +354,53 @@ async fn ipmitool_sol_activate_through_the_bridge_in_a_terminal() {
     assert!(typed.contains("flood 300"), "{typed:?}");
     drop(bridge);
     env.stop().await;
+}
+
+/// A keystroke's packet leaves the gateway at once, not at the SOL
+/// engine's next timer: each echo is back in well under the BMC's retry
+/// interval (500 ms on the simulator), which it took before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keystrokes_leave_the_gateway_at_once() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message;
+    let env = Env::start(1, |_| {}).await;
+    let tls = common::gateway::tls_from(env.addr(), &env.pki(), Some("alice"), None, b"http/1.1")
+        .await
+        .unwrap();
+    let req = "wss://localhost/v1/bmcs/node01/console"
+        .into_client_request()
+        .unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async(req, tls).await.unwrap();
+    ws.send(Message::Binary(b"\r".to_vec())).await.unwrap();
+    echoed(&mut ws, b"login: ").await;
+    let mut took = Vec::new();
+    for c in b"abcdefghij" {
+        let t = Instant::now();
+        ws.send(Message::Binary(vec![*c])).await.unwrap();
+        echoed(&mut ws, &[*c]).await;
+        took.push(t.elapsed());
+    }
+    took.sort();
+    assert!(
+        took[took.len() / 2] < Duration::from_millis(150),
+        "echo times {took:?}"
+    );
+    drop(ws);
+    env.stop().await;
+}
+
+/// Reads the console until `want` has arrived.
+async fn echoed(ws: &mut tokio_tungstenite::WebSocketStream<common::gateway::Tls>, want: &[u8]) {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let mut seen = Vec::new();
+    let end = tokio::time::Instant::now() + WAIT;
+    while !seen.windows(want.len()).any(|w| w == want) {
+        match tokio::time::timeout_at(end, ws.next()).await {
+            Ok(Some(Ok(Message::Binary(b)))) => seen.extend(b),
+            Ok(Some(Ok(_))) => {}
+            other => panic!("no {want:?}: {other:?}"),
+        }
+    }
 }

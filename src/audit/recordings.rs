@@ -156,25 +156,28 @@ mod tests {
     #[test]
     fn an_intact_recording_passes_and_every_kind_of_change_is_found() {
         let (dir, t) = setup(&[b"header\n", b"[1,\"o\",\"x\"]\n"]);
-        assert_eq!(verify_recordings(&[t.clone()], dir.path()).unwrap(), Ok(1));
+        assert_eq!(
+            verify_recordings(std::slice::from_ref(&t), dir.path()).unwrap(),
+            Ok(1)
+        );
         let p = dir.path().join("n-1.cast");
         let orig = std::fs::read(&p).unwrap();
         let mut changed = orig.clone();
         changed[9] ^= 1;
         std::fs::write(&p, &changed).unwrap();
-        let m = verify_recordings(&[t.clone()], dir.path())
+        let m = verify_recordings(std::slice::from_ref(&t), dir.path())
             .unwrap()
             .unwrap_err();
         assert_eq!((m.offset, m.what.starts_with("changed")), (7, true));
         std::fs::write(&p, &orig[..10]).unwrap();
-        let m = verify_recordings(&[t.clone()], dir.path())
+        let m = verify_recordings(std::slice::from_ref(&t), dir.path())
             .unwrap()
             .unwrap_err();
         assert!(m.what.starts_with("truncated"), "{m}");
         let mut longer = orig.clone();
         longer.extend_from_slice(b"more");
         std::fs::write(&p, &longer).unwrap();
-        assert!(verify_recordings(&[t.clone()], dir.path())
+        assert!(verify_recordings(std::slice::from_ref(&t), dir.path())
             .unwrap()
             .is_err());
         std::fs::remove_file(&p).unwrap();

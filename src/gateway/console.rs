@@ -410,7 +410,7 @@ impl Console {
     /// Keystrokes from attachment `id`: sent only when it is the writer.
     pub fn keys(&self, id: u64, bytes: &[u8]) -> bool {
         let mut hub = self.hub.lock().expect("hub");
-        if !hub.writer.as_ref().is_some_and(|(w, _)| *w == id) {
+        if hub.writer.as_ref().is_none_or(|(w, _)| *w != id) {
             return false;
         }
         if let Some(rec) = hub.rec.as_mut() {
@@ -422,7 +422,7 @@ impl Console {
     /// A serial break from attachment `id` (the writer).
     pub fn serial_break(&self, id: u64, user: &str) -> bool {
         let mut hub = self.hub.lock().expect("hub");
-        if !hub.writer.as_ref().is_some_and(|(w, _)| *w == id) {
+        if hub.writer.as_ref().is_none_or(|(w, _)| *w != id) {
             return false;
         }
         hub.marker(&format!("break {user}"));
