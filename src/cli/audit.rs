@@ -74,6 +74,10 @@ struct QueryArgs {
     /// Requests before (RFC 3339 or YYYY-MM-DD, UTC).
     #[arg(long)]
     until: Option<String>,
+    /// Console sessions instead of requests: who, BMC, start, end, writer
+    /// changes, recording file (with --user, --target, --since, --until).
+    #[arg(long, conflicts_with_all = ["command", "decision", "request_id"])]
+    console: bool,
     /// JSON lines (request with its result) instead of a table.
     #[arg(long)]
     json: bool,
@@ -207,11 +211,25 @@ fn run_query(a: QueryArgs) -> Result<(), CliError> {
         until: time(&a.until, "--until")?,
     };
     let files = chain::expand(&a.files).map_err(CliError::usage)?;
+    if a.console {
+        return query_consoles(&files, &filter, a.json);
+    }
     let rows = query::query(&files, &filter).map_err(CliError::usage)?;
     if a.json {
         rows.iter().for_each(|r| outln!("{}", r.to_json()));
     } else {
         super::out::write(&query::table(&rows));
+    }
+    Ok(())
+}
+
+/// `audit query --console`: one line per console session.
+fn query_consoles(files: &[PathBuf], filter: &Filter, json: bool) -> Result<(), CliError> {
+    let rows = query::console::consoles(files, filter).map_err(CliError::usage)?;
+    if json {
+        rows.iter().for_each(|r| outln!("{}", r.to_json()));
+    } else {
+        super::out::write(&query::console::table(&rows));
     }
     Ok(())
 }

@@ -520,6 +520,7 @@ async fn run(
         let kind = match refusal {
             Refusal::SessionCommand => ErrorKind::SessionCommandForbidden,
             Refusal::Undecodable(_) => ErrorKind::UndecodableBridgedMessage,
+            Refusal::PayloadCommand => ErrorKind::PayloadCommandForbidden,
         };
         let e = ApiError::new(kind, refusal.describe());
         return denied_answer(
@@ -705,42 +706,18 @@ async fn console_route(
         },
         classified: console_classified(write, force, !shared.consoles.is_open(bmc)),
     };
-    let permit =
-        match shared
-            .runtime()
-            .policy
-            .decide_classified(user, Some(source), bmc, &asked.classified)
-        {
-            Ok(p) => p,
-            Err(d) => {
-                let (d, name) = *d;
-                return denied(shared, &asked, d, &name).await;
-            }
-        };
-    if let Err(e) = shared
-        .audit
-        .record_permit(asked.record(None, None), permit)
-        .await
-    {
-        tracing::error!(error = %e, "console refused: audit record not durable");
-        let e = ApiError::new(
-            ErrorKind::AuditUnavailable,
-            "the audit trail is unavailable",
-        );
-        return fail(&e, Some(&caller.id));
+    if let Err(answer) = console_permit(shared, &asked).await {
+        return answer;
     }
-    let attached = shared.consoles.attach(user, bmc, write, force);
-    let a = match attached {
+    let a = match shared.consoles.attach(user, bmc, write, force) {
         Ok(a) => a,
         Err(e) => return console_refused(caller, e),
     };
-    let rt = shared.runtime();
-    let may_break = rt.policy.decide_classified(
-        user,
-        Some(source),
-        bmc,
-        &Classified::of_name("console.break").expect("named"),
-    );
+    let brk = Classified::of_name("console.break").expect("named");
+    let may_break = shared
+        .runtime()
+        .policy
+        .decide_classified(user, Some(source), bmc, &brk);
     let rights = super::console::ws::Rights {
         brk: may_break.is_ok(),
     };
@@ -751,6 +728,43 @@ async fn console_route(
     shared.jobs.spawn(super::console::ws::serve(
         upgrade, a, rights, conn, idle, max,
     ));
+    switching_protocols(&key)
+}
+
+/// Policy's decision on a console attach, recorded durably before anything
+/// happens; the answer to give when it is not allowed.
+async fn console_permit(shared: &Arc<Shared>, asked: &Asked<'_>) -> Result<(), Answer> {
+    let user = asked.caller.user();
+    let source = asked.caller.conn.source;
+    let decision =
+        shared
+            .runtime()
+            .policy
+            .decide_classified(user, Some(source), asked.bmc, &asked.classified);
+    let permit = match decision {
+        Ok(p) => p,
+        Err(d) => {
+            let (d, name) = *d;
+            return Err(denied(shared, asked, d, &name).await);
+        }
+    };
+    if let Err(e) = shared
+        .audit
+        .record_permit(asked.record(None, None), permit)
+        .await
+    {
+        tracing::error!(error = %e, "console refused: audit record not durable");
+        let e = ApiError::new(
+            ErrorKind::AuditUnavailable,
+            "the audit trail is unavailable",
+        );
+        return Err(fail(&e, Some(&asked.caller.id)));
+    }
+    Ok(())
+}
+
+/// The 101 answer that completes a WebSocket upgrade (RFC 6455 §4.2.2).
+fn switching_protocols(key: &str) -> Answer {
     let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
     let mut answer = Response::new(Full::new(Bytes::new()));
     *answer.status_mut() = StatusCode::SWITCHING_PROTOCOLS;

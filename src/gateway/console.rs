@@ -121,6 +121,9 @@ impl std::fmt::Debug for Consoles {
 pub struct Console {
     /// The BMC's name.
     pub bmc: String,
+    /// The recording's file name: it also names this console session in
+    /// every record of it (`audit query --console` groups by it).
+    pub recording: String,
     hub: Mutex<Hub>,
     input: mpsc::Sender<Input>,
     audit: AuditWriter,
@@ -150,6 +153,10 @@ pub struct Attachment {
     pub scrollback: Vec<u8>,
     /// Everything after it.
     pub rx: broadcast::Receiver<Out>,
+    /// Keystroke frames refused because it held no writer seat (the first
+    /// is audited at once, the count at detach: a viewer typing cannot
+    /// flood the trail).
+    pub refused_inputs: u64,
     consoles: Arc<Consoles>,
 }
 
@@ -190,11 +197,15 @@ impl Consoles {
         write: bool,
         force: bool,
     ) -> Result<Attachment, AttachError> {
-        self.reserve(user)?;
+        if let Err(e) = self.reserve(user) {
+            self.audit_refusal(user, bmc, &e);
+            return Err(e);
+        }
         let console = match self.console(bmc, user) {
             Ok(c) => c,
             Err(e) => {
                 self.release(user);
+                self.audit_refusal(user, bmc, &e);
                 return Err(e);
             }
         };
@@ -206,12 +217,28 @@ impl Consoles {
                 console,
                 scrollback,
                 rx,
+                refused_inputs: 0,
                 consoles: self.clone(),
             }),
             Err(e) => {
                 self.release(user);
+                self.audit_refusal(user, bmc, &e);
                 Err(e)
             }
+        }
+    }
+
+    /// A console record for an attach the hub refused (policy had allowed
+    /// it, so the trail must say why it did not happen).
+    fn audit_refusal(&self, user: &str, bmc: &str, e: &AttachError) {
+        let reason = match e {
+            AttachError::SeatTaken(holder) => format!("writer seat held by {holder}"),
+            AttachError::Limit(which) => format!("limit {which}"),
+            AttachError::Unavailable(why) => why.clone(),
+        };
+        let rec = json!({"action": "refused", "bmc": bmc, "user": user, "reason": reason});
+        if let Err(e) = self.audit.append_queued(Event::Console(rec)) {
+            tracing::error!(error = %e, bmc, "console audit record not written");
         }
     }
 
@@ -254,9 +281,11 @@ impl Consoles {
             .clone();
         let rec = record::Recorder::create(&self.dir, bmc, &self.cfg, self.audit.clone())
             .map_err(|e| AttachError::Unavailable(format!("recording: {e}")))?;
+        let recording = rec.name();
         let (input, rx) = mpsc::channel(256);
         let console = Arc::new(Console {
             bmc: bmc.to_string(),
+            recording,
             hub: Mutex::new(Hub {
                 scrollback: VecDeque::new(),
                 cap: self.cfg.scrollback_bytes,
@@ -277,7 +306,7 @@ impl Consoles {
     }
 
     fn detach(&self, a: &Attachment) {
-        a.console.leave(a.id, &a.user);
+        a.console.leave(a.id, &a.user, a.refused_inputs);
         self.release(&a.user);
         let mut open = self.open.lock().expect("consoles");
         if a.console.hub.lock().expect("hub").attached.is_empty() {
@@ -319,6 +348,7 @@ impl Console {
     /// on the trail).
     pub fn audit(&self, mut fields: serde_json::Value) {
         fields["bmc"] = json!(self.bmc);
+        fields["recording"] = json!(self.recording);
         if let Err(e) = self.audit.append_queued(Event::Console(fields)) {
             tracing::error!(error = %e, bmc = %self.bmc, "console audit record not written");
         }
@@ -362,10 +392,10 @@ impl Console {
         Ok((hub.scrollback.iter().copied().collect(), rx))
     }
 
-    fn leave(&self, id: u64, user: &str) {
+    fn leave(&self, id: u64, user: &str, refused_inputs: u64) {
         let mut hub = self.hub.lock().expect("hub");
         hub.attached.remove(&id);
-        self.audit(json!({"action": "detach", "user": user}));
+        self.audit(json!({"action": "detach", "user": user, "refused_inputs": refused_inputs}));
         hub.marker(&format!("detach {user}"));
         if hub.writer.as_ref().is_some_and(|(w, _)| *w == id) {
             hub.writer = None;
@@ -410,7 +440,7 @@ impl Console {
     /// Keystrokes from attachment `id`: sent only when it is the writer.
     pub fn keys(&self, id: u64, bytes: &[u8]) -> bool {
         let mut hub = self.hub.lock().expect("hub");
-        if hub.writer.as_ref().is_none_or(|(w, _)| *w != id) {
+        if !hub.writes(id) {
             return false;
         }
         if let Some(rec) = hub.rec.as_mut() {
@@ -422,7 +452,7 @@ impl Console {
     /// A serial break from attachment `id` (the writer).
     pub fn serial_break(&self, id: u64, user: &str) -> bool {
         let mut hub = self.hub.lock().expect("hub");
-        if hub.writer.as_ref().is_none_or(|(w, _)| *w != id) {
+        if !hub.writes(id) {
             return false;
         }
         hub.marker(&format!("break {user}"));
@@ -464,6 +494,11 @@ impl Console {
 }
 
 impl Hub {
+    /// Whether attachment `id` holds the writer seat.
+    fn writes(&self, id: u64) -> bool {
+        self.writer.as_ref().is_some_and(|(w, _)| *w == id)
+    }
+
     fn marker(&mut self, text: &str) {
         if let Some(rec) = self.rec.as_mut() {
             rec.marker(text);

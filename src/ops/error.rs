@@ -69,6 +69,7 @@ kinds! {
     SourceNotAllowed = "source_not_allowed", 403, EXIT_DENIED;
     SessionCommandForbidden = "session_command_forbidden", 403, EXIT_DENIED;
     UndecodableBridgedMessage = "undecodable_bridged_message", 403, EXIT_DENIED;
+    PayloadCommandForbidden = "payload_command_forbidden", 403, EXIT_DENIED;
     CertificateRevoked = "certificate_revoked", 403, EXIT_DENIED;
     NoUserForCertificate = "no_user_for_certificate", 403, EXIT_DENIED;
     RateLimited = "rate_limited", 429, EXIT_DENIED;
@@ -167,7 +168,8 @@ impl std::fmt::Display for ApiError {
             ErrorKind::Denied
             | ErrorKind::SourceNotAllowed
             | ErrorKind::SessionCommandForbidden
-            | ErrorKind::UndecodableBridgedMessage => write!(f, "denied: {}", self.message),
+            | ErrorKind::UndecodableBridgedMessage
+            | ErrorKind::PayloadCommandForbidden => write!(f, "denied: {}", self.message),
             k => write!(f, "{} ({})", self.message, k.code()),
         }
     }

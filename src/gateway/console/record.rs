@@ -73,6 +73,15 @@ impl Recorder {
         &self.path
     }
 
+    /// The file's name (what the trail's records carry: the directory may
+    /// move with the trail).
+    pub fn name(&self) -> String {
+        self.path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
     fn line(&mut self, text: String) {
         self.pending.extend_from_slice(text.as_bytes());
         self.pending.push(b'\n');
@@ -135,11 +144,7 @@ impl Recorder {
             tracing::error!(error = %e, file = %self.path.display(), "recording write failed");
             return;
         }
-        let name = self
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let name = self.name();
         let rec = json!({"action": "recording_chunk", "bmc": self.bmc, "file": name,
             "chunk": self.chunk, "offset": self.offset, "length": chunk.len(),
             "sha256": hex::encode(Sha256::digest(&chunk))});
@@ -154,7 +159,7 @@ impl Recorder {
     pub fn finish(mut self) {
         self.flush();
         let _ = self.file.sync_all();
-        let name = self.path.display().to_string();
+        let name = self.name();
         let rec = json!({"action": "recording_end", "bmc": self.bmc, "file": name,
             "chunks": self.chunk, "length": self.offset});
         let _ = self.audit.append_queued(Event::Console(rec));

@@ -479,3 +479,26 @@ fn the_bmc_saying_sol_inactive_ends_it_and_a_closed_session_frees_it() {
     net.bmc.handle_datagram(net.now, &close, &mut NoApp);
     assert_eq!(net.bmc.sol_owner(), None);
 }
+
+/// The BMC side takes SOL packets only from the session holding the
+/// payload: keystrokes from a console that lost it (taken over, not yet
+/// told) are counted as refused and never reach the host.
+#[test]
+fn sol_packets_from_a_session_without_the_payload_are_refused() {
+    let mut net = Net::new(settings());
+    let mut first = net.start(SolConfig::new(PORT), CipherSuite::Suite17);
+    let mut cfg = SolConfig::new(PORT);
+    cfg.take_over = true;
+    let second = net.start(cfg, CipherSuite::Suite17);
+    assert_eq!(net.bmc.sol_owner(), Some(second.session().bmc_session_id()));
+    assert_eq!(first.state(), SolState::Active, "not told yet");
+    let refused = net.bmc.stats().sol_refused;
+    assert_eq!(first.write(net.now, b"evil\r"), 5);
+    let sent: Vec<Vec<u8>> = std::iter::from_fn(|| first.poll_transmit()).collect();
+    assert!(sent.iter().any(|d| is_sol(d)), "keystrokes went out");
+    for d in sent {
+        let _ = net.bmc.handle_datagram(net.now, &d, &mut NoApp);
+    }
+    assert!(net.bmc.stats().sol_refused > refused);
+    assert!(net.bmc.sol_read().is_empty(), "nothing reached the host");
+}
