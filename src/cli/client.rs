@@ -549,7 +549,7 @@ fn client_request_id() -> String {
 
 /// A gateway answer that is not a success, as the CLI reports it. When
 /// the outcome is unknown, the message says how to find it in the trail.
-fn failure(status: StatusCode, body: &[u8]) -> CliError {
+pub(crate) fn failure(status: StatusCode, body: &[u8]) -> CliError {
     let e = ApiError::from_answer(status.as_u16(), body);
     let mut message = e.to_string();
     let v: Value = serde_json::from_slice(body).unwrap_or_default();
@@ -977,4 +977,92 @@ pub(crate) fn encode(name: &str) -> String {
             }
         })
         .collect()
+}
+
+/// A console WebSocket to the gateway (HTTP/1.1 upgrade over mTLS).
+pub(crate) type ConsoleSocket =
+    tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+
+/// Opens the console WebSocket at `path` with the options' gateway and
+/// identity: the socket, or the gateway's refusal as the other verbs
+/// report it (3 denied, 4 BMC error, 2 connection).
+pub(crate) async fn console_socket(o: &ClientOpts, path: &str) -> Result<ConsoleSocket, CliError> {
+    let s = settings(o)?;
+    let tls = tls_config(&s)?;
+    upgrade(&s, tls, path).await.map_err(|(_, e)| e)
+}
+
+impl Gateway {
+    /// [`console_socket`] with this connection's settings (the bridge);
+    /// a refusal also gives the gateway's HTTP status.
+    pub(crate) async fn console_socket(
+        &self,
+        path: &str,
+    ) -> Result<ConsoleSocket, (Option<u16>, CliError)> {
+        upgrade(&self.inner.settings, (*self.inner.tls).clone(), path).await
+    }
+}
+
+/// Largest frame taken from the gateway (it sends at most 64 KiB of
+/// scrollback in one frame).
+const MAX_CONSOLE_FRAME: usize = 1024 * 1024;
+
+async fn upgrade(
+    s: &Settings,
+    mut tls: rustls::ClientConfig,
+    path: &str,
+) -> Result<ConsoleSocket, (Option<u16>, CliError)> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    // WebSocket upgrades are HTTP/1.1 only.
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let server_name = rustls::pki_types::ServerName::try_from(s.host.clone()).map_err(|_| {
+        let e = CliError::usage(format!("gateway host {:?} is not a valid name", s.host));
+        (None, e)
+    })?;
+    let host = if s.host.contains(':') {
+        format!("[{}]", s.host)
+    } else {
+        s.host.clone()
+    };
+    let req = format!("wss://{host}:{}{path}", s.port)
+        .into_client_request()
+        .map_err(|e| (None, CliError::usage(format!("console request: {e}"))))?;
+    let cfg = tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+        max_message_size: Some(MAX_CONSOLE_FRAME),
+        max_frame_size: Some(MAX_CONSOLE_FRAME),
+        ..Default::default()
+    };
+    let dialing = async {
+        let tcp = tokio::net::TcpStream::connect((s.host.as_str(), s.port))
+            .await
+            .map_err(|e| {
+                let e = conn_error(format!("cannot connect to {}:{}: {e}", s.host, s.port));
+                (None, e)
+            })?;
+        let _ = tcp.set_nodelay(true);
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(tls))
+            .connect(server_name, tcp)
+            .await
+            .map_err(|e| (None, tls_error(s, &e)))?;
+        match tokio_tungstenite::client_async_with_config(req, tls, Some(cfg)).await {
+            Ok((ws, _)) => Ok(ws),
+            Err(WsError::Http(r)) => {
+                let body = r.body().clone().unwrap_or_default();
+                Err((Some(r.status().as_u16()), failure(r.status(), &body)))
+            }
+            Err(e) => Err((None, conn_error(format!("console upgrade: {e}")))),
+        }
+    };
+    tokio::time::timeout(s.timeout, dialing)
+        .await
+        .map_err(|_| {
+            let e = conn_error(format!(
+                "no answer from the gateway at {}:{} within {} s (--timeout)",
+                s.host,
+                s.port,
+                s.timeout.as_secs()
+            ));
+            (None, e)
+        })?
 }

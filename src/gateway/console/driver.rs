@@ -146,6 +146,9 @@ async fn pump(
     let mut activated = false;
     let mut flush = tokio::time::interval(FLUSH_EVERY);
     loop {
+        // Keystrokes first, so that their packet leaves in this turn and
+        // not at the engine's next timer (up to the retry interval later).
+        feed(sol, &mut keys);
         while let Some(d) = sol.poll_transmit() {
             let _ = socket.send(&d).await;
         }
@@ -161,7 +164,6 @@ async fn pump(
         if !out.is_empty() {
             console.output(&out);
         }
-        feed(sol, &mut keys);
         let at = sol
             .poll_timeout()
             .map(Instant::from_std)

@@ -1021,6 +1021,21 @@ impl Endpoint {
             id::GET_SYSTEM_GUID if !self.cfg.forward_system_guid => {
                 (CompletionCode::OK, self.cfg.guid.to_vec())
             }
+            id::ACTIVATE_PAYLOAD if self.cfg.sol.is_some_and(|s| s.owner_decides) => {
+                match self.activate_refusal(a, &req.data) {
+                    Some(refusal) => refusal,
+                    None => {
+                        let cmd = AppCommand {
+                            bmc_sid,
+                            console_sid,
+                            privilege: a.privilege,
+                            received_at: now,
+                            request: req,
+                        };
+                        return (Some(Received::Command(cmd)), None);
+                    }
+                }
+            }
             cmd if self.cfg.sol.is_some() && sol::is_sol_command(cmd) => {
                 self.sol_command(bmc_sid, console_sid, a, &req)
             }

@@ -42,6 +42,10 @@ struct Net {
     /// SOL datagrams for a console not being driven now.
     held: Vec<Vec<u8>>,
     logins: u64,
+    /// For an owner-decided activation: accept it (else refuse, 0x80).
+    accept: bool,
+    /// Activations the endpoint left to its owner.
+    asked: u32,
 }
 
 fn is_sol(d: &[u8]) -> bool {
@@ -75,6 +79,8 @@ impl Net {
             silent: false,
             held: Vec::new(),
             logins: 0,
+            accept: true,
+            asked: 0,
         }
     }
 
@@ -119,7 +125,7 @@ impl Net {
                 if self.lost(&d, true) {
                     continue;
                 }
-                if let Some(reply) = self.bmc.handle_datagram(self.now, &d, &mut NoApp) {
+                if let Some(reply) = self.bmc_takes(&d) {
                     self.deliver(sol, reply.bytes);
                 }
             }
@@ -141,6 +147,27 @@ impl Net {
             }
         }
         panic!("no quiet after {MAX_STEPS} steps")
+    }
+
+    /// One datagram to the BMC, as its owner would run it: commands are
+    /// NoApp's, except an owner-decided activation.
+    fn bmc_takes(&mut self, d: &[u8]) -> Option<crate::ipmi::session::bmc::Outgoing> {
+        use crate::ipmi::session::bmc::Received;
+        match self.bmc.receive(self.now, d)? {
+            Received::Reply(out) => Some(out),
+            Received::Command(cmd) if cmd.request().cmd == 0x48 => {
+                self.asked += 1;
+                if self.accept {
+                    self.bmc.sol_accept(cmd)
+                } else {
+                    self.bmc.answer(cmd, CompletionCode(0x80), vec![])
+                }
+            }
+            Received::Command(cmd) => {
+                let (cc, data) = NoApp.execute(self.now, cmd.privilege(), cmd.request());
+                self.bmc.answer(cmd, cc, data)
+            }
+        }
     }
 
     fn deliver(&mut self, sol: &mut SolConsole, d: Vec<u8>) {
@@ -292,6 +319,38 @@ fn a_full_bmc_takes_part_and_the_rest_follows_in_order() {
     });
     assert_eq!(got, b"0123456789");
     assert!(sol.link_stats().nacks >= 1);
+}
+
+/// A front end's endpoint (the bridge) leaves a valid activation to its
+/// owner, who accepts or refuses it; one the endpoint itself must refuse
+/// (a payload already held) never reaches the owner.
+#[test]
+fn an_owner_decided_activation_is_the_owners_to_accept_or_refuse() {
+    let mut s = settings();
+    s.owner_decides = true;
+    let mut net = Net::new(s);
+    net.accept = false;
+    let mut refused = net.start(SolConfig::new(PORT), CipherSuite::Suite17);
+    assert_eq!(net.asked, 1);
+    assert_eq!(
+        ended(&mut refused),
+        Some(SolEnd::Failed(SolError::AlreadyActive))
+    );
+    assert_eq!(net.bmc.sol_owner(), None, "a refusal activates nothing");
+    net.accept = true;
+    let mut sol = net.start(SolConfig::new(PORT), CipherSuite::Suite3);
+    assert_eq!(net.asked, 2);
+    assert_eq!(sol.state(), SolState::Active);
+    assert_eq!(net.bmc.sol_owner(), Some(sol.session().bmc_session_id()));
+    assert_eq!(sol.write(net.now, b"ls\r"), 3);
+    net.settle(&mut sol);
+    assert_eq!(net.bmc.sol_read(), b"ls\r");
+    let mut second = net.start(SolConfig::new(PORT), CipherSuite::Suite17);
+    assert_eq!(net.asked, 2, "the endpoint refused it itself");
+    assert_eq!(
+        ended(&mut second),
+        Some(SolEnd::Failed(SolError::AlreadyActive))
+    );
 }
 
 #[test]
