@@ -887,12 +887,12 @@ impl Endpoint {
             icv,
         };
         let reply = setup_reply(PayloadKind::RAKP4, |o| r4.emit(o), false);
-        self.activate(now, r3.bmc_sid, &sent, keys, (payload, &reply));
+        self.establish(now, r3.bmc_sid, &sent, keys, (payload, &reply));
         Some(reply)
     }
 
     /// Turns a session whose RAKP 3 verified into an established one.
-    fn activate(
+    fn establish(
         &mut self,
         now: Instant,
         bmc_sid: u32,
