@@ -58,6 +58,8 @@
 //!   retries, keepalive, re-login; multi-step reads (SDR, SEL, FRU).
 //! - [`ops`]: the operations users name (power, sensors, boot, raw, ...),
 //!   their HTTP and CLI codec, errors with status and exit codes.
+//! - [`metrics`]: the Prometheus registry and exposition, ipmi_exporter
+//!   names for BMC sensors.
 //! - [`scan`]: BMC security posture (`ipmigw scan`): probes, findings,
 //!   table/JSON/SARIF reports; audited through [`audit`].
 //! - [`sim`]: a simulated BMC (RMCP+ server side) for tests, demos and
@@ -69,12 +71,14 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod alerts;
 pub mod audit;
 pub mod bmc;
 pub mod cli;
 pub mod config;
 pub mod gateway;
 pub mod ipmi;
+pub mod metrics;
 pub mod ops;
 pub mod pki;
 pub mod policy;

@@ -440,3 +440,60 @@ fn check_config_counts_in_the_singular_for_one() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("\n1 user, 1 role, 1 BMC\n"), "{out}");
 }
+
+/// Refused certificates are named as such, every time: TLS 1.3 refuses a
+/// client certificate after the client's handshake, under its first
+/// request, so the gateway must not reset the connection before the client
+/// reads the alert, and answers a certificate that maps to no user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_says_why_its_certificate_was_refused() {
+    use ipmigw::pki::{self, ClientCertSpec};
+    let env = Env::start(1, |d| {
+        let p = d.join("pki");
+        pki::issue_client(&p, &ClientCertSpec::new("nobody")).unwrap();
+        let mut expired = ClientCertSpec::new("old");
+        expired.valid_for = time::Duration::days(-1);
+        pki::issue_client(&p, &expired).unwrap();
+        pki::issue_client(&p, &ClientCertSpec::new("carol")).unwrap();
+        pki::revoke(&p, "carol").unwrap();
+        // The same CA name, another key: its signatures do not verify.
+        pki::init(
+            &d.join("other"),
+            &["mallory".into()],
+            &["localhost".into()],
+            &[],
+        )
+        .unwrap();
+    })
+    .await;
+    let other = env.pki().parent().unwrap().join("other");
+    let cases = [
+        ("carol", env.pki(), 2, "it is revoked"),
+        ("old", env.pki(), 2, "expired"),
+        (
+            "mallory",
+            other,
+            2,
+            "not issued by the CA the gateway trusts",
+        ),
+        (
+            "nobody",
+            env.pki(),
+            3,
+            "maps this client certificate to no user",
+        ),
+    ];
+    for (user, dir, code, says) in cases {
+        // Several times: the reset that lost the alert was a race.
+        for _ in 0..3 {
+            let mut c = ipmigw_as(env.addr(), &env.pki(), user);
+            c.env("IPMIGW_CERT", dir.join(format!("{user}.crt")))
+                .env("IPMIGW_KEY", dir.join(format!("{user}.key")))
+                .args(["power", "off", "node01"]);
+            let (rc, _, err) = output_of(c).await;
+            assert_eq!(rc, code, "{user}: {err}");
+            assert!(err.contains(says), "{user}: {err}");
+            assert!(!err.contains("outcome unknown"), "{user}: {err}");
+        }
+    }
+}

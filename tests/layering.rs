@@ -19,11 +19,13 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("bmc", &["ipmi", "secret"]),
     ("ops", &["bmc", "ipmi"]),
     ("sim", &["ipmi", "secret"]),
+    ("metrics", &["ipmi"]),
+    ("alerts", &["secret"]),
     ("scan", &["audit", "bmc", "ipmi", "secret"]),
     (
         "gateway",
         &[
-            "audit", "bmc", "config", "ipmi", "ops", "pki", "policy", "secret",
+            "audit", "bmc", "config", "ipmi", "metrics", "ops", "pki", "policy", "secret",
         ],
     ),
     (

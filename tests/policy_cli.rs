@@ -31,7 +31,7 @@ fn check_config_accepts_the_example_and_summarises_each_user() {
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(0), "{out}{err}");
     assert!(out.contains("4 users, 4 roles, 3 BMCs"), "{out}");
-    assert!(out.contains("user bob (email:bob@example.com), roles: viewer\n  on node01, node02, db01:\n    mc.info, chassis.status, sensor.read, sdr.read, sel.read, fru.read\n"), "{out}");
+    assert!(out.contains("user bob (email:bob@example.com), roles: viewer\n  on node01, node02, db01:\n    mc.info, chassis.status, sensor.read, sdr.read, sel.read, fru.read, console.read\n"), "{out}");
     assert!(
         out.contains("user dave (email:dave@example.com), roles: auditor\n  no BMC commands"),
         "{out}"

@@ -20,6 +20,7 @@ mod group;
 mod held;
 pub mod line;
 pub mod query;
+pub mod recordings;
 pub mod settings;
 pub mod unfinished;
 pub mod verify;
@@ -427,6 +428,9 @@ pub enum Event {
         /// Why not.
         error: Option<String>,
     },
+    /// A console event (attach, detach, seat change, BMC-side change,
+    /// recording chunk): a JSON object whose `action` says which.
+    Console(serde_json::Value),
 }
 
 impl Event {
@@ -439,6 +443,7 @@ impl Event {
             Event::DenialSummary(_) => "denial_summary",
             Event::Scan(_) => "scan",
             Event::ConfigReload { .. } => "config_reload",
+            Event::Console(_) => "console",
         }
     }
 
@@ -449,6 +454,7 @@ impl Event {
             Event::Tls(r) => serde_json::to_string(r),
             Event::BmcSession(r) => serde_json::to_string(r),
             Event::DenialSummary(r) => serde_json::to_string(r),
+            Event::Console(v) => serde_json::to_string(v),
             Event::Scan(r) => serde_json::to_string(r),
             Event::ConfigReload {
                 policy_sha256,

@@ -12,6 +12,8 @@ use time::OffsetDateTime;
 
 use crate::policy::glob::CommandPattern;
 
+pub mod console;
+
 /// What to keep.
 #[derive(Debug, Default)]
 pub struct Filter {
@@ -174,8 +176,13 @@ pub fn table(rows: &[Row]) -> String {
             ]
         })
         .collect();
+    layout(&header, &cells)
+}
+
+/// Header and rows as aligned columns (shared with the console table).
+fn layout<const N: usize>(header: &[&str; N], cells: &[[String; N]]) -> String {
     let mut widths = header.map(str::len);
-    for c in &cells {
+    for c in cells {
         for (w, v) in widths.iter_mut().zip(c) {
             *w = (*w).max(v.chars().count());
         }
@@ -190,8 +197,8 @@ pub fn table(rows: &[Row]) -> String {
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
     };
-    push(&header);
-    for c in &cells {
+    push(header);
+    for c in cells {
         push(&c.each_ref().map(String::as_str));
     }
     out

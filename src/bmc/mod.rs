@@ -153,4 +153,9 @@ pub trait Transact {
     async fn transact(&self, req: RawRequest) -> Result<RawResponse, BmcError>;
     /// The BMC's address, for error messages.
     fn addr(&self) -> SocketAddr;
+    /// The SDR cache kept for this BMC, when there is one (the gateway's
+    /// pool keeps one per BMC; one-off clients read the repository each time).
+    fn sdr_cache(&self) -> Option<&reads::SdrCache> {
+        None
+    }
 }

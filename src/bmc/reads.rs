@@ -32,6 +32,9 @@ pub struct SensorValue {
     pub name: String,
     /// Sensor number.
     pub number: u8,
+    /// The SDR record's id (what freeipmi, and so ipmi_exporter, call a
+    /// sensor's id).
+    pub record_id: u16,
     /// Sensor type code.
     pub sensor_type: u8,
     /// Converted reading, when there is one.
@@ -114,14 +117,79 @@ fn chunk_went_through(
     }
 }
 
+/// The parsed sensor records of one BMC's SDR repository, kept with the
+/// repository's record count and add/erase timestamps when it was read:
+/// while those stay the same the repository has not changed, and a sensor
+/// read needs only the readings.
+#[derive(Debug, Default)]
+pub struct SdrCache {
+    held: std::sync::Mutex<Option<(Stamp, Vec<SensorRecord>)>>,
+    walks: std::sync::atomic::AtomicU64,
+}
+
+/// What identifies a version of an SDR repository: record count, most
+/// recent addition, most recent erase.
+type Stamp = (u16, u32, u32);
+
+impl SdrCache {
+    /// How many times the repository was walked (not served from cache).
+    pub fn walks(&self) -> u64 {
+        self.walks.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn get(&self, stamp: Stamp) -> Option<Vec<SensorRecord>> {
+        let held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        held.as_ref()
+            .filter(|(s, _)| *s == stamp)
+            .map(|(_, r)| r.clone())
+    }
+
+    fn put(&self, stamp: Stamp, records: Vec<SensorRecord>) {
+        self.walks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        *self.held.lock().unwrap_or_else(|p| p.into_inner()) = Some((stamp, records));
+    }
+}
+
+/// The sensor records of the repository: from `t`'s cache while the
+/// repository's stamp is unchanged, else walked (and cached when `t` has a
+/// cache and the BMC gave a stamp).
+async fn sensor_records<T: Transact>(t: &T) -> Result<Vec<SensorRecord>, BmcError> {
+    let info = run(t, &GetSdrRepositoryInfo).await.ok();
+    let stamp = info.map(|i| (i.record_count, i.last_add, i.last_erase));
+    if let (Some(cache), Some(stamp)) = (t.sdr_cache(), stamp) {
+        if let Some(records) = cache.get(stamp) {
+            return Ok(records);
+        }
+    }
+    let limit = info.map_or(MAX_RECORDS, |i| usize::from(i.record_count) + 8);
+    let records: Vec<SensorRecord> = walk_sdr(t, limit.min(MAX_RECORDS))
+        .await?
+        .iter()
+        .filter_map(|raw| match sdr::parse_record(raw) {
+            Ok(SdrRecord::Sensor(s)) => Some(s),
+            _ => None,
+        })
+        .collect();
+    if let (Some(cache), Some(stamp)) = (t.sdr_cache(), stamp) {
+        cache.put(stamp, records.clone());
+    }
+    Ok(records)
+}
+
 /// Reads every record of the SDR repository, raw (header included).
 pub async fn read_sdr_repository<T: Transact>(t: &T) -> Result<Vec<Vec<u8>>, BmcError> {
-    let addr = t.addr();
     let limit = match run(t, &GetSdrRepositoryInfo).await {
         Ok(info) => usize::from(info.record_count) + 8,
         Err(_) => MAX_RECORDS,
     }
     .min(MAX_RECORDS);
+    walk_sdr(t, limit).await
+}
+
+/// Walks the repository's record chain, at most `limit` records.
+async fn walk_sdr<T: Transact>(t: &T, limit: usize) -> Result<Vec<Vec<u8>>, BmcError> {
+    let addr = t.addr();
     let mut restarts = 0;
     'restart: loop {
         let reservation = reserve_sdr(t).await?;
@@ -243,13 +311,11 @@ async fn read_sdr_record<T: Transact>(
     })
 }
 
-/// Reads the SDR repository and every sensor's reading.
+/// Reads the SDR repository (or its cached sensor records, while it is
+/// unchanged) and every sensor's reading.
 pub async fn read_sensors<T: Transact>(t: &T) -> Result<Vec<SensorValue>, BmcError> {
     let mut out = Vec::new();
-    for raw_record in read_sdr_repository(t).await? {
-        let Ok(SdrRecord::Sensor(s)) = sdr::parse_record(&raw_record) else {
-            continue;
-        };
+    for s in sensor_records(t).await? {
         out.push(sensor_value(t, &s).await?);
     }
     Ok(out)
@@ -269,6 +335,7 @@ async fn sensor_value<T: Transact>(t: &T, s: &SensorRecord) -> Result<SensorValu
     let mut v = SensorValue {
         name: s.id.clone(),
         number: s.number,
+        record_id: s.record_id,
         sensor_type: s.sensor_type,
         reading: None,
         unit: s.unit_text(),

@@ -39,6 +39,10 @@ struct VerifyArgs {
     /// Checkpoint anchor file (detects truncation by someone holding the key).
     #[arg(long)]
     anchor: Option<PathBuf>,
+    /// Console recordings directory (default: AUDIT.consoles beside the
+    /// trail, when it exists); each recording the trail names is checked.
+    #[arg(long)]
+    recordings: Option<PathBuf>,
     /// The trail: its directory, its base name (audit.jsonl, with the
     /// rotated audit.jsonl.NNNNNNNNNNNN beside it), or files; read in chain
     /// order.
@@ -70,6 +74,10 @@ struct QueryArgs {
     /// Requests before (RFC 3339 or YYYY-MM-DD, UTC).
     #[arg(long)]
     until: Option<String>,
+    /// Console sessions instead of requests: who, BMC, start, end, writer
+    /// changes, recording file (with --user, --target, --since, --until).
+    #[arg(long, conflicts_with_all = ["command", "decision", "request_id"])]
+    console: bool,
     /// JSON lines (request with its result) instead of a table.
     #[arg(long)]
     json: bool,
@@ -120,7 +128,7 @@ fn run_verify(a: VerifyArgs) -> Result<(), CliError> {
             if !r.from_genesis && r.records > 0 {
                 outln!("note: the files start at seq {first}, not at the trail's first record; pass the earlier files to check the start");
             }
-            if let Some(t) = r.torn_tail {
+            if let Some(t) = &r.torn_tail {
                 outln!(
                     "torn tail: {}:{} ({} bytes): an interrupted final write (crash), not tampering; the gateway cuts it at its next start",
                     t.file.display(),
@@ -128,7 +136,7 @@ fn run_verify(a: VerifyArgs) -> Result<(), CliError> {
                     t.bytes
                 );
             }
-            Ok(())
+            verify_recordings(&r.files, a.recordings.as_deref())
         }
         Err(VerifyError::Broken(b)) => {
             outln!("broken: {b}");
@@ -138,6 +146,46 @@ fn run_verify(a: VerifyArgs) -> Result<(), CliError> {
             })
         }
         Err(VerifyError::Io(e)) => Err(CliError::usage(e)),
+    }
+}
+
+/// Checks the console recordings the (intact) trail pins.
+fn verify_recordings(files: &[PathBuf], dir: Option<&std::path::Path>) -> Result<(), CliError> {
+    let dir = match dir {
+        Some(d) => d.to_path_buf(),
+        None => {
+            let Some(first) = files.first() else {
+                return Ok(());
+            };
+            let base = first.with_extension("");
+            let trail = if base.extension().is_some_and(|e| e == "jsonl") {
+                base
+            } else {
+                first.clone()
+            };
+            let d = crate::audit::fs::sibling(&trail, "consoles");
+            if !d.is_dir() {
+                return Ok(());
+            }
+            d
+        }
+    };
+    match crate::audit::recordings::verify_recordings(files, &dir).map_err(CliError::usage)? {
+        Ok(n) => {
+            outln!("recordings: {n} intact in {}", dir.display());
+            Ok(())
+        }
+        Err(m) => {
+            outln!("broken recording: {m}");
+            Err(CliError {
+                code: EXIT_DENIED,
+                message: format!(
+                    "console recording {} changed at offset {}",
+                    m.file.display(),
+                    m.offset
+                ),
+            })
+        }
     }
 }
 
@@ -163,11 +211,25 @@ fn run_query(a: QueryArgs) -> Result<(), CliError> {
         until: time(&a.until, "--until")?,
     };
     let files = chain::expand(&a.files).map_err(CliError::usage)?;
+    if a.console {
+        return query_consoles(&files, &filter, a.json);
+    }
     let rows = query::query(&files, &filter).map_err(CliError::usage)?;
     if a.json {
         rows.iter().for_each(|r| outln!("{}", r.to_json()));
     } else {
         super::out::write(&query::table(&rows));
+    }
+    Ok(())
+}
+
+/// `audit query --console`: one line per console session.
+fn query_consoles(files: &[PathBuf], filter: &Filter, json: bool) -> Result<(), CliError> {
+    let rows = query::console::consoles(files, filter).map_err(CliError::usage)?;
+    if json {
+        rows.iter().for_each(|r| outln!("{}", r.to_json()));
+    } else {
+        super::out::write(&query::console::table(&rows));
     }
     Ok(())
 }

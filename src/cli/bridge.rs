@@ -14,12 +14,13 @@
 //! login name unless --user), refuses short --password-file passwords
 //! unless told otherwise, and backs off after failed logins.
 //!
-//! The bridge answers a few commands itself: Serial over LAN (activation is
-//! refused, as for a disabled payload; see [`local_answer`]) and session
-//! management. Get System GUID goes to the BMC like any other read. A
-//! boot-flags write that does not reach the BMC gets no answer at all (see
-//! [`withheld_unless_answered`]). When the gateway goes away, commands are
-//! answered at once with "node busy" while the bridge reconnects with
+//! The bridge answers session management itself, and holds Serial over
+//! LAN toward the tool while the bytes cross to the gateway's console of
+//! the BMC (see [`sol`]). Get System GUID goes to the BMC like any other
+//! read. A boot-flags write that does not reach the BMC gets no answer at
+//! all (see [`withheld_unless_answered`]). When the gateway goes away,
+//! commands are answered at once with "node busy" while the bridge
+//! reconnects with
 //! back-off ([`Link`]). It starts only for targets the gateway lets its
 //! user act on.
 //!
@@ -40,12 +41,16 @@ use serde_json::{json, Value};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
+mod sol;
+
 use super::client::{self, ClientOpts, Gateway};
 use super::CliError;
 use crate::ipmi::cmd::name::{boot_step, classify, BootStep};
 use crate::ipmi::cmd::registry::{id, CommandId};
 use crate::ipmi::crypto::CipherSuite;
-use crate::ipmi::session::bmc::{BmcUser, Endpoint, EndpointConfig, Lockout, Received};
+use crate::ipmi::session::bmc::{
+    AppCommand, BmcUser, Endpoint, EndpointConfig, Lockout, Outgoing, Received, SolActivity,
+};
 use crate::ipmi::session::Privilege;
 use crate::ipmi::wire::message::{CompletionCode, Request};
 use crate::ipmi::wire::rakp::MAX_USERNAME_LEN;
@@ -269,25 +274,6 @@ async fn reconnect(link: Arc<Link>) {
 
 // === what the bridge answers itself ===
 
-/// Commands the bridge answers itself, as the BMC it stands for, without
-/// asking the gateway: Serial over LAN. Activating a payload through the
-/// gateway would bind it to the gateway's own session with the BMC (where
-/// nobody reads it, and where it stays active until the BMC times it out)
-/// and the bridge carries no payload but IPMI; so activation is refused
-/// as a BMC refuses a disabled payload, and deactivation and status say
-/// that nothing is active.
-fn local_answer(req: &Request) -> Option<(CompletionCode, Vec<u8>)> {
-    const PAYLOAD_DISABLED: u8 = 0x81;
-    const ALREADY_DEACTIVATED: u8 = 0x80;
-    Some(match CommandId::new(req.netfn, req.cmd) {
-        id::ACTIVATE_PAYLOAD => (CompletionCode(PAYLOAD_DISABLED), vec![]),
-        id::DEACTIVATE_PAYLOAD => (CompletionCode(ALREADY_DEACTIVATED), vec![]),
-        // One instance possible, none active.
-        id::GET_PAYLOAD_ACTIVATION_STATUS => (CompletionCode::OK, vec![1, 0, 0]),
-        _ => return None,
-    })
-}
-
 /// True when `req` must go unanswered if it did not reach the BMC: the
 /// boot-flags write of a boot-device change. ipmitool's `chassis bootdev`
 /// ignores completion codes (it prints "failed" and exits 0, and scripts
@@ -479,9 +465,9 @@ pub async fn run(opts: ClientOpts, a: BridgeArgs) -> Result<(), CliError> {
             a.listen.port() + i as u16
         };
         let addr = SocketAddr::new(a.listen.ip(), port);
-        let endpoint = endpoint(user.as_bytes(), &password);
+        let make = |port| endpoint(user.as_bytes(), &password, port);
         let (worker, local) =
-            spawn_bridge(addr, target, endpoint, link.clone(), stopped.clone()).await?;
+            spawn_bridge(addr, target, make, link.clone(), stopped.clone()).await?;
         say(format!(
             "ipmigw bridge: {target} on udp://{local} (user {user}; cipher suites 17 and 3)"
         ));
@@ -537,8 +523,9 @@ async fn check_targets(gateway: &Gateway, targets: &[String]) -> Result<(), CliE
     )))
 }
 
-/// The local BMC's session endpoint: one administrator named `user`.
-fn endpoint(user: &[u8], password: &SecretBytes) -> Endpoint {
+/// The local BMC's session endpoint on `port`: one administrator named
+/// `user`, SOL activations left to the bridge.
+fn endpoint(user: &[u8], password: &SecretBytes, port: u16) -> Endpoint {
     // The local hop's own GUID, for RAKP only: Get System GUID is forwarded
     // to the BMC (an inventory tool must see the machine, not the bridge).
     let mut guid = [0u8; 16];
@@ -552,6 +539,7 @@ fn endpoint(user: &[u8], password: &SecretBytes) -> Endpoint {
     // rqSeq): each copy must not become another power action.
     cfg.repeat_window = Some(Duration::from_secs(10));
     cfg.lockout = Some(LOCKOUT);
+    cfg.sol = Some(sol::settings(port));
     let users = vec![BmcUser {
         name: user.to_vec(),
         password: password.clone(),
@@ -565,7 +553,7 @@ fn endpoint(user: &[u8], password: &SecretBytes) -> Endpoint {
 async fn spawn_bridge(
     addr: SocketAddr,
     target: &str,
-    endpoint: Endpoint,
+    endpoint: impl FnOnce(u16) -> Endpoint,
     link: Arc<Link>,
     stopped: watch::Receiver<bool>,
 ) -> Result<(tokio::task::JoinHandle<()>, SocketAddr), CliError> {
@@ -577,13 +565,16 @@ async fn spawn_bridge(
         .map_err(|e| CliError::usage(e.to_string()))?;
     let bridge = LocalBmc {
         socket,
-        endpoint,
+        // The Activate Payload answer names this port.
+        endpoint: endpoint(local.port()),
         fwd: Forwarder {
             link,
             path: format!("/v1/bmcs/{}/raw", client::encode(target)),
             target: target.to_string(),
         },
         seen: Seen::default(),
+        sol: None,
+        sol_peer: None,
     };
     Ok((tokio::spawn(bridge.serve(stopped)), local))
 }
@@ -595,13 +586,28 @@ struct LocalBmc {
     endpoint: Endpoint,
     fwd: Forwarder,
     seen: Seen,
+    /// The console leg of the local SOL payload, while it is active.
+    sol: Option<sol::Leg>,
+    /// Where the payload's datagrams go (the tool that activated it).
+    sol_peer: Option<SocketAddr>,
 }
 
 /// What woke a local BMC.
 enum Wake {
     Datagram(usize, SocketAddr),
     Timer,
+    Console(Option<Result<tokio_tungstenite::tungstenite::Message, String>>),
     Stop,
+}
+
+/// The next message of the console leg, or never without one.
+async fn console_next(
+    leg: &mut Option<sol::Leg>,
+) -> Option<Result<tokio_tungstenite::tungstenite::Message, String>> {
+    match leg {
+        Some(leg) => leg.next().await,
+        None => std::future::pending().await,
+    }
 }
 
 impl LocalBmc {
@@ -619,13 +625,21 @@ impl LocalBmc {
                     }
                 },
                 () = wake_at(expiry) => Wake::Timer,
+                m = console_next(&mut self.sol) => Wake::Console(m),
                 _ = stopped.changed() => Wake::Stop,
             };
             match wake {
                 Wake::Datagram(n, peer) => self.datagram(&buf[..n], peer).await,
                 Wake::Timer => self.endpoint.handle_timeout(Instant::now()),
-                Wake::Stop => return,
+                Wake::Console(m) => self.console_heard(m),
+                Wake::Stop => {
+                    if let Some(leg) = self.sol.take() {
+                        leg.close().await;
+                    }
+                    return;
+                }
             }
+            self.pump_sol().await;
             self.seen
                 .report(&self.endpoint, &self.fwd.target, Instant::now());
         }
@@ -637,6 +651,15 @@ impl LocalBmc {
         let out = match self.endpoint.receive(Instant::now(), d) {
             None => return,
             Some(Received::Reply(out)) => out,
+            Some(Received::Command(cmd))
+                if CommandId::new(cmd.request().netfn, cmd.request().cmd)
+                    == id::ACTIVATE_PAYLOAD =>
+            {
+                match self.activate(cmd, peer).await {
+                    Some(out) => out,
+                    None => return,
+                }
+            }
             Some(Received::Command(cmd)) => {
                 let (cc, data) = match self.run(cmd.request()).await {
                     Some(answer) => answer,
@@ -655,14 +678,6 @@ impl LocalBmc {
     /// the gateway; `None` to leave it unanswered.
     async fn run(&mut self, req: &Request) -> Option<(CompletionCode, Vec<u8>)> {
         let target = &self.fwd.target;
-        if let Some(answer) = local_answer(req) {
-            if CommandId::new(req.netfn, req.cmd) == id::ACTIVATE_PAYLOAD {
-                eprintln!(
-                    "ipmigw bridge: {target}: refused Activate Payload (sol activate): Serial over LAN does not go through the bridge; nothing was sent to the BMC"
-                );
-            }
-            return Some(answer);
-        }
         match self.fwd.forward(req).await {
             Forwarded::Answered(cc, data) => Some((cc, data)),
             Forwarded::NotAnswered(_) if withheld_unless_answered(req) => {
@@ -672,6 +687,103 @@ impl LocalBmc {
                 None
             }
             Forwarded::NotAnswered(cc) => Some((cc, vec![])),
+        }
+    }
+}
+
+// === Serial over LAN ===
+
+impl LocalBmc {
+    /// An Activate Payload the endpoint found valid: the gateway's console
+    /// is attached as the writer first; its refusal is the tool's.
+    async fn activate(&mut self, cmd: AppCommand, peer: SocketAddr) -> Option<Outgoing> {
+        let target = &self.fwd.target;
+        let path = format!("/v1/bmcs/{}/console?mode=write", client::encode(target));
+        let attached = if self.fwd.link.is_away() {
+            Err((Some(503), CliError::usage("the gateway is away")))
+        } else {
+            self.fwd.link.gateway.console_socket(&path).await
+        };
+        match attached {
+            Ok(ws) => {
+                let out = self.endpoint.sol_accept(cmd);
+                if self.endpoint.sol_owner().is_some() {
+                    eprintln!("ipmigw bridge: {target}: sol activate: attached to the console as the writer");
+                    self.sol = Some(sol::Leg::new(ws));
+                    self.sol_peer = Some(peer);
+                } else {
+                    sol::Leg::new(ws).close().await;
+                }
+                out
+            }
+            Err((status, e)) => {
+                eprintln!(
+                    "ipmigw bridge: {target}: sol activate refused: {}",
+                    e.message
+                );
+                let cc = CompletionCode(sol::refusal_cc(status));
+                self.endpoint.answer(cmd, cc, vec![])
+            }
+        }
+    }
+
+    /// A message from the gateway's console.
+    fn console_heard(
+        &mut self,
+        m: Option<Result<tokio_tungstenite::tungstenite::Message, String>>,
+    ) {
+        let Some(leg) = self.sol.as_mut() else {
+            return;
+        };
+        if let sol::Heard::End(why) = leg.heard(m) {
+            eprintln!("ipmigw bridge: {}: {why}; SOL deactivated", self.fwd.target);
+            self.sol = None;
+            self.endpoint.sol_deactivate();
+        }
+    }
+
+    /// Moves SOL along after any wake: output into the payload, keystrokes
+    /// and breaks to the gateway, the payload's datagrams to the tool, and
+    /// the console detached once the payload is gone.
+    async fn pump_sol(&mut self) {
+        let now = Instant::now();
+        while let Some(ev) = self.endpoint.poll_sol_activity() {
+            let sent = match (ev, self.sol.as_mut()) {
+                (SolActivity::Break, Some(leg)) => leg.brk().await,
+                (SolActivity::Deactivated, _) => {
+                    if let Some(leg) = self.sol.take() {
+                        leg.close().await;
+                    }
+                    Ok(())
+                }
+                _ => Ok(()),
+            };
+            self.leg_failed(sent);
+        }
+        if let Some(leg) = self.sol.as_mut() {
+            leg.feed(&mut self.endpoint, now);
+            let keys = self.endpoint.sol_read();
+            if !keys.is_empty() {
+                let sent = leg.keys(keys).await;
+                self.leg_failed(sent);
+            }
+        }
+        while let Some(out) = self.endpoint.poll_sol_transmit() {
+            if let Some(peer) = self.sol_peer {
+                let _ = self.socket.send_to(&out.bytes, peer).await;
+            }
+        }
+    }
+
+    /// The gateway's console is gone: so is the local payload.
+    fn leg_failed(&mut self, sent: Result<(), String>) {
+        if let Err(e) = sent {
+            eprintln!(
+                "ipmigw bridge: {}: console: {e}; SOL deactivated",
+                self.fwd.target
+            );
+            self.sol = None;
+            self.endpoint.sol_deactivate();
         }
     }
 }
@@ -737,7 +849,7 @@ mod tests {
     #[test]
     fn the_bridge_gives_an_hmac_to_its_user_name_only() {
         let now = Instant::now();
-        let mut ep = endpoint(b"carol", &SecretBytes::from(PASSWORD));
+        let mut ep = endpoint(b"carol", &SecretBytes::from(PASSWORD), 6230);
         let sid = open(&mut ep, now).unwrap();
         let (r2, _) = rakp1(&mut ep, now, sid, b"carol");
         assert!(r2.status.is_ok());
@@ -754,7 +866,7 @@ mod tests {
     #[test]
     fn the_bridge_backs_off_after_three_unknown_names() {
         let now = Instant::now();
-        let mut ep = endpoint(b"carol", &SecretBytes::from(PASSWORD));
+        let mut ep = endpoint(b"carol", &SecretBytes::from(PASSWORD), 6230);
         for _ in 0..LOCKOUT.after_failures {
             let sid = open(&mut ep, now).unwrap();
             rakp1(&mut ep, now, sid, b"mallory");
@@ -866,24 +978,6 @@ mod tests {
             1,
             data.to_vec(),
         )
-    }
-
-    /// SOL is answered here (nothing reaches the gateway); nothing else is.
-    #[test]
-    fn serial_over_lan_is_answered_by_the_bridge_itself() {
-        let activate = local_answer(&request(0x06, 0x48, &[1, 1, 0xC0, 0, 0, 0]));
-        assert_eq!(activate, Some((CompletionCode(0x81), vec![])), "disabled");
-        let deactivate = local_answer(&request(0x06, 0x49, &[1, 1, 0, 0, 0, 0]));
-        assert_eq!(deactivate, Some((CompletionCode(0x80), vec![])));
-        let status = local_answer(&request(0x06, 0x4A, &[1]));
-        assert_eq!(
-            status,
-            Some((CompletionCode::OK, vec![1, 0, 0])),
-            "none active"
-        );
-        for (netfn, cmd) in [(0x06, 0x01), (0x06, 0x37), (0x0C, 0x22), (0x00, 0x02)] {
-            assert_eq!(local_answer(&request(netfn, cmd, &[])), None);
-        }
     }
 
     /// Only boot-flags writes go unanswered when they do not reach the

@@ -310,13 +310,79 @@ pub(crate) struct Gateway {
 struct Dialer {
     settings: Settings,
     tls: Arc<rustls::ClientConfig>,
-    send: tokio::sync::Mutex<SendRequest<Full<Bytes>>>,
+    conn: tokio::sync::Mutex<Conn>,
 }
 
-async fn dial(
-    s: &Settings,
-    tls: Arc<rustls::ClientConfig>,
-) -> Result<SendRequest<Full<Bytes>>, CliError> {
+/// One HTTP/2 connection: where requests go, and how it ended. With TLS
+/// 1.3 the gateway judges the client certificate after the client's
+/// handshake is done, so a refusal (alert) ends the connection under the
+/// first request: only the connection's own task sees why.
+#[derive(Clone)]
+struct Conn {
+    send: SendRequest<Full<Bytes>>,
+    /// `Some` once the connection has ended: the TLS alert that ended it.
+    ended: tokio::sync::watch::Receiver<Option<Option<rustls::AlertDescription>>>,
+}
+
+impl Conn {
+    /// The certificate refusal that ended this connection, if that is what
+    /// happened (waits briefly for the connection's task to finish).
+    async fn refusal(&self, s: &Settings) -> Option<CliError> {
+        let mut ended = self.ended.clone();
+        let done = tokio::time::timeout(
+            std::time::Duration::from_millis(500),
+            ended.wait_for(Option::is_some),
+        );
+        let alert = match done.await {
+            Ok(Ok(v)) => (*v)?,
+            _ => None,
+        };
+        alert.and_then(|a| alert_error(s, a))
+    }
+}
+
+/// The first TLS alert in an error's chain of causes.
+fn alert_in(e: &(dyn std::error::Error + 'static)) -> Option<rustls::AlertDescription> {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(rustls::Error::AlertReceived(a)) = err.downcast_ref::<rustls::Error>() {
+            return Some(*a);
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if let Some(a) = io.get_ref().and_then(|i| alert_in(i)) {
+                return Some(a);
+            }
+        }
+        // After the handshake, tokio-rustls hands over the alert as text.
+        if let Some(a) = alert_named(&err.to_string()) {
+            return Some(a);
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// The alert in rustls's "received fatal alert: NAME", for the alerts the
+/// gateway sends.
+fn alert_named(text: &str) -> Option<rustls::AlertDescription> {
+    use rustls::AlertDescription as A;
+    let name = text.strip_prefix("received fatal alert: ")?;
+    [
+        A::AccessDenied,
+        A::CertificateRevoked,
+        A::CertificateExpired,
+        A::BadCertificate,
+        A::UnknownCA,
+        A::CertificateUnknown,
+        A::UnsupportedCertificate,
+        A::CertificateRequired,
+        A::DecryptError,
+    ]
+    .into_iter()
+    .find(|a| format!("{a:?}") == name)
+}
+
+async fn dial(s: &Settings, tls: Arc<rustls::ClientConfig>) -> Result<Conn, CliError> {
     let server_name = rustls::pki_types::ServerName::try_from(s.host.clone())
         .map_err(|_| CliError::usage(format!("gateway host {:?} is not a valid name", s.host)))?;
     let dialing = async {
@@ -342,71 +408,64 @@ async fn dial(
                 s.timeout.as_secs()
             ))
         })??;
+    let (tell, ended) = tokio::sync::watch::channel(None);
     tokio::spawn(async move {
-        let _ = conn.await;
+        let alert = conn.await.err().and_then(|e| alert_in(&e));
+        let _ = tell.send(Some(alert));
     });
-    Ok(send)
+    Ok(Conn { send, ended })
 }
 
 /// A TLS failure, named: the gateway refuses connections over its limits
 /// with the `access_denied` alert before the handshake.
 fn tls_error(s: &Settings, e: &std::io::Error) -> CliError {
-    let refused = e
-        .get_ref()
-        .and_then(|i| i.downcast_ref::<rustls::Error>())
-        .is_some_and(|r| {
-            matches!(
-                r,
-                rustls::Error::AlertReceived(rustls::AlertDescription::AccessDenied)
-            )
-        });
-    if refused {
-        return CliError {
+    alert_in(e)
+        .and_then(|a| alert_error(s, a))
+        .unwrap_or_else(|| conn_error(format!("TLS with {}:{}: {e}", s.host, s.port)))
+}
+
+fn cert_refused(s: &Settings, why: &str) -> CliError {
+    conn_error(format!(
+        "the gateway at {}:{} refused the client certificate {}: {why}",
+        s.host,
+        s.port,
+        s.cert.display()
+    ))
+}
+
+/// What a refusing alert from the gateway means, for the alerts it sends.
+fn alert_error(s: &Settings, alert: rustls::AlertDescription) -> Option<CliError> {
+    use rustls::AlertDescription as A;
+    match alert {
+        A::AccessDenied => Some(CliError {
             code: EXIT_DENIED,
             message: format!(
                 "the gateway at {}:{} refused the connection: rate limited (too many connections or handshakes from this address or certificate); retry later",
                 s.host, s.port
             ),
-        };
+        }),
+        A::CertificateRevoked => Some(cert_refused(s, "it is revoked")),
+        A::CertificateExpired => Some(cert_refused(s, "it has expired or is not valid yet")),
+        A::UnsupportedCertificate => Some(cert_refused(s, "it is not for client authentication")),
+        A::CertificateRequired => Some(cert_refused(s, "no client certificate was sent")),
+        // DecryptError: a CA of the same name as the gateway's signed it.
+        A::UnknownCA | A::DecryptError | A::BadCertificate | A::CertificateUnknown => Some(
+            cert_refused(s, "it is not issued by the CA the gateway trusts"),
+        ),
+        _ => None,
     }
-    let alert = e
-        .get_ref()
-        .and_then(|i| i.downcast_ref::<rustls::Error>())
-        .and_then(|r| match r {
-            rustls::Error::AlertReceived(a) => Some(*a),
-            _ => None,
-        });
-    use rustls::AlertDescription as A;
-    if let Some(
-        a @ (A::CertificateRevoked
-        | A::CertificateExpired
-        | A::BadCertificate
-        | A::UnknownCA
-        | A::CertificateUnknown
-        | A::UnsupportedCertificate
-        | A::CertificateRequired),
-    ) = alert
-    {
-        return conn_error(format!(
-            "the gateway at {}:{} refused this client certificate ({a:?}): it is revoked, expired, not for client authentication, or not issued by the CA the gateway trusts ({})",
-            s.host,
-            s.port,
-            s.cert.display()
-        ));
-    }
-    conn_error(format!("TLS with {}:{}: {e}", s.host, s.port))
 }
 
 pub(crate) async fn connect(o: &ClientOpts) -> Result<Gateway, CliError> {
     let s = settings(o)?;
     let tls = Arc::new(tls_config(&s)?);
-    let send = dial(&s, tls.clone()).await?;
+    let conn = dial(&s, tls.clone()).await?;
     Ok(Gateway {
         authority: format!("{}:{}", s.host, s.port),
         inner: Arc::new(Dialer {
             settings: s,
             tls,
-            send: tokio::sync::Mutex::new(send),
+            conn: tokio::sync::Mutex::new(conn),
         }),
     })
 }
@@ -429,17 +488,17 @@ impl Dialer {
             error,
             maybe_sent: false,
         };
-        let mut send = self.send.lock().await.clone();
+        let conn = self.conn.lock().await.clone();
+        let mut send = conn.send.clone();
         let req = match send.ready().await {
             Ok(()) => match send.try_send_request(req).await {
                 Ok(resp) => return Ok(resp),
                 Err(mut e) => match e.take_message() {
                     Some(req) => req,
                     None => {
-                        return Err(Lost {
-                            error: conn_error(format!("gateway request: {}", e.into_error())),
-                            maybe_sent: true,
-                        })
+                        return Err(self
+                            .lost(&conn, format!("gateway request: {}", e.into_error()))
+                            .await)
                     }
                 },
             },
@@ -448,15 +507,35 @@ impl Dialer {
         let fresh = dial(&self.settings, self.tls.clone())
             .await
             .map_err(unsent)?;
-        *self.send.lock().await = fresh.clone();
-        let mut send = fresh;
-        send.ready()
-            .await
-            .map_err(|e| unsent(conn_error(format!("gateway connection: {e}"))))?;
-        send.send_request(req).await.map_err(|e| Lost {
-            error: conn_error(format!("gateway request: {e}")),
-            maybe_sent: true,
-        })
+        *self.conn.lock().await = fresh.clone();
+        let mut send = fresh.send.clone();
+        if let Err(e) = send.ready().await {
+            let error = match fresh.refusal(&self.settings).await {
+                Some(refused) => refused,
+                None => conn_error(format!("gateway connection: {e}")),
+            };
+            return Err(unsent(error));
+        }
+        match send.send_request(req).await {
+            Ok(resp) => Ok(resp),
+            Err(e) => Err(self.lost(&fresh, format!("gateway request: {e}")).await),
+        }
+    }
+
+    /// A request that failed on `conn`: refused certificates never reached
+    /// the gateway's policy, so nothing was carried out; anything else may
+    /// have been.
+    async fn lost(&self, conn: &Conn, why: String) -> Lost {
+        match conn.refusal(&self.settings).await {
+            Some(error) => Lost {
+                error,
+                maybe_sent: false,
+            },
+            None => Lost {
+                error: conn_error(why),
+                maybe_sent: true,
+            },
+        }
     }
 }
 
@@ -470,7 +549,7 @@ fn client_request_id() -> String {
 
 /// A gateway answer that is not a success, as the CLI reports it. When
 /// the outcome is unknown, the message says how to find it in the trail.
-fn failure(status: StatusCode, body: &[u8]) -> CliError {
+pub(crate) fn failure(status: StatusCode, body: &[u8]) -> CliError {
     let e = ApiError::from_answer(status.as_u16(), body);
     let mut message = e.to_string();
     let v: Value = serde_json::from_slice(body).unwrap_or_default();
@@ -597,7 +676,7 @@ impl Gateway {
     /// bridge reconnects in the background while the gateway is away).
     pub(crate) async fn redial(&self) -> Result<(), CliError> {
         let fresh = dial(&self.inner.settings, self.inner.tls.clone()).await?;
-        *self.inner.send.lock().await = fresh;
+        *self.inner.conn.lock().await = fresh;
         Ok(())
     }
 
@@ -898,4 +977,92 @@ pub(crate) fn encode(name: &str) -> String {
             }
         })
         .collect()
+}
+
+/// A console WebSocket to the gateway (HTTP/1.1 upgrade over mTLS).
+pub(crate) type ConsoleSocket =
+    tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+
+/// Opens the console WebSocket at `path` with the options' gateway and
+/// identity: the socket, or the gateway's refusal as the other verbs
+/// report it (3 denied, 4 BMC error, 2 connection).
+pub(crate) async fn console_socket(o: &ClientOpts, path: &str) -> Result<ConsoleSocket, CliError> {
+    let s = settings(o)?;
+    let tls = tls_config(&s)?;
+    upgrade(&s, tls, path).await.map_err(|(_, e)| e)
+}
+
+impl Gateway {
+    /// [`console_socket`] with this connection's settings (the bridge);
+    /// a refusal also gives the gateway's HTTP status.
+    pub(crate) async fn console_socket(
+        &self,
+        path: &str,
+    ) -> Result<ConsoleSocket, (Option<u16>, CliError)> {
+        upgrade(&self.inner.settings, (*self.inner.tls).clone(), path).await
+    }
+}
+
+/// Largest frame taken from the gateway (it sends at most 64 KiB of
+/// scrollback in one frame).
+const MAX_CONSOLE_FRAME: usize = 1024 * 1024;
+
+async fn upgrade(
+    s: &Settings,
+    mut tls: rustls::ClientConfig,
+    path: &str,
+) -> Result<ConsoleSocket, (Option<u16>, CliError)> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    // WebSocket upgrades are HTTP/1.1 only.
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let server_name = rustls::pki_types::ServerName::try_from(s.host.clone()).map_err(|_| {
+        let e = CliError::usage(format!("gateway host {:?} is not a valid name", s.host));
+        (None, e)
+    })?;
+    let host = if s.host.contains(':') {
+        format!("[{}]", s.host)
+    } else {
+        s.host.clone()
+    };
+    let req = format!("wss://{host}:{}{path}", s.port)
+        .into_client_request()
+        .map_err(|e| (None, CliError::usage(format!("console request: {e}"))))?;
+    let cfg = tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+        max_message_size: Some(MAX_CONSOLE_FRAME),
+        max_frame_size: Some(MAX_CONSOLE_FRAME),
+        ..Default::default()
+    };
+    let dialing = async {
+        let tcp = tokio::net::TcpStream::connect((s.host.as_str(), s.port))
+            .await
+            .map_err(|e| {
+                let e = conn_error(format!("cannot connect to {}:{}: {e}", s.host, s.port));
+                (None, e)
+            })?;
+        let _ = tcp.set_nodelay(true);
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(tls))
+            .connect(server_name, tcp)
+            .await
+            .map_err(|e| (None, tls_error(s, &e)))?;
+        match tokio_tungstenite::client_async_with_config(req, tls, Some(cfg)).await {
+            Ok((ws, _)) => Ok(ws),
+            Err(WsError::Http(r)) => {
+                let body = r.body().clone().unwrap_or_default();
+                Err((Some(r.status().as_u16()), failure(r.status(), &body)))
+            }
+            Err(e) => Err((None, conn_error(format!("console upgrade: {e}")))),
+        }
+    };
+    tokio::time::timeout(s.timeout, dialing)
+        .await
+        .map_err(|_| {
+            let e = conn_error(format!(
+                "no answer from the gateway at {}:{} within {} s (--timeout)",
+                s.host,
+                s.port,
+                s.timeout.as_secs()
+            ));
+            (None, e)
+        })?
 }

@@ -53,8 +53,45 @@ pub fn man(a: ManArgs) -> Result<(), CliError> {
         .manual("ipmigw")
         .render(&mut roff)
         .map_err(|e| CliError::usage(format!("man page: {e}")))?;
-    super::out::write(&String::from_utf8_lossy(&roff));
+    super::out::write(&with_exit_status(&String::from_utf8_lossy(&roff)));
     Ok(())
+}
+
+/// The exit codes every verb shares (design.md), as a man page section.
+const EXIT_STATUS: &str = r#".SH "EXIT STATUS"
+.TP
+\fB0\fR
+Success.
+.TP
+\fB1\fR
+Usage or configuration error; the message names the file, line and what was expected.
+.TP
+\fB2\fR
+The gateway could not be reached, or refused the connection (certificate not trusted, revoked or mapped to no user).
+.TP
+\fB3\fR
+Denied by policy or by a rate limit. \fBaudit verify\fR: the trail or a recording was changed, removed or reordered.
+.TP
+\fB4\fR
+The BMC failed: unreachable, refused the login, or answered with an error.
+"#;
+
+/// Puts EXIT STATUS where man(7) orders it: before VERSION or AUTHORS, or
+/// at the end.
+fn with_exit_status(page: &str) -> String {
+    let at = [".SH VERSION", ".SH AUTHORS"]
+        .iter()
+        .filter_map(|h| page.find(&format!("\n{h}")).map(|i| i + 1))
+        .min()
+        .unwrap_or(page.len());
+    let mut out = String::with_capacity(page.len() + EXIT_STATUS.len() + 1);
+    out.push_str(&page[..at]);
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    out.push_str(EXIT_STATUS);
+    out.push_str(&page[at..]);
+    out
 }
 
 #[cfg(test)]
@@ -66,5 +103,17 @@ mod tests {
     #[test]
     fn the_command_tree_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn man_pages_say_what_each_exit_code_means_before_the_version() {
+        let page = ".TH ipmigw 1\n.SH NAME\nipmigw\n.SH VERSION\nv1\n";
+        let out = with_exit_status(page);
+        let exit = out.find(".SH \"EXIT STATUS\"").expect("section present");
+        assert!(exit > out.find(".SH NAME").unwrap());
+        assert!(exit < out.find(".SH VERSION").unwrap());
+        assert!(out.contains("\\fB3\\fR\nDenied by policy"));
+        // A page with neither section gets it at the end.
+        assert!(with_exit_status(".TH x 1\n.SH NAME\nx").ends_with("answered with an error.\n"));
     }
 }

@@ -9,6 +9,7 @@ mod audit;
 mod bmc;
 mod bridge;
 mod client;
+mod console;
 mod gateway;
 mod help;
 pub(crate) mod out;
@@ -16,6 +17,7 @@ mod policy;
 mod scan;
 mod signals;
 mod sim;
+mod terminal;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -61,6 +63,9 @@ enum Verb {
     Completions(help::CompletionsArgs),
     /// Print the man page (roff): `ipmigw man`, or one verb's: `ipmigw man audit verify`.
     Man(help::ManArgs),
+    /// A BMC's serial console through the gateway: console NODE [--read-only]
+    /// [--force] (~. leaves, ~? lists escapes), or console replay FILE.
+    Console(console::ConsoleArgs),
     #[command(flatten)]
     Client(client::ClientVerb),
 }
@@ -161,6 +166,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             Verb::Pki(args) => gateway::pki(args),
             Verb::Demo(args) => gateway::demo(args).await,
             Verb::Client(verb) => client::run(before, verb).await,
+            Verb::Console(args) => console::run(&before, args).await,
             Verb::Bridge(b) => bridge::run(before.apply(b.gateway), b.args).await,
             Verb::Sim(args) => sim::run(args).await,
             Verb::Scan(args) => scan::run(args).await,
@@ -178,7 +184,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
 fn check_before(before: &client::Before, command: &Verb) -> Result<(), CliError> {
     let (gateway_ok, json_ok) = match command {
         Verb::Client(_) => (true, true),
-        Verb::Bridge(_) => (true, false),
+        Verb::Bridge(_) | Verb::Console(_) => (true, false),
         Verb::Bmc(_) => (false, true),
         _ => (false, false),
     };

@@ -38,6 +38,8 @@ use crate::ops::error::{ApiError, ErrorKind};
 use crate::ops::Op;
 use crate::policy::{Decision, Denial, DenyReason, Permit};
 
+mod scrape;
+
 /// Longest a request body may take to arrive.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -162,6 +164,8 @@ struct Caller<'a> {
     client_id: Option<String>,
     /// The request id the gateway gave it.
     id: String,
+    /// What a scrape of `/metrics/bmc` names and how long Prometheus waits.
+    scrape: scrape::ScrapeAsk,
 }
 
 impl Caller<'_> {
@@ -218,6 +222,7 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnInfo>, req: Request<Incom
         user: map_user(&rt.policy, &rt.tls.identity, &conn.cert).ok(),
         client_id: client_request_id(req.headers()),
         id,
+        scrape: scrape::ScrapeAsk::of(&req),
     };
     let max_body = rt.settings.limits.max_body_bytes;
     drop(rt);
@@ -237,6 +242,12 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnInfo>, req: Request<Incom
             route_refusal(&caller, &route, "-", e.kind, answer),
         )
         .await;
+    }
+    if method == Method::GET {
+        if let Some(bmc) = console_target(&path) {
+            let bmc = bmc.to_string();
+            return console_route(&shared, &caller, conn.clone(), &bmc, req).await;
+        }
     }
     let wants_text = req
         .headers()
@@ -338,6 +349,8 @@ async fn route_request(
             let bmcs = rt.policy.visible_bmcs(user, Some(source));
             respond(StatusCode::OK, json!({ "bmcs": bmcs }), &[])
         }
+        (&Method::GET, ["metrics"]) => scrape::gateway(shared, caller, &route).await,
+        (&Method::GET, ["metrics", "bmc"]) => scrape::bmc(shared, caller, &route).await,
         (_, ["v1", "bmcs", bmc, what]) => {
             let visible = shared.runtime().policy.is_visible(user, bmc, Some(source));
             if !visible {
@@ -394,6 +407,9 @@ fn route_refusal<'a>(
 /// refused faster than refusals are recorded one by one, 503 when the trail
 /// cannot take the record.
 async fn refuse(shared: &Shared, caller: &Caller<'_>, r: Refused<'_>) -> Answer {
+    let status = r.answer.status().as_u16();
+    shared.metrics.request(r.command, "deny", status, None);
+    shared.metrics.denial(r.reason);
     let kind = RefusalKind {
         identity: caller.identity().to_string(),
         source: caller.conn.source,
@@ -514,6 +530,7 @@ async fn run(
         let kind = match refusal {
             Refusal::SessionCommand => ErrorKind::SessionCommandForbidden,
             Refusal::Undecodable(_) => ErrorKind::UndecodableBridgedMessage,
+            Refusal::PayloadCommand => ErrorKind::PayloadCommandForbidden,
         };
         let e = ApiError::new(kind, refusal.describe());
         return denied_answer(
@@ -545,14 +562,24 @@ async fn run(
         deadline: tokio::time::Instant::now() + timeout,
         ticket: Ticket::new(),
     };
+    let started = Instant::now();
     shared.jobs.spawn(job.run(answer));
-    answered.await.unwrap_or_else(|_| {
+    let answer = answered.await.unwrap_or_else(|_| {
         let e = ApiError::new(
             ErrorKind::Internal,
             "the request's task ended without an answer",
         );
         fail(&e, Some(&caller.id))
-    })
+    });
+    let elapsed = started.elapsed().as_secs_f64();
+    let status = answer.status().as_u16();
+    shared.metrics.request(
+        asked.classified.name.as_str(),
+        "allow",
+        status,
+        Some(elapsed),
+    );
+    answer
 }
 
 /// Records a policy denial of `command` (one of the request's names) and
@@ -601,4 +628,196 @@ async fn denied_answer(
         answer: fail(&e, Some(&asked.caller.id)),
     };
     refuse(shared, asked.caller, refused).await
+}
+
+/// `NAME` of `/v1/bmcs/NAME/console`.
+fn console_target(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix("/v1/bmcs/")?.strip_suffix("/console")?;
+    (!rest.is_empty() && !rest.contains('/')).then_some(rest)
+}
+
+/// What a console request asks: `mode=read|write`, `force=1`.
+fn console_query(query: Option<&str>) -> Result<(bool, bool), ApiError> {
+    let (mut write, mut force) = (true, false);
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        match pair {
+            "mode=write" => write = true,
+            "mode=read" => write = false,
+            "force=1" | "force=true" => force = true,
+            "force=0" | "force=false" => force = false,
+            _ => {
+                return Err(ApiError::new(
+                    ErrorKind::BadRequest,
+                    "console query: mode=read|write, force=1",
+                ))
+            }
+        }
+    }
+    Ok((write, force))
+}
+
+/// The names a console attach needs: the seat's right, the takeover's,
+/// and the IPMI commands the console sends when this attach opens it.
+fn console_classified(write: bool, force: bool, opens: bool) -> Classified {
+    let own = if write {
+        "console.write"
+    } else {
+        "console.read"
+    };
+    let mut c = Classified::of_name(own).expect("a console name");
+    let mut more = Vec::new();
+    if write && force {
+        more.push("console.force");
+    }
+    if opens {
+        more.extend(["sol.activate", "sol.config.read"]);
+    }
+    for name in more {
+        c.also
+            .push(Classified::of_name(name).expect("a named command").name);
+        c.state_changing |= name != "sol.config.read";
+    }
+    c
+}
+
+/// `GET /v1/bmcs/NAME/console`: policy, limits and the seat are settled
+/// before the upgrade (refusals are ordinary answers); then the WebSocket
+/// runs as a task of its own.
+async fn console_route(
+    shared: &Arc<Shared>,
+    caller: &Caller<'_>,
+    conn: Arc<ConnInfo>,
+    bmc: &str,
+    mut req: Request<Incoming>,
+) -> Answer {
+    let route = format!("GET /v1/bmcs/{bmc}/console");
+    let user = caller.user();
+    let source = caller.conn.source;
+    if !shared.runtime().policy.is_visible(user, bmc, Some(source)) {
+        let r = route_refusal(caller, &route, bmc, ErrorKind::NotFound, not_found());
+        return refuse(shared, caller, r).await;
+    }
+    let key = req
+        .headers()
+        .get("sec-websocket-key")
+        .and_then(|k| k.to_str().ok())
+        .map(str::to_string);
+    let query = console_query(req.uri().query());
+    let (Some(key), Ok((write, force))) = (key, query.clone()) else {
+        let e = query.err().unwrap_or_else(|| {
+            ApiError::new(ErrorKind::BadRequest, "the console is a WebSocket upgrade")
+        });
+        let answer = fail(&e, Some(&caller.id));
+        return refuse(
+            shared,
+            caller,
+            route_refusal(caller, &route, bmc, e.kind, answer),
+        )
+        .await;
+    };
+    let asked = Asked {
+        caller,
+        bmc,
+        // What the console sends to open: the operation's representative.
+        req: RawRequest {
+            netfn: crate::ipmi::wire::message::NetFn(0x06),
+            cmd: 0x48,
+            data: vec![1, 1, 0xC0, 0, 0, 0],
+        },
+        classified: console_classified(write, force, !shared.consoles.is_open(bmc)),
+    };
+    if let Err(answer) = console_permit(shared, &asked).await {
+        return answer;
+    }
+    let a = match shared.consoles.attach(user, bmc, write, force) {
+        Ok(a) => a,
+        Err(e) => return console_refused(caller, e),
+    };
+    let brk = Classified::of_name("console.break").expect("named");
+    let may_break = shared
+        .runtime()
+        .policy
+        .decide_classified(user, Some(source), bmc, &brk);
+    let rights = super::console::ws::Rights {
+        brk: may_break.is_ok(),
+    };
+    let cfg = shared.consoles.settings();
+    let idle = Duration::from_secs(cfg.idle_timeout_s.max(1));
+    let max = Duration::from_secs(cfg.max_duration_s.max(1));
+    let upgrade = hyper::upgrade::on(&mut req);
+    shared.jobs.spawn(super::console::ws::serve(
+        upgrade, a, rights, conn, idle, max,
+    ));
+    switching_protocols(&key)
+}
+
+/// Policy's decision on a console attach, recorded durably before anything
+/// happens; the answer to give when it is not allowed.
+async fn console_permit(shared: &Arc<Shared>, asked: &Asked<'_>) -> Result<(), Answer> {
+    let user = asked.caller.user();
+    let source = asked.caller.conn.source;
+    let decision =
+        shared
+            .runtime()
+            .policy
+            .decide_classified(user, Some(source), asked.bmc, &asked.classified);
+    let permit = match decision {
+        Ok(p) => p,
+        Err(d) => {
+            let (d, name) = *d;
+            return Err(denied(shared, asked, d, &name).await);
+        }
+    };
+    if let Err(e) = shared
+        .audit
+        .record_permit(asked.record(None, None), permit)
+        .await
+    {
+        tracing::error!(error = %e, "console refused: audit record not durable");
+        let e = ApiError::new(
+            ErrorKind::AuditUnavailable,
+            "the audit trail is unavailable",
+        );
+        return Err(fail(&e, Some(&asked.caller.id)));
+    }
+    Ok(())
+}
+
+/// The 101 answer that completes a WebSocket upgrade (RFC 6455 §4.2.2).
+fn switching_protocols(key: &str) -> Answer {
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let mut answer = Response::new(Full::new(Bytes::new()));
+    *answer.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = answer.headers_mut();
+    h.insert(
+        "upgrade",
+        hyper::header::HeaderValue::from_static("websocket"),
+    );
+    h.insert(
+        "connection",
+        hyper::header::HeaderValue::from_static("Upgrade"),
+    );
+    if let Ok(v) = hyper::header::HeaderValue::from_str(&accept) {
+        h.insert("sec-websocket-accept", v);
+    }
+    answer
+}
+
+/// The answer to an attach the console hub refused (after the allow
+/// record: policy allowed it, the seat or a limit did not).
+fn console_refused(caller: &Caller<'_>, e: super::console::AttachError) -> Answer {
+    use super::console::AttachError;
+    let e = match e {
+        AttachError::SeatTaken(holder) => ApiError::new(
+            ErrorKind::WriterSeatTaken,
+            format!("{holder} holds the writer seat; attach with mode=read, or force=1"),
+        ),
+        AttachError::Limit(which) => ApiError::new(
+            ErrorKind::ConsoleLimit,
+            format!("console limit {which} reached"),
+        )
+        .retry_after(Duration::from_secs(5)),
+        AttachError::Unavailable(why) => ApiError::new(ErrorKind::ConsoleUnavailable, why),
+    };
+    fail(&e, Some(&caller.id))
 }

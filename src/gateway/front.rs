@@ -41,6 +41,7 @@ use super::api::{self, ConnInfo};
 use super::settings::LimitsSection;
 use super::{proxy, refusals, tls, Shared};
 use crate::audit::{Event, TlsRecord};
+use crate::ops::error::{ApiError, ErrorKind};
 
 /// Connections and handshakes, counted.
 #[derive(Default)]
@@ -348,19 +349,31 @@ async fn deny_before_tls(shared: &Shared, mut tcp: TcpStream, source: IpAddr, wh
 /// Answers the first request on a connection over its limits with 429 and
 /// closes it (within a second).
 async fn serve_refusal(tls: tokio_rustls::server::TlsStream<TcpStream>, why: &str) {
-    let body = format!(
-        "{{\"error\":{{\"code\":\"too_many_connections\",\"message\":\"{}; close other connections or retry later\"}}}}\n",
-        why.replace('"', "'")
-    );
+    let message = format!("{why}; close other connections or retry later");
+    serve_error(tls, ErrorKind::TooManyConnections, &message).await;
+}
+
+/// Answers the first request on a refused connection with `kind`'s status
+/// and code, so that the client can say why, and closes it (within a
+/// second).
+async fn serve_error(
+    tls: tokio_rustls::server::TlsStream<TcpStream>,
+    kind: ErrorKind,
+    message: &str,
+) {
+    let body = format!("{}\n", ApiError::new(kind, message).body(None));
     let svc = service_fn(move |_req| {
         let body = body.clone();
         async move {
+            let mut answer = hyper::Response::builder()
+                .status(kind.status())
+                .header("content-type", "application/json")
+                .header("connection", "close");
+            if kind.status() == 429 {
+                answer = answer.header("retry-after", "1");
+            }
             Ok::<_, std::convert::Infallible>(
-                hyper::Response::builder()
-                    .status(hyper::StatusCode::TOO_MANY_REQUESTS)
-                    .header("content-type", "application/json")
-                    .header("retry-after", "1")
-                    .header("connection", "close")
+                answer
                     .body(Full::new(Bytes::from(body)))
                     .expect("static headers are valid"),
             )
@@ -370,6 +383,30 @@ async fn serve_refusal(tls: tokio_rustls::server::TlsStream<TcpStream>, why: &st
     let conn = builder.serve_connection(TokioIo::new(tls), svc);
     tokio::pin!(conn);
     let _ = tokio::time::timeout(REFUSAL_SERVE, conn.as_mut()).await;
+}
+
+/// Closes a connection whose handshake failed after its alert went out,
+/// without resetting it: with TLS 1.3 the client has sent its first
+/// request by now, and closing with that unread would reset the
+/// connection and discard the alert before the client reads it.
+async fn close_after_alert(mut tcp: TcpStream) {
+    if PENDING_DENIALS.fetch_add(1, Relaxed) >= MAX_PENDING_DENIALS {
+        PENDING_DENIALS.fetch_sub(1, Relaxed);
+        return;
+    }
+    let _ = tokio::time::timeout(DENIAL_READ, async {
+        let _ = tcp.shutdown().await;
+        let mut buf = [0u8; 4096];
+        let mut left = 64 * 1024;
+        while left > 0 {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left -= n.min(left),
+            }
+        }
+    })
+    .await;
+    PENDING_DENIALS.fetch_sub(1, Relaxed);
 }
 
 pub(super) fn audit_tls(
@@ -485,10 +522,11 @@ async fn handshake(
     deadline: Duration,
 ) -> Option<Verified> {
     let acceptor = tokio_rustls::TlsAcceptor::from(shared.runtime().tls.server.clone());
-    let tls = match tokio::time::timeout(deadline, acceptor.accept(tcp)).await {
+    let tls = match tokio::time::timeout(deadline, acceptor.accept(tcp).into_fallible()).await {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
+        Ok(Err((e, tcp))) => {
             refuse(shared, source, None, format!("handshake: {e}"));
+            close_after_alert(tcp).await;
             return None;
         }
         Err(_) => {
@@ -526,6 +564,12 @@ async fn handshake(
             // A certificate that names no user is refused outright: it may
             // not hold a connection slot, however valid its chain.
             refuse(shared, source, Some(cert.sha256.clone()), why.code());
+            // Counted with the refusals before the handshake: a CA-signed
+            // certificate of nobody's holds no connection slot.
+            if PENDING_DENIALS.fetch_add(1, Relaxed) < MAX_PENDING_DENIALS {
+                serve_error(tls, ErrorKind::NoUserForCertificate, why.message()).await;
+            }
+            PENDING_DENIALS.fetch_sub(1, Relaxed);
             None
         }
     }
@@ -557,7 +601,7 @@ async fn serve(
     };
     let idle = Duration::from_millis(limits.idle_timeout_ms.max(1));
     let builder = http_builder(limits, idle);
-    let conn = builder.serve_connection(TokioIo::new(v.tls), svc);
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(v.tls), svc);
     tokio::pin!(conn);
     let mut generation = shared.generation.subscribe();
     let mut idle_check = tokio::time::interval((idle / 4).clamp(IDLE_CHECK_MIN, IDLE_CHECK_MAX));

@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod changes;
+pub mod console;
 pub mod demo;
 mod front;
 mod job;
@@ -62,6 +63,7 @@ pub struct Loaded {
     tls: TlsSetup,
     settings: Settings,
     specs: Vec<BmcSpec>,
+    console: console::ConsoleSection,
     audit: WriterConfig,
     policy_sha256: String,
 }
@@ -95,8 +97,12 @@ pub struct Shared {
     refusals: ArcSwap<refusals::RefusalGate>,
     /// Allowed requests on their way to the BMC and the trail.
     pub jobs: Arc<Jobs>,
+    /// The consoles the gateway holds, one per BMC.
+    pub consoles: Arc<console::Consoles>,
     conns: front::ConnCounts,
     config_path: PathBuf,
+    /// The gateway's Prometheus metrics.
+    pub metrics: crate::metrics::GatewayMetrics,
 }
 
 /// Allowed requests in progress, each a task of its own; shutdown waits for
@@ -230,6 +236,7 @@ pub fn load(path: &Path) -> Result<Loaded, String> {
         h.update(std::fs::read(p).unwrap_or_default());
     }
     Ok(Loaded {
+        console: cfg.file.console.clone(),
         policy,
         tls: tls.expect("no diagnostics"),
         settings: Settings {
@@ -378,6 +385,12 @@ pub async fn start(config: &Path) -> Result<GatewayHandle, String> {
         )),
         refusals: ArcSwap::from_pointee(refusals::RefusalGate::new(per_identity, per_source)),
         jobs: Arc::default(),
+        consoles: Arc::new(console::Consoles::new(
+            &loaded.specs,
+            &loaded.console,
+            crate::audit::fs::sibling(&loaded.audit.path, "consoles"),
+            audit.clone(),
+        )),
         conns: front::ConnCounts::default(),
         current: ArcSwap::from_pointee(runtime(loaded, None)),
         pool,
@@ -386,6 +399,7 @@ pub async fn start(config: &Path) -> Result<GatewayHandle, String> {
         next_id: AtomicU64::new(1),
         id_prefix: hex::encode(prefix),
         config_path: config.to_path_buf(),
+        metrics: crate::metrics::GatewayMetrics::new(),
     });
     let (stop, stop_rx) = watch::channel(false);
     tokio::spawn(flush_refusal_summaries(shared.clone(), stop_rx.clone()));
@@ -481,6 +495,7 @@ impl GatewayHandle {
         let drain = Duration::from_millis(self.shared.runtime().settings.limits.drain_ms);
         let deadline = tokio::time::Instant::now() + drain;
         let _ = self.stop.send(true);
+        self.shared.consoles.shutdown("gateway shutdown");
         self.shared.pool.begin_drain();
         // Leave part of the budget to close sessions politely.
         let close_budget = (drain / 4).min(Duration::from_secs(2));

@@ -57,6 +57,9 @@ struct Slot {
     exclusive: tokio::sync::Mutex<()>,
     /// Reads in progress that a caller asking the same may share.
     flights: Mutex<HashMap<&'static str, Flight>>,
+    /// The sensor records of the BMC's SDR repository, re-read only when
+    /// its add/erase timestamps change.
+    sdr: crate::bmc::reads::SdrCache,
 }
 
 impl BmcPool {
@@ -93,6 +96,7 @@ impl BmcPool {
                     client: OnceCell::new(),
                     exclusive: tokio::sync::Mutex::new(()),
                     flights: Mutex::new(HashMap::new()),
+                    sdr: Default::default(),
                 }),
             };
             next.insert(spec.name.clone(), slot);
@@ -242,6 +246,7 @@ impl BmcPool {
             client: &client,
             allowed,
             ticket,
+            sdr: &slot.sdr,
         };
         match shared_read(op) {
             Some(key) => run_shared(&slot, key, op, &gated).await,
@@ -283,6 +288,7 @@ impl BmcPool {
 fn shared_read(op: &Op) -> Option<&'static str> {
     match op {
         Op::Sensors => Some("sensors"),
+        Op::Scrape(c) => Some(c.flight_key()),
         Op::Sel => Some("sel"),
         Op::Fru => Some("fru"),
         Op::McInfo => Some("info"),
@@ -293,7 +299,9 @@ fn shared_read(op: &Op) -> Option<&'static str> {
 /// Runs `op`, holding the BMC's exclusive lock when it needs one.
 async fn run_alone(slot: &Slot, op: &Op, gated: &Gated<'_>) -> Result<Answer, BmcError> {
     let _exclusive = match op {
-        Op::Sensors | Op::Sel | Op::Fru | Op::Raw(_) => Some(slot.exclusive.lock().await),
+        Op::Sensors | Op::Scrape(_) | Op::Sel | Op::Fru | Op::Raw(_) => {
+            Some(slot.exclusive.lock().await)
+        }
         _ => None,
     };
     op.run(gated).await
@@ -382,6 +390,7 @@ struct Gated<'a> {
     client: &'a BmcClient,
     allowed: &'a [String],
     ticket: &'a Arc<Ticket>,
+    sdr: &'a crate::bmc::reads::SdrCache,
 }
 
 impl Transact for Gated<'_> {
@@ -404,6 +413,9 @@ impl Transact for Gated<'_> {
     }
     fn addr(&self) -> SocketAddr {
         self.client.addr()
+    }
+    fn sdr_cache(&self) -> Option<&crate::bmc::reads::SdrCache> {
+        Some(self.sdr)
     }
 }
 

@@ -356,6 +356,9 @@ pub struct GatewayFile {
     /// Limits.
     #[serde(default)]
     pub limits: LimitsSection,
+    /// Console limits and recording.
+    #[serde(default)]
+    pub console: super::console::ConsoleSection,
     /// Defaults for every BMC entry.
     #[serde(default)]
     pub bmc_defaults: BmcDefaults,

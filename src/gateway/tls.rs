@@ -237,6 +237,21 @@ impl Unmapped {
             Unmapped::Ambiguous(_) => "ambiguous_certificate_identity",
         }
     }
+
+    /// A sentence for the certificate's holder.
+    pub fn message(&self) -> &'static str {
+        match self {
+            Unmapped::NotForClients => {
+                "this certificate is not for client authentication (no clientAuth extended key usage)"
+            }
+            Unmapped::NoUser => {
+                "the gateway's policy maps this client certificate to no user; ask its administrator to add your identity"
+            }
+            Unmapped::Ambiguous(_) => {
+                "this certificate carries two different identities of the kind the gateway decides by"
+            }
+        }
+    }
 }
 
 /// The identity that names a certificate's holder: of the first kind in

@@ -295,7 +295,9 @@ impl Op {
                 "boot",
                 Some(json!({"device": f.device.name(), "persistent": f.persistent, "efi": f.efi})),
             ),
-            Op::Sensors => (Method::GET, "sensors", None),
+            // No verb builds a scrape (only /metrics/bmc does); its
+            // defining read is the sensors'.
+            Op::Sensors | Op::Scrape(_) => (Method::GET, "sensors", None),
             Op::Sel => (Method::GET, "sel", None),
             Op::Fru => (Method::GET, "fru", None),
             Op::Raw(r) => (

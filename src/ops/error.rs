@@ -69,11 +69,15 @@ kinds! {
     SourceNotAllowed = "source_not_allowed", 403, EXIT_DENIED;
     SessionCommandForbidden = "session_command_forbidden", 403, EXIT_DENIED;
     UndecodableBridgedMessage = "undecodable_bridged_message", 403, EXIT_DENIED;
+    PayloadCommandForbidden = "payload_command_forbidden", 403, EXIT_DENIED;
     CertificateRevoked = "certificate_revoked", 403, EXIT_DENIED;
     NoUserForCertificate = "no_user_for_certificate", 403, EXIT_DENIED;
     RateLimited = "rate_limited", 429, EXIT_DENIED;
     TooManyRefusals = "too_many_refusals", 429, EXIT_DENIED;
     TooManyConnections = "too_many_connections", 429, EXIT_DENIED;
+    ConsoleLimit = "console_limit", 429, EXIT_DENIED;
+    WriterSeatTaken = "writer_seat_taken", 409, EXIT_DENIED;
+    ConsoleUnavailable = "console_unavailable", 503, EXIT_BMC;
     Internal = "internal", 500, EXIT_CONNECTION;
     BmcError = "bmc_error", 502, EXIT_BMC;
     BmcLoginFailed = "bmc_login_failed", 502, EXIT_BMC;
@@ -164,7 +168,8 @@ impl std::fmt::Display for ApiError {
             ErrorKind::Denied
             | ErrorKind::SourceNotAllowed
             | ErrorKind::SessionCommandForbidden
-            | ErrorKind::UndecodableBridgedMessage => write!(f, "denied: {}", self.message),
+            | ErrorKind::UndecodableBridgedMessage
+            | ErrorKind::PayloadCommandForbidden => write!(f, "denied: {}", self.message),
             k => write!(f, "{} ({})", self.message, k.code()),
         }
     }
@@ -189,9 +194,14 @@ mod tests {
         for k in ErrorKind::ALL {
             let want = match k.status() {
                 403 | 429 => EXIT_DENIED,
+                // Someone else holds the console's writer seat: a refusal
+                // to act, as a denial is, not a usage mistake.
+                409 if *k == ErrorKind::WriterSeatTaken => EXIT_DENIED,
                 400..=499 => EXIT_USAGE,
                 502 | 504 => EXIT_BMC,
                 _ if *k == ErrorKind::BmcBusy => EXIT_BMC,
+                // The BMC side of the console cannot be opened.
+                _ if *k == ErrorKind::ConsoleUnavailable => EXIT_BMC,
                 _ => EXIT_CONNECTION,
             };
             assert_eq!(k.exit_code(), want, "{k:?}");

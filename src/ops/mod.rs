@@ -9,6 +9,7 @@
 
 pub mod codec;
 pub mod error;
+pub mod scrape;
 pub mod text;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -50,6 +51,9 @@ pub enum Op {
     Fru,
     /// A raw request.
     Raw(RawRequest),
+    /// A Prometheus scrape: the chosen collectors, each answered or not
+    /// within the scrape's time.
+    Scrape(scrape::Collectors),
 }
 
 /// An operation's answer, both ways.
@@ -82,6 +86,8 @@ impl Op {
             Op::Sel => id::GET_SEL_ENTRY.request(vec![]),
             Op::Fru => id::READ_FRU_DATA.request(vec![]),
             Op::Raw(r) => r.clone(),
+            // A scrape's defining read is the sensors'.
+            Op::Scrape(_) => id::GET_SENSOR_READING.request(vec![0]),
         }
     }
 
@@ -94,8 +100,10 @@ impl Op {
         // A sensor walk reserves and reads the SDR repository, then reads
         // each sensor. (Device ID and System GUID are both mc.info; the SEL
         // and FRU reads send sel.read and fru.read only.)
-        if let Op::Sensors = self {
-            c.also_sends("sdr.read");
+        match self {
+            Op::Sensors => c.also_sends("sdr.read"),
+            Op::Scrape(cs) => cs.names().for_each(|n| c.also_sends(n)),
+            _ => {}
         }
         c
     }
@@ -175,6 +183,11 @@ impl Op {
             }
             Op::Fru => fru_answer(t).await?,
             Op::Raw(req) => raw_answer(t, req).await?,
+            Op::Scrape(c) => {
+                let json = scrape::run(t, c).await?;
+                let text = json.to_string();
+                done(json, text)
+            }
         })
     }
 }
@@ -214,7 +227,8 @@ async fn raw_answer<T: Transact>(t: &T, req: &RawRequest) -> Result<Answer, BmcE
 /// One sensor as the API shows it.
 fn sensor_json(s: &reads::SensorValue) -> Value {
     let thresholds: std::collections::BTreeMap<_, _> = s.thresholds.iter().cloned().collect();
-    json!({"name": s.name, "number": s.number, "sensor_type": s.sensor_type,
+    json!({"name": s.name, "number": s.number, "record_id": s.record_id,
+           "sensor_type": s.sensor_type,
            "reading": s.reading, "unit": s.unit, "status": s.status,
            "thresholds": thresholds})
 }
@@ -245,6 +259,9 @@ impl<T: Transact> Transact for Counted<'_, T> {
     }
     fn addr(&self) -> std::net::SocketAddr {
         self.inner.addr()
+    }
+    fn sdr_cache(&self) -> Option<&reads::SdrCache> {
+        self.inner.sdr_cache()
     }
 }
 

@@ -296,6 +296,7 @@ mod tests {
         let s = SensorValue {
             name: "12V".into(),
             number: 3,
+            record_id: 4,
             sensor_type: 2,
             reading: Some(12.0),
             unit: "Volts".into(),

@@ -635,7 +635,8 @@ fn shipped_policies_grant_what_their_comments_say() {
             "sensor.read",
             "sdr.read",
             "sel.read",
-            "fru.read"
+            "fru.read",
+            "console.read"
         ]
     );
     let mut extra: Vec<&str> = operator
@@ -654,7 +655,11 @@ fn shipped_policies_grant_what_their_comments_say() {
             "chassis.power.off",
             "chassis.power.on",
             "chassis.power.reset",
-            "chassis.power.soft"
+            "chassis.power.soft",
+            "console.break",
+            "console.write",
+            "sol.activate",
+            "sol.config.read"
         ]
     );
     assert!(
@@ -670,6 +675,8 @@ fn shipped_policies_grant_what_their_comments_say() {
         not_admin,
         [
             "chassis.bootopt.flags",
+            // The gateway's own metrics are granted to scrapers, not admins.
+            "metrics.read",
             "user.write",
             "lan.write",
             "channel.write",

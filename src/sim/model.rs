@@ -249,6 +249,9 @@ pub struct SimBmc {
     sel_clock_offset: i64,
     sel_reservation: u16,
     sdr_reservation: u16,
+    /// The SDR repository's most recent addition timestamp (0 until a test
+    /// says the repository changed).
+    sdr_added: u32,
     reboot_requested: bool,
     /// Bad password threshold and lockout seconds (LAN parameter 26).
     lockout: Option<(u8, u16)>,
@@ -330,6 +333,7 @@ impl SimBmc {
             sel_clock_offset: 0,
             sel_reservation: 0,
             sdr_reservation: 0,
+            sdr_added: 0,
             reboot_requested: false,
             lockout: None,
         };
@@ -398,6 +402,12 @@ impl SimBmc {
         self.last_tick = None;
         self.tick(now);
         true
+    }
+
+    /// Marks the SDR repository as changed (a new addition timestamp), as
+    /// a BMC does after a firmware update adds records.
+    pub fn touch_sdr(&mut self, timestamp: u32) {
+        self.sdr_added = timestamp;
     }
 
     /// True once after a Cold/Warm Reset: the I/O layer then forgets every
@@ -997,8 +1007,9 @@ impl SimBmc {
             id::READ_FRU_DATA => self.read_fru(d),
             id::GET_SDR_REPOSITORY_INFO => {
                 let n = (self.catalog.sdr.len() as u16).to_le_bytes();
+                let a = self.sdr_added.to_le_bytes();
                 ok(vec![
-                    0x51, n[0], n[1], 0x00, 0x08, 0, 0, 0, 0, 0, 0, 0, 0, 0x02,
+                    0x51, n[0], n[1], 0x00, 0x08, a[0], a[1], a[2], a[3], 0, 0, 0, 0, 0x02,
                 ])
             }
             id::RESERVE_SDR_REPOSITORY => {

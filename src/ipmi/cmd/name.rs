@@ -51,6 +51,11 @@ pub enum Refusal {
     /// A carried message that does not decode (or nests too deep): what it
     /// would do cannot be named, so it cannot be allowed.
     Undecodable(&'static str),
+    /// A payload command (activate, deactivate, status, instance info,
+    /// suspend/resume encryption): payloads are the console hub's own,
+    /// opened only through `/v1/bmcs/NAME/console`, so that no one opens or
+    /// closes the BMC's console behind the hub's back.
+    PayloadCommand,
 }
 
 impl Refusal {
@@ -61,6 +66,9 @@ impl Refusal {
                 "session-management commands are the gateway's own; they are never forwarded"
             }
             Refusal::Undecodable(why) => why,
+            Refusal::PayloadCommand => {
+                "payload commands are the console hub's own; use the console (GET /v1/bmcs/NAME/console, ipmigw console)"
+            }
         }
     }
 }
@@ -130,6 +138,8 @@ pub const NAMED: &[(&str, bool)] = &[
     ("chassis.bootdev.set", true),
     ("chassis.bootopt.flags", true),
     ("sensor.read", false),
+    // Not an IPMI command: the gateway's own `/metrics`, granted like one.
+    ("metrics.read", false),
     ("sensor.write", true),
     ("sdr.read", false),
     ("sel.read", false),
@@ -145,6 +155,12 @@ pub const NAMED: &[(&str, bool)] = &[
     ("sol.activate", true),
     ("sol.config.read", false),
     ("sol.config.write", true),
+    // Console rights: decided by the gateway's console hub, never sent to
+    // a BMC as such.
+    ("console.read", false),
+    ("console.write", true),
+    ("console.force", true),
+    ("console.break", true),
     ("session.info", false),
     ("ipmb.send", true),
     ("i2c.write_read", true),
@@ -231,9 +247,28 @@ pub fn is_session_management(netfn: NetFn, cmd: u8) -> bool {
     registry::lookup(netfn, cmd).is_some_and(|s| s.naming == Naming::Session)
 }
 
+/// True for the payload commands only the console hub sends: Activate and
+/// Deactivate Payload, Get Payload Activation Status, Get Payload Instance
+/// Info, Suspend/Resume Payload Encryption (IPMI v2.0 §24).
+pub fn is_payload_command(netfn: NetFn, cmd: u8) -> bool {
+    use registry::id;
+    [
+        id::ACTIVATE_PAYLOAD,
+        id::DEACTIVATE_PAYLOAD,
+        id::GET_PAYLOAD_ACTIVATION_STATUS,
+        id::GET_PAYLOAD_INSTANCE_INFO,
+        id::SUSPEND_RESUME_PAYLOAD_ENCRYPTION,
+    ]
+    .iter()
+    .any(|c| c.is(netfn, cmd))
+}
+
 /// Maps a request to its policy names.
 pub fn classify(netfn: NetFn, cmd: u8, data: &[u8]) -> Classified {
     let mut c = own_name(netfn, cmd, data);
+    if is_payload_command(netfn, cmd) {
+        c.refusal = Some(Refusal::PayloadCommand);
+    }
     if registry::lookup(netfn, cmd).is_some_and(|s| s.naming == Naming::Bridged) {
         classify_carried(&mut c, data, 0);
     }
@@ -257,6 +292,9 @@ fn classify_carried(c: &mut Classified, data: &[u8], depth: usize) {
     };
     if is_session_management(inner.netfn, inner.cmd) {
         c.refusal.get_or_insert(Refusal::SessionCommand);
+    }
+    if is_payload_command(inner.netfn, inner.cmd) {
+        c.refusal.get_or_insert(Refusal::PayloadCommand);
     }
     let own = own_name(inner.netfn, inner.cmd, &inner.data);
     c.state_changing |= own.state_changing;
@@ -726,6 +764,30 @@ mod tests {
                 Some(Refusal::SessionCommand)
             );
         }
+    }
+
+    /// Payloads are the console hub's: no raw or tunnelled payload
+    /// command reaches a BMC, whatever its data; the payload-related reads
+    /// that open nothing (channel payload support) stay allowed.
+    #[test]
+    fn payload_commands_are_refused_direct_and_inside_a_tunnel() {
+        for cmd in [0x48, 0x49, 0x4A, 0x4B, 0x55] {
+            for data in [&[][..], &[1, 1, 0xC0, 0, 0, 0], &[2, 1]] {
+                let c = classify(NetFn::APP, cmd, data);
+                assert_eq!(c.refusal, Some(Refusal::PayloadCommand), "{cmd:#x}");
+            }
+            let tunnelled = send_message(0, &ipmb(0x06, cmd, &[1, 1]));
+            let c = classify(NetFn::APP, 0x34, &tunnelled);
+            assert_eq!(c.refusal, Some(Refusal::PayloadCommand), "{cmd:#x}");
+        }
+        assert_eq!(classify(NetFn::APP, 0x4E, &[1]).refusal, None);
+        // The name stays, for policy and the trail.
+        assert_eq!(
+            classify(NetFn::APP, 0x48, &[1, 1, 0xC0, 0, 0, 0])
+                .name
+                .as_str(),
+            "sol.activate"
+        );
     }
 
     #[test]

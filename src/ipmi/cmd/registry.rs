@@ -179,6 +179,8 @@ pub mod id {
     pub const GET_PAYLOAD_ACTIVATION_STATUS: CommandId = CommandId::new(APP, 0x4A);
     /// Get Payload Instance Info.
     pub const GET_PAYLOAD_INSTANCE_INFO: CommandId = CommandId::new(APP, 0x4B);
+    /// Suspend/Resume Payload Encryption.
+    pub const SUSPEND_RESUME_PAYLOAD_ENCRYPTION: CommandId = CommandId::new(APP, 0x55);
     /// Get Channel Payload Support.
     pub const GET_CHANNEL_PAYLOAD_SUPPORT: CommandId = CommandId::new(APP, 0x4E);
     /// Master Write-Read.

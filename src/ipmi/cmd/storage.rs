@@ -23,6 +23,10 @@ pub struct SdrRepositoryInfo {
     pub version: u8,
     /// Number of records.
     pub record_count: u16,
+    /// Timestamp of the most recent addition.
+    pub last_add: u32,
+    /// Timestamp of the most recent erase.
+    pub last_erase: u32,
     /// Operation support bits.
     pub operation_support: u8,
 }
@@ -37,6 +41,8 @@ impl Command for GetSdrRepositoryInfo {
         Ok(SdrRepositoryInfo {
             version: d[0],
             record_count: le16(d, 1),
+            last_add: le32(d, 5),
+            last_erase: le32(d, 9),
             operation_support: d[13],
         })
     }

@@ -56,14 +56,15 @@ pub fn decrypt(key: &[u8], payload: &[u8]) -> Result<Vec<u8>, CryptoError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    const IV: [u8; 16] = [
+    /// An IV and a plaintext message the crypto tests share.
+    pub(crate) const IV: [u8; 16] = [
         0x40, 0x41, 0x42, 0x43, 0x44, 0x45, 0x46, 0x47, 0x48, 0x49, 0x4a, 0x4b, 0x4c, 0x4d, 0x4e,
         0x4f,
     ];
-    const GET_DEVICE_ID: [u8; 7] = [0x20, 0x18, 0xc8, 0x81, 0x04, 0x01, 0x7a];
+    pub(crate) const GET_DEVICE_ID: [u8; 7] = [0x20, 0x18, 0xc8, 0x81, 0x04, 0x01, 0x7a];
 
     #[test]
     fn reference_ciphertexts() {

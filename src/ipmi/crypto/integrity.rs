@@ -172,11 +172,7 @@ mod tests {
     use crate::ipmi::wire::session::SessionPacket;
     use crate::secret::SecretBytes;
 
-    const IV: [u8; 16] = [
-        0x40, 0x41, 0x42, 0x43, 0x44, 0x45, 0x46, 0x47, 0x48, 0x49, 0x4a, 0x4b, 0x4c, 0x4d, 0x4e,
-        0x4f,
-    ];
-    const GET_DEVICE_ID: [u8; 7] = [0x20, 0x18, 0xc8, 0x81, 0x04, 0x01, 0x7a];
+    use crate::ipmi::crypto::confidentiality::tests::{GET_DEVICE_ID, IV};
 
     fn keys(suite: CipherSuite) -> SessionKeys {
         SessionKeys::derive(suite, &SecretBytes::from(&b"password"[..]), None, &inputs())

@@ -297,15 +297,33 @@ struct Session {
 
 enum Stage {
     ExpectRakp1,
-    ExpectRakp3 {
-        console_random: [u8; 16],
-        bmc_random: [u8; 16],
-        role: u8,
-        user: usize,
-        /// The name RAKP 1 carried (what RAKP 3's HMAC covers).
-        username: Vec<u8>,
-    },
+    ExpectRakp3(Rakp2Sent),
     Active(Box<Active>),
+}
+
+/// What a RAKP 2 committed to, which RAKP 3's HMAC must cover.
+#[derive(Clone)]
+struct Rakp2Sent {
+    console_random: [u8; 16],
+    bmc_random: [u8; 16],
+    role: u8,
+    user: usize,
+    /// The name RAKP 1 carried.
+    username: Vec<u8>,
+}
+
+impl Rakp2Sent {
+    fn inputs<'a>(&'a self, console_sid: u32, bmc_sid: u32, guid: &'a [u8; 16]) -> RakpInputs<'a> {
+        RakpInputs {
+            console_sid,
+            bmc_sid,
+            console_random: &self.console_random,
+            bmc_random: &self.bmc_random,
+            bmc_guid: guid,
+            role: self.role,
+            username: &self.username,
+        }
+    }
 }
 
 struct Active {
@@ -446,7 +464,7 @@ impl Endpoint {
                 SETUP_TIMEOUT.min(idle)
             };
             let keep = now.saturating_duration_since(s.last_activity) < limit;
-            if !keep && matches!(s.stage, Stage::ExpectRakp3 { .. }) {
+            if !keep && matches!(s.stage, Stage::ExpectRakp3(_)) {
                 unanswered += 1;
             }
             keep
@@ -764,8 +782,9 @@ impl Endpoint {
                 RmcpPlusStatus::INSUFFICIENT_RESOURCES,
             ));
         }
-        let user = match self.check_rakp1(session, &r1) {
-            Ok(u) => u,
+        let suite = (session.suite, session.zero);
+        match self.check_rakp1(session, &r1) {
+            Ok(user) => Some(self.rakp2(now, tag, (console_sid, bmc_sid), suite, user, r1)),
             Err(status) => {
                 self.sessions.remove(&bmc_sid);
                 // A name no enabled user has is a guess; a known name with
@@ -777,23 +796,33 @@ impl Endpoint {
                 {
                     self.failed_guess(now);
                 }
-                return Some(self.rakp2_refusal(tag, console_sid, status));
+                Some(self.rakp2_refusal(tag, console_sid, status))
             }
-        };
+        }
+    }
+
+    /// Answers an acceptable RAKP 1 and remembers what the answer committed to.
+    fn rakp2(
+        &mut self,
+        now: Instant,
+        tag: u8,
+        (console_sid, bmc_sid): (u32, u32),
+        (suite, zero): (CipherSuite, bool),
+        user: usize,
+        r1: Rakp1,
+    ) -> Outgoing {
         let mut bmc_random = [0u8; 16];
         self.rng.fill_bytes(&mut bmc_random);
-        let suite = session.suite;
-        let inputs = RakpInputs {
-            console_sid,
-            bmc_sid,
-            console_random: &r1.console_random,
-            bmc_random: &bmc_random,
-            bmc_guid: &self.cfg.guid,
+        let sent = Rakp2Sent {
+            console_random: r1.console_random,
+            bmc_random,
             role: r1.role,
-            username: &r1.username,
+            user,
+            username: r1.username,
         };
+        let inputs = sent.inputs(console_sid, bmc_sid, &self.cfg.guid);
         // Suite 0 proves nothing: RAKP 2 carries no auth code.
-        let code = match session.zero {
+        let code = match zero {
             true => Vec::new(),
             false => keys::rakp2_auth_code(suite.auth(), &self.users[user].password, &inputs)
                 .expose()
@@ -809,15 +838,9 @@ impl Endpoint {
         };
         if let Some(s) = self.sessions.get_mut(&bmc_sid) {
             s.last_activity = now;
-            s.stage = Stage::ExpectRakp3 {
-                console_random: r1.console_random,
-                bmc_random,
-                role: r1.role,
-                user,
-                username: r1.username.clone(),
-            };
+            s.stage = Stage::ExpectRakp3(sent);
         }
-        Some(setup_reply(PayloadKind::RAKP2, |o| r2.emit(o), false))
+        setup_reply(PayloadKind::RAKP2, |o| r2.emit(o), false)
     }
 
     /// The user a RAKP 1 may log in as, or the status refusing it.
@@ -864,14 +887,8 @@ impl Endpoint {
         let Some(session) = self.sessions.get(&r3.bmc_sid) else {
             return refuse(self, 0, RmcpPlusStatus::INVALID_SESSION_ID);
         };
-        let (console_random, bmc_random, role, user, username) = match &session.stage {
-            Stage::ExpectRakp3 {
-                console_random,
-                bmc_random,
-                role,
-                user,
-                username,
-            } => (*console_random, *bmc_random, *role, *user, username.clone()),
+        let sent = match &session.stage {
+            Stage::ExpectRakp3(sent) => sent.clone(),
             Stage::Active(a) => {
                 return match &a.rakp_replay {
                     Some((rakp3, rakp4)) if rakp3 == payload => Some(plain(rakp4.clone())),
@@ -904,29 +921,18 @@ impl Endpoint {
             self.failed_guess(now);
             return None;
         }
-        let u = &self.users[user];
-        let inputs = RakpInputs {
-            console_sid,
-            bmc_sid: r3.bmc_sid,
-            console_random: &console_random,
-            bmc_random: &bmc_random,
-            bmc_guid: &self.cfg.guid,
-            role,
-            username: &username,
-        };
-        if !zero && !keys::verify_rakp3(suite.auth(), &u.password, &inputs, &r3.auth_code) {
+        let inputs = sent.inputs(console_sid, r3.bmc_sid, &self.cfg.guid);
+        let password = &self.users[sent.user].password;
+        if !zero && !keys::verify_rakp3(suite.auth(), password, &inputs, &r3.auth_code) {
             self.sessions.remove(&r3.bmc_sid);
             self.failed_guess(now);
             return refuse(self, console_sid, RmcpPlusStatus::INVALID_INTEGRITY_CHECK);
         }
-        let keys = SessionKeys::derive(suite, &u.password, self.cfg.kg.as_ref(), &inputs);
+        let keys = SessionKeys::derive(suite, password, self.cfg.kg.as_ref(), &inputs);
         let icv = match zero {
             true => Vec::new(),
             false => keys.rakp4_icv(&inputs),
         };
-        let max_privilege = Privilege::from_level(role & 0x0F)
-            .unwrap_or(Privilege::User)
-            .min(u.privilege);
         let r4 = Rakp4 {
             tag: r3.tag,
             status: RmcpPlusStatus::OK,
@@ -934,24 +940,39 @@ impl Endpoint {
             icv,
         };
         let reply = setup_reply(PayloadKind::RAKP4, |o| r4.emit(o), false);
-        if let Some(s) = self.sessions.get_mut(&r3.bmc_sid) {
+        self.establish(now, r3.bmc_sid, &sent, keys, (payload, &reply));
+        Some(reply)
+    }
+
+    /// Turns a session whose RAKP 3 verified into an established one.
+    fn establish(
+        &mut self,
+        now: Instant,
+        bmc_sid: u32,
+        sent: &Rakp2Sent,
+        keys: SessionKeys,
+        (rakp3, rakp4): (&[u8], &Outgoing),
+    ) {
+        let max_privilege = Privilege::from_level(sent.role & 0x0F)
+            .unwrap_or(Privilege::User)
+            .min(self.users[sent.user].privilege);
+        if let Some(s) = self.sessions.get_mut(&bmc_sid) {
             s.last_activity = now;
             s.stage = Stage::Active(Box::new(Active {
-                rakp_replay: Some((payload.to_vec(), reply.bytes.clone())),
+                rakp_replay: Some((rakp3.to_vec(), rakp4.bytes.clone())),
                 keys,
                 window: SeqWindow::new(),
                 out_seq: 0,
                 // Sessions start at USER (or lower) until raised.
                 privilege: max_privilege.min(Privilege::User),
                 max_privilege,
-                user,
+                user: sent.user,
                 last: None,
             }));
         }
         self.stats.logins += 1;
         self.failed_logins = 0;
         self.locked_until = None;
-        Some(reply)
     }
 
     // === established sessions ===
@@ -1056,6 +1077,21 @@ impl Endpoint {
             id::GET_CHANNEL_CIPHER_SUITES => cipher_suites(&self.cfg, &req.data),
             id::GET_SYSTEM_GUID if !self.cfg.forward_system_guid => {
                 (CompletionCode::OK, self.cfg.guid.to_vec())
+            }
+            id::ACTIVATE_PAYLOAD if self.cfg.sol.is_some_and(|s| s.owner_decides) => {
+                match self.activate_refusal(a, &req.data) {
+                    Some(refusal) => refusal,
+                    None => {
+                        let cmd = AppCommand {
+                            bmc_sid,
+                            console_sid,
+                            privilege: a.privilege,
+                            received_at: now,
+                            request: req,
+                        };
+                        return (Some(Received::Command(cmd)), None);
+                    }
+                }
             }
             cmd if self.cfg.sol.is_some() && sol::is_sol_command(cmd) => {
                 self.sol_command(bmc_sid, console_sid, a, &req)

@@ -593,20 +593,7 @@ impl ExpectRakp2 {
             return Ok((State::Rakp2(self), Progress::Ignored(Drop::Stale)));
         }
         if !r2.status.is_ok() {
-            let why = match r2.status {
-                RmcpPlusStatus::UNAUTHORIZED_NAME => "unknown or disabled user name",
-                RmcpPlusStatus::UNAUTHORIZED_ROLE | RmcpPlusStatus::INVALID_ROLE => {
-                    "the user may not have the requested privilege"
-                }
-                _ => {
-                    return Err(SessionError::Refused {
-                        stage: "RAKP 1",
-                        status: r2.status,
-                    }
-                    .into())
-                }
-            };
-            return Err(SessionError::AuthenticationFailed(why).into());
+            return Err(rakp2_refused(r2.status));
         }
         let inputs = RakpInputs {
             console_sid: self.console_sid,
@@ -632,21 +619,7 @@ impl ExpectRakp2 {
             ));
         }
         if !verified {
-            // Tell the BMC, so it frees the half-open session at once.
-            let r3 = Rakp3 {
-                tag: c.next_tag(),
-                status: RmcpPlusStatus::INVALID_INTEGRITY_CHECK,
-                bmc_sid: self.bmc_sid,
-                auth_code: Vec::new(),
-            };
-            let mut payload = Vec::new();
-            r3.emit(&mut payload);
-            return Err(LoginFailure {
-                error: SessionError::AuthenticationFailed(
-                    "wrong password (or the BMC is not who it claims to be)",
-                ),
-                farewell: Some(setup_datagram(PayloadKind::RAKP3, &payload)),
-            });
+            return Err(self.wrong_password(c));
         }
         let code = keys::rakp3_auth_code(alg, &c.cfg.password, &inputs);
         let r3 = Rakp3 {
@@ -670,6 +643,45 @@ impl ExpectRakp2 {
             }),
             Progress::Send(setup_datagram(PayloadKind::RAKP3, &payload)),
         ))
+    }
+}
+
+/// Why a BMC refused RAKP 1, in the words a user can act on.
+fn rakp2_refused(status: RmcpPlusStatus) -> LoginFailure {
+    let why = match status {
+        RmcpPlusStatus::UNAUTHORIZED_NAME => "unknown or disabled user name",
+        RmcpPlusStatus::UNAUTHORIZED_ROLE | RmcpPlusStatus::INVALID_ROLE => {
+            "the user may not have the requested privilege"
+        }
+        _ => {
+            return SessionError::Refused {
+                stage: "RAKP 1",
+                status,
+            }
+            .into()
+        }
+    };
+    SessionError::AuthenticationFailed(why).into()
+}
+
+impl ExpectRakp2 {
+    /// A RAKP 2 that failed verification twice: the password is wrong. The
+    /// BMC is told, so it frees the half-open session at once.
+    fn wrong_password(&self, c: &mut Common) -> LoginFailure {
+        let r3 = Rakp3 {
+            tag: c.next_tag(),
+            status: RmcpPlusStatus::INVALID_INTEGRITY_CHECK,
+            bmc_sid: self.bmc_sid,
+            auth_code: Vec::new(),
+        };
+        let mut payload = Vec::new();
+        r3.emit(&mut payload);
+        LoginFailure {
+            error: SessionError::AuthenticationFailed(
+                "wrong password (or the BMC is not who it claims to be)",
+            ),
+            farewell: Some(setup_datagram(PayloadKind::RAKP3, &payload)),
+        }
     }
 }
 

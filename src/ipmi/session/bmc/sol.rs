@@ -18,7 +18,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Active, Endpoint, Outgoing, Stage, LAN_CHANNEL};
+use super::{Active, AppCommand, Endpoint, Outgoing, Stage, LAN_CHANNEL};
 use crate::ipmi::cmd::registry::{id, CommandId};
 use crate::ipmi::cmd::sol::{
     activate_cc, deactivate_cc, param, ActivatePayload, ActivatedPayload, PayloadActivationStatus,
@@ -53,6 +53,12 @@ pub struct SolSettings {
     pub send_capacity: usize,
     /// Keystrokes waiting for the host, at most.
     pub receive_capacity: usize,
+    /// When set, an Activate Payload that passes the endpoint's own checks
+    /// goes to the owner as a [`Received::Command`](super::Received): the
+    /// owner answers it with [`Endpoint::sol_accept`] or refuses it with
+    /// [`Endpoint::answer`]. A front end (the bridge) first asks whoever
+    /// holds the real console.
+    pub owner_decides: bool,
 }
 
 impl SolSettings {
@@ -68,6 +74,7 @@ impl SolSettings {
             },
             send_capacity: 64 * 1024,
             receive_capacity: 4096,
+            owner_decides: false,
         }
     }
 }
@@ -278,6 +285,31 @@ impl Endpoint {
         }
     }
 
+    /// Why an Activate Payload request must be refused, or `None`.
+    pub(super) fn activate_refusal(
+        &self,
+        a: &Active,
+        d: &[u8],
+    ) -> Option<(CompletionCode, Vec<u8>)> {
+        let Ok((kind, act)) = ActivatePayload::parse_request(d) else {
+            return Some((CompletionCode::REQUEST_LENGTH_INVALID, vec![]));
+        };
+        if kind != PAYLOAD_TYPE_SOL || act.instance != 1 {
+            return Some((CompletionCode::INVALID_DATA_FIELD, vec![]));
+        }
+        if self.sol.is_some() {
+            return Some((CompletionCode(activate_cc::ALREADY_ACTIVE), vec![]));
+        }
+        // SOL packets are sealed like the session's other payloads, so
+        // the request must ask for what the suite does.
+        let suite_encrypts = a.keys.suite.confidentiality() != ConfidentialityAlgorithm::None;
+        match (suite_encrypts, act.encrypt) {
+            (true, false) => Some((CompletionCode(activate_cc::NEEDS_ENCRYPTION), vec![])),
+            (false, true) => Some((CompletionCode(activate_cc::CANNOT_ENCRYPT), vec![])),
+            _ => None,
+        }
+    }
+
     fn sol_activate(
         &mut self,
         cfg: &SolSettings,
@@ -286,23 +318,19 @@ impl Endpoint {
         a: &Active,
         d: &[u8],
     ) -> (CompletionCode, Vec<u8>) {
-        let Ok((kind, act)) = ActivatePayload::parse_request(d) else {
-            return (CompletionCode::REQUEST_LENGTH_INVALID, vec![]);
-        };
-        if kind != PAYLOAD_TYPE_SOL || act.instance != 1 {
-            return (CompletionCode::INVALID_DATA_FIELD, vec![]);
+        match self.activate_refusal(a, d) {
+            Some(refusal) => refusal,
+            None => self.activate(cfg, bmc_sid, console_sid),
         }
-        if self.sol.is_some() {
-            return (CompletionCode(activate_cc::ALREADY_ACTIVE), vec![]);
-        }
-        // SOL packets are sealed like the session's other payloads, so
-        // the request must ask for what the suite does.
-        let suite_encrypts = a.keys.suite.confidentiality() != ConfidentialityAlgorithm::None;
-        match (suite_encrypts, act.encrypt) {
-            (true, false) => return (CompletionCode(activate_cc::NEEDS_ENCRYPTION), vec![]),
-            (false, true) => return (CompletionCode(activate_cc::CANNOT_ENCRYPT), vec![]),
-            _ => {}
-        }
+    }
+
+    /// Activates the payload for `bmc_sid` (the checks passed).
+    fn activate(
+        &mut self,
+        cfg: &SolSettings,
+        bmc_sid: u32,
+        console_sid: u32,
+    ) -> (CompletionCode, Vec<u8>) {
         let chunk = |size: u16| usize::from(size).saturating_sub(4).max(1);
         let link = SolLink::new(LinkConfig {
             retry_interval: cfg.retry.interval.max(Duration::from_millis(10)),
@@ -327,6 +355,26 @@ impl Endpoint {
             vlan: None,
         };
         (CompletionCode::OK, answer.to_bytes())
+    }
+
+    /// Activates the payload an owner-decided Activate Payload asked for
+    /// (see [`SolSettings::owner_decides`]) and seals the answer: `None`
+    /// when the session ended meanwhile. Checked again, so a payload
+    /// another session activated in between is refused as already active.
+    pub fn sol_accept(&mut self, cmd: AppCommand) -> Option<Outgoing> {
+        let cfg = self.cfg.sol?;
+        let session = self.sessions.get(&cmd.bmc_sid)?;
+        let Stage::Active(a) = &session.stage else {
+            return None;
+        };
+        if session.console_sid != cmd.console_sid {
+            return None;
+        }
+        let (cc, data) = match self.activate_refusal(a, &cmd.request.data) {
+            Some(refusal) => refusal,
+            None => self.activate(&cfg, cmd.bmc_sid, cmd.console_sid),
+        };
+        self.answer(cmd, cc, data)
     }
 
     fn sol_deactivate_command(&mut self, bmc_sid: u32, d: &[u8]) -> (CompletionCode, Vec<u8>) {

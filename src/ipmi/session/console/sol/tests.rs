@@ -42,6 +42,10 @@ struct Net {
     /// SOL datagrams for a console not being driven now.
     held: Vec<Vec<u8>>,
     logins: u64,
+    /// For an owner-decided activation: accept it (else refuse, 0x80).
+    accept: bool,
+    /// Activations the endpoint left to its owner.
+    asked: u32,
 }
 
 fn is_sol(d: &[u8]) -> bool {
@@ -75,6 +79,8 @@ impl Net {
             silent: false,
             held: Vec::new(),
             logins: 0,
+            accept: true,
+            asked: 0,
         }
     }
 
@@ -119,7 +125,7 @@ impl Net {
                 if self.lost(&d, true) {
                     continue;
                 }
-                if let Some(reply) = self.bmc.handle_datagram(self.now, &d, &mut NoApp) {
+                if let Some(reply) = self.bmc_takes(&d) {
                     self.deliver(sol, reply.bytes);
                 }
             }
@@ -141,6 +147,27 @@ impl Net {
             }
         }
         panic!("no quiet after {MAX_STEPS} steps")
+    }
+
+    /// One datagram to the BMC, as its owner would run it: commands are
+    /// NoApp's, except an owner-decided activation.
+    fn bmc_takes(&mut self, d: &[u8]) -> Option<crate::ipmi::session::bmc::Outgoing> {
+        use crate::ipmi::session::bmc::Received;
+        match self.bmc.receive(self.now, d)? {
+            Received::Reply(out) => Some(out),
+            Received::Command(cmd) if cmd.request().cmd == 0x48 => {
+                self.asked += 1;
+                if self.accept {
+                    self.bmc.sol_accept(cmd)
+                } else {
+                    self.bmc.answer(cmd, CompletionCode(0x80), vec![])
+                }
+            }
+            Received::Command(cmd) => {
+                let (cc, data) = NoApp.execute(self.now, cmd.privilege(), cmd.request());
+                self.bmc.answer(cmd, cc, data)
+            }
+        }
     }
 
     fn deliver(&mut self, sol: &mut SolConsole, d: Vec<u8>) {
@@ -294,6 +321,38 @@ fn a_full_bmc_takes_part_and_the_rest_follows_in_order() {
     assert!(sol.link_stats().nacks >= 1);
 }
 
+/// A front end's endpoint (the bridge) leaves a valid activation to its
+/// owner, who accepts or refuses it; one the endpoint itself must refuse
+/// (a payload already held) never reaches the owner.
+#[test]
+fn an_owner_decided_activation_is_the_owners_to_accept_or_refuse() {
+    let mut s = settings();
+    s.owner_decides = true;
+    let mut net = Net::new(s);
+    net.accept = false;
+    let mut refused = net.start(SolConfig::new(PORT), CipherSuite::Suite17);
+    assert_eq!(net.asked, 1);
+    assert_eq!(
+        ended(&mut refused),
+        Some(SolEnd::Failed(SolError::AlreadyActive))
+    );
+    assert_eq!(net.bmc.sol_owner(), None, "a refusal activates nothing");
+    net.accept = true;
+    let mut sol = net.start(SolConfig::new(PORT), CipherSuite::Suite3);
+    assert_eq!(net.asked, 2);
+    assert_eq!(sol.state(), SolState::Active);
+    assert_eq!(net.bmc.sol_owner(), Some(sol.session().bmc_session_id()));
+    assert_eq!(sol.write(net.now, b"ls\r"), 3);
+    net.settle(&mut sol);
+    assert_eq!(net.bmc.sol_read(), b"ls\r");
+    let mut second = net.start(SolConfig::new(PORT), CipherSuite::Suite17);
+    assert_eq!(net.asked, 2, "the endpoint refused it itself");
+    assert_eq!(
+        ended(&mut second),
+        Some(SolEnd::Failed(SolError::AlreadyActive))
+    );
+}
+
 #[test]
 fn a_payload_held_elsewhere_is_refused_or_taken_over() {
     let mut net = Net::new(settings());
@@ -419,4 +478,27 @@ fn the_bmc_saying_sol_inactive_ends_it_and_a_closed_session_frees_it() {
     let close = session.close_session_request();
     net.bmc.handle_datagram(net.now, &close, &mut NoApp);
     assert_eq!(net.bmc.sol_owner(), None);
+}
+
+/// The BMC side takes SOL packets only from the session holding the
+/// payload: keystrokes from a console that lost it (taken over, not yet
+/// told) are counted as refused and never reach the host.
+#[test]
+fn sol_packets_from_a_session_without_the_payload_are_refused() {
+    let mut net = Net::new(settings());
+    let mut first = net.start(SolConfig::new(PORT), CipherSuite::Suite17);
+    let mut cfg = SolConfig::new(PORT);
+    cfg.take_over = true;
+    let second = net.start(cfg, CipherSuite::Suite17);
+    assert_eq!(net.bmc.sol_owner(), Some(second.session().bmc_session_id()));
+    assert_eq!(first.state(), SolState::Active, "not told yet");
+    let refused = net.bmc.stats().sol_refused;
+    assert_eq!(first.write(net.now, b"evil\r"), 5);
+    let sent: Vec<Vec<u8>> = std::iter::from_fn(|| first.poll_transmit()).collect();
+    assert!(sent.iter().any(|d| is_sol(d)), "keystrokes went out");
+    for d in sent {
+        let _ = net.bmc.handle_datagram(net.now, &d, &mut NoApp);
+    }
+    assert!(net.bmc.stats().sol_refused > refused);
+    assert!(net.bmc.sol_read().is_empty(), "nothing reached the host");
 }
