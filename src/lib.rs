@@ -58,6 +58,8 @@
 //!   retries, keepalive, re-login; multi-step reads (SDR, SEL, FRU).
 //! - [`ops`]: the operations users name (power, sensors, boot, raw, ...),
 //!   their HTTP and CLI codec, errors with status and exit codes.
+//! - [`alerts`]: alert conditions with stable fingerprints and their
+//!   sinks (signed webhook, syslog); knows no other subsystem.
 //! - [`metrics`]: the Prometheus registry and exposition, ipmi_exporter
 //!   names for BMC sensors.
 //! - [`scan`]: BMC security posture (`ipmigw scan`): probes, findings,
