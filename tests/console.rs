@@ -353,6 +353,11 @@ async fn a_flood_arrives_whole_and_the_recording_matches() {
         stdout.contains(name) && stdout.contains("changed"),
         "{stdout}"
     );
+    // The whole directory gone is as much a finding as one file changed.
+    std::fs::rename(&recs, dir.path().join("moved-away")).unwrap();
+    let (code, stdout, stderr) = common::ipmigw_bin(&args);
+    assert_eq!(code, 3, "{stdout}{stderr}");
+    assert!(stdout.contains(name), "{stdout}");
 }
 
 /// Limits: a user over max_per_user is refused with 429, and the idle
@@ -793,4 +798,19 @@ async fn the_console_in_front_of_ipmi_sim_sol() {
     }
     env.stop().await;
     drop(host);
+}
+
+/// A reload that revokes a writer's certificate ends its console at once:
+/// the WebSocket outlives the HTTP connection it was upgraded from, and is
+/// still checked (found by the attacker review: it kept typing).
+#[tokio::test]
+async fn a_certificate_revoked_by_a_reload_ends_its_console() {
+    let env = setup("").await;
+    let mut a = attach(&env, "alice", "").await.unwrap();
+    let mut sa = Seen::default();
+    read_until(&mut a, &mut sa, |s| s.has("status").is_some()).await;
+    ipmigw::pki::revoke(&env.pki(), "alice").unwrap();
+    env.gw.reload().await.unwrap();
+    read_until(&mut a, &mut sa, |s| s.has("ended").is_some()).await;
+    assert_eq!(sa.has("ended").unwrap()["reason"], "revoked certificate");
 }

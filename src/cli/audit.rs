@@ -163,14 +163,13 @@ fn verify_recordings(files: &[PathBuf], dir: Option<&std::path::Path>) -> Result
             } else {
                 first.clone()
             };
-            let d = crate::audit::fs::sibling(&trail, "consoles");
-            if !d.is_dir() {
-                return Ok(());
-            }
-            d
+            crate::audit::fs::sibling(&trail, "consoles")
         }
     };
+    // A trail that pins recordings needs them, whether or not the
+    // directory is still there; one that pins none says nothing of them.
     match crate::audit::recordings::verify_recordings(files, &dir).map_err(CliError::usage)? {
+        Ok(0) if !dir.is_dir() => Ok(()),
         Ok(n) => {
             outln!("recordings: {n} intact in {}", dir.display());
             Ok(())

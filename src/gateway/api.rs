@@ -715,6 +715,7 @@ async fn console_route(
         )
         .await;
     };
+    let opening = !shared.consoles.is_open(bmc);
     let asked = Asked {
         caller,
         bmc,
@@ -724,12 +725,12 @@ async fn console_route(
             cmd: 0x48,
             data: vec![1, 1, 0xC0, 0, 0, 0],
         },
-        classified: console_classified(write, force, !shared.consoles.is_open(bmc)),
+        classified: console_classified(write, force, opening),
     };
     if let Err(answer) = console_permit(shared, &asked).await {
         return answer;
     }
-    let a = match shared.consoles.attach(user, bmc, write, force) {
+    let a = match shared.consoles.attach(user, bmc, (write, force), opening) {
         Ok(a) => a,
         Err(e) => return console_refused(caller, e),
     };

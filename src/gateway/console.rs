@@ -186,22 +186,28 @@ impl Consoles {
 
     /// Whether `bmc`'s console is open (attaching opens it otherwise).
     pub fn is_open(&self, bmc: &str) -> bool {
-        self.open.lock().expect("consoles").contains_key(bmc)
+        self.open
+            .lock()
+            .expect("consoles")
+            .get(bmc)
+            .is_some_and(|c| !c.hub.lock().expect("hub").closed)
     }
 
-    /// Attaches `user` to `bmc`'s console, opening it when needed.
+    /// Attaches `user` to `bmc`'s console, opening it when needed and
+    /// `may_open` (policy decided the opening: a console that closed after
+    /// the decision is not reopened on a viewer's behalf).
     pub fn attach(
         self: &Arc<Self>,
         user: &str,
         bmc: &str,
-        write: bool,
-        force: bool,
+        (write, force): (bool, bool),
+        may_open: bool,
     ) -> Result<Attachment, AttachError> {
         if let Err(e) = self.reserve(user) {
             self.audit_refusal(user, bmc, &e);
             return Err(e);
         }
-        let console = match self.console(bmc, user) {
+        let console = match self.console(bmc, user, may_open) {
             Ok(c) => c,
             Err(e) => {
                 self.release(user);
@@ -267,12 +273,17 @@ impl Consoles {
     }
 
     /// The open console of `bmc`, or a new one (its driver started).
-    fn console(&self, bmc: &str, user: &str) -> Result<Arc<Console>, AttachError> {
+    fn console(&self, bmc: &str, user: &str, may_open: bool) -> Result<Arc<Console>, AttachError> {
         let mut open = self.open.lock().expect("consoles");
         if let Some(c) = open.get(bmc) {
             if !c.hub.lock().expect("hub").closed {
                 return Ok(c.clone());
             }
+        }
+        if !may_open {
+            return Err(AttachError::Unavailable(
+                "the console closed while you attached; attach again".into(),
+            ));
         }
         let spec = self
             .specs

@@ -601,8 +601,9 @@ async fn serve(
     };
     let idle = Duration::from_millis(limits.idle_timeout_ms.max(1));
     let builder = http_builder(limits, idle);
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(v.tls), svc);
-    tokio::pin!(conn);
+    // Boxed so that it can be dropped (with the service's hold on `info`)
+    // before an upgraded session is watched.
+    let mut conn = Box::pin(builder.serve_connection_with_upgrades(TokioIo::new(v.tls), svc));
     let mut generation = shared.generation.subscribe();
     let mut idle_check = tokio::time::interval((idle / 4).clamp(IDLE_CHECK_MIN, IDLE_CHECK_MAX));
     // Once a graceful close has begun, the connection gets this long to end.
@@ -614,7 +615,7 @@ async fn serve(
                 if let Err(e) = r {
                     tracing::debug!(%source, error = %e, "connection ended with an error");
                 }
-                return;
+                break;
             }
             _ = stop.changed(), if closing.is_none() => {
                 conn.as_mut().graceful_shutdown();
@@ -629,19 +630,72 @@ async fn serve(
             }
             _ = tokio::time::sleep_until(closing.unwrap_or(far)), if closing.is_some() => return,
             Ok(()) = generation.changed() => {
-                // A reload may have revoked this certificate or its user.
-                let rt = shared.runtime();
-                let still_valid = rt.tls.verifier.verify_client_cert(&v.leaf, &v.chain[1..], UnixTime::now()).is_ok()
-                    && tls::map_user(&rt.policy, &rt.tls.identity, &info.cert).is_ok();
-                if !still_valid {
-                    tracing::warn!(%source, "closing a connection whose certificate the new configuration refuses");
-                    info.revoked.store(true, Relaxed);
-                    drop(rt);
-                    audit_tls(shared, "closed", Some("certificate refused after reload".into()), Some(info.cert.sha256.clone()), source, None);
+                if refused_after_reload(shared, &v.leaf, &v.chain, &info) {
                     conn.as_mut().graceful_shutdown();
                     closing.get_or_insert(tokio::time::Instant::now() + IDLE_CLOSE_GRACE);
                 }
             }
+        }
+    }
+    // An upgraded connection (a console's WebSocket) lives on in its own
+    // task: its certificate is still checked on reloads.
+    drop(conn);
+    watch_upgraded(shared, &v.leaf, &v.chain, &info, &mut generation, &mut stop).await;
+}
+
+/// Whether a reload revoked this connection's certificate or its user; if
+/// so, marks the connection revoked (what its requests and console check)
+/// and audits the closing.
+fn refused_after_reload(
+    shared: &Shared,
+    leaf: &CertificateDer<'static>,
+    chain: &[CertificateDer<'static>],
+    info: &ConnInfo,
+) -> bool {
+    let rt = shared.runtime();
+    let still_valid = rt
+        .tls
+        .verifier
+        .verify_client_cert(leaf, chain.get(1..).unwrap_or(&[]), UnixTime::now())
+        .is_ok()
+        && tls::map_user(&rt.policy, &rt.tls.identity, &info.cert).is_ok();
+    drop(rt);
+    if !still_valid {
+        tracing::warn!(source = %info.source, "closing a connection whose certificate the new configuration refuses");
+        info.revoked.store(true, Relaxed);
+        audit_tls(
+            shared,
+            "closed",
+            Some("certificate refused after reload".into()),
+            Some(info.cert.sha256.clone()),
+            info.source,
+            None,
+        );
+    }
+    !still_valid
+}
+
+/// After hyper hands a connection over (an upgrade), keeps checking its
+/// certificate on every reload for as long as the upgraded session holds
+/// the connection's info; its connection slots stay held until then.
+async fn watch_upgraded(
+    shared: &Shared,
+    leaf: &CertificateDer<'static>,
+    chain: &[CertificateDer<'static>],
+    info: &Arc<ConnInfo>,
+    generation: &mut watch::Receiver<u64>,
+    stop: &mut watch::Receiver<bool>,
+) {
+    let mut alive = tokio::time::interval(Duration::from_secs(1));
+    while Arc::strong_count(info) > 1 && !*stop.borrow() {
+        tokio::select! {
+            Ok(()) = generation.changed() => {
+                if refused_after_reload(shared, leaf, chain, info) {
+                    return;
+                }
+            }
+            _ = stop.changed() => return,
+            _ = alive.tick() => {}
         }
     }
 }
