@@ -645,65 +645,6 @@ async fn payload_commands_are_refused_on_the_raw_path() {
 
 // === the gateway in front of OpenIPMI ipmi_sim's SOL ===
 
-/// The simulated host on a TCP port, for ipmi_sim's `sol "tcp:..."` line
-/// (as tests/sol_interop.rs wires it). Stopped on drop.
-struct HostLine {
-    port: u16,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl HostLine {
-    fn start() -> HostLine {
-        use std::io::{Read, Write};
-        use std::sync::atomic::Ordering::Relaxed;
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let mut host = ipmigw::sim::host::SimHost::new(1);
-            let mut conn: Option<std::net::TcpStream> = None;
-            let mut buf = [0u8; 4096];
-            while !flag.load(Relaxed) {
-                if let Ok((c, _)) = listener.accept() {
-                    c.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
-                    host.attach();
-                    conn = Some(c);
-                }
-                let Some(c) = conn.as_mut() else {
-                    std::thread::sleep(Duration::from_millis(10));
-                    continue;
-                };
-                match c.read(&mut buf) {
-                    Ok(0) => conn = None,
-                    Ok(n) => host.input(&buf[..n]),
-                    Err(_) => {}
-                }
-                let out = host.read_output(4096);
-                if !out.is_empty() && conn.as_mut().is_some_and(|c| c.write_all(&out).is_err()) {
-                    conn = None;
-                }
-            }
-        });
-        HostLine {
-            port,
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for HostLine {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 /// node01 of the demo gateway pointed at ipmi_sim: its admin, suite 3
 /// (ipmi_sim has no suite 17).
 fn point_at(dir: &std::path::Path, sim: std::net::SocketAddr) {
@@ -735,7 +676,7 @@ fn point_at(dir: &std::path::Path, sim: std::net::SocketAddr) {
 /// detaching leaves no payload active on ipmi_sim.
 #[tokio::test]
 async fn the_console_in_front_of_ipmi_sim_sol() {
-    let host = HostLine::start();
+    let host = common::host_line::HostLine::start();
     let extra = format!("sol \"tcp:127.0.0.1:{}\" 115200\n", host.port);
     let Some(sim) = common::IpmiSim::start_with(&extra) else {
         return;

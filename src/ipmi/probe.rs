@@ -9,6 +9,7 @@
 //! password hash of CVE-2013-4786): [`Rakp2Seen`] holds only its length.
 
 use super::cmd::registry::{id, CommandId};
+use super::session::console::setup_datagram;
 use super::wire::message::{NetFn, Request, Response};
 use super::wire::rakp::{
     AlgorithmTriple, OpenSessionRequest, OpenSessionResponse, Rakp1, Rakp2, Rakp3, Rakp4,
@@ -224,7 +225,7 @@ pub fn open_session_request(console_sid: u32, algorithms: AlgorithmTriple) -> Ve
         algorithms,
     }
     .emit(&mut p);
-    setup(PayloadKind::OPEN_SESSION_REQUEST, &p)
+    setup_datagram(PayloadKind::OPEN_SESSION_REQUEST, &p)
 }
 
 /// Decodes an Open Session Response.
@@ -243,7 +244,7 @@ pub fn rakp1_request(bmc_sid: u32, console_random: [u8; 16], name: &[u8]) -> Vec
         username: name.to_vec(),
     }
     .emit(&mut p);
-    setup(PayloadKind::RAKP1, &p)
+    setup_datagram(PayloadKind::RAKP1, &p)
 }
 
 /// Decodes a RAKP 2, forgetting its auth code at once.
@@ -268,7 +269,7 @@ pub fn rakp3_request(bmc_sid: u32, status: RmcpPlusStatus) -> Vec<u8> {
         auth_code: vec![],
     }
     .emit(&mut p);
-    setup(PayloadKind::RAKP3, &p)
+    setup_datagram(PayloadKind::RAKP3, &p)
 }
 
 /// Decodes a RAKP 4's status.
@@ -307,20 +308,6 @@ pub fn parse_suite0_answer(d: &[u8]) -> Result<Response, WireError> {
         return Err(unexpected("command", r.cmd));
     }
     Ok(r)
-}
-
-fn setup(kind: PayloadKind, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(16 + payload.len());
-    RmcpHeader::IPMI.emit(&mut out);
-    RmcpPlusHeader {
-        payload_type: PayloadType::setup(kind),
-        session_id: 0,
-        seq: 0,
-        payload_len: payload.len() as u16,
-    }
-    .emit(&mut out);
-    out.extend_from_slice(payload);
-    out
 }
 
 fn setup_payload(d: &[u8], kind: PayloadKind) -> Result<&[u8], WireError> {

@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod gateway;
+pub mod host_line;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::os::unix::fs::PermissionsExt;

@@ -229,6 +229,21 @@ pub struct AppCommand {
 }
 
 impl AppCommand {
+    fn new(
+        (bmc_sid, console_sid): (u32, u32),
+        privilege: Privilege,
+        received_at: Instant,
+        request: Request,
+    ) -> AppCommand {
+        AppCommand {
+            bmc_sid,
+            console_sid,
+            privilege,
+            received_at,
+            request,
+        }
+    }
+
     /// The request, as the console sent it.
     pub fn request(&self) -> &Request {
         &self.request
@@ -1082,13 +1097,7 @@ impl Endpoint {
                 match self.activate_refusal(a, &req.data) {
                     Some(refusal) => refusal,
                     None => {
-                        let cmd = AppCommand {
-                            bmc_sid,
-                            console_sid,
-                            privilege: a.privilege,
-                            received_at: now,
-                            request: req,
-                        };
+                        let cmd = AppCommand::new((bmc_sid, console_sid), a.privilege, now, req);
                         return (Some(Received::Command(cmd)), None);
                     }
                 }
@@ -1110,13 +1119,7 @@ impl Endpoint {
                     }
                 }
                 None => {
-                    let cmd = AppCommand {
-                        bmc_sid,
-                        console_sid,
-                        privilege: a.privilege,
-                        received_at: now,
-                        request: req,
-                    };
+                    let cmd = AppCommand::new((bmc_sid, console_sid), a.privilege, now, req);
                     return (Some(Received::Command(cmd)), None);
                 }
             },
