@@ -87,3 +87,5 @@ pub mod policy;
 pub mod scan;
 pub mod secret;
 pub mod sim;
+#[cfg(test)]
+mod test_clock;

@@ -3,8 +3,6 @@
 //! broken BMC would. The full BMC side lives in the simulator; this is only
 //! enough peer to prove the console refuses what it must.
 
-use std::time::Instant;
-
 use rand::{rngs::StdRng, RngCore, SeedableRng};
 
 use crate::ipmi::crypto::integrity::{open, seal};
@@ -17,12 +15,7 @@ use crate::ipmi::wire::rmcp::RmcpHeader;
 use crate::ipmi::wire::session::*;
 use crate::secret::SecretBytes;
 
-/// The origin of a test's fake clock: the one real clock read the console
-/// tests make (an `Instant` cannot be made any other way); from here on
-/// time moves only when a test moves it.
-pub fn t0() -> Instant {
-    Instant::now()
-}
+pub(crate) use crate::test_clock::t0;
 
 #[derive(Default, Clone)]
 pub struct Knobs {
